@@ -1,0 +1,3 @@
+//! HTTP/1.1 on compio.
+
+pub mod client;
