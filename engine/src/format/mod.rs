@@ -1,0 +1,1 @@
+//! The on-disk format: pure encode/decode, no I/O (spec: `engine/FORMAT.md`).

@@ -1,0 +1,1 @@
+//! Every engine limit, in one place, with `_max` names.

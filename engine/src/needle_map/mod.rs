@@ -1,0 +1,1 @@
+//! Key -> (offset, size) index of a volume, built for billions of needles.

@@ -1,0 +1,1 @@
+//! Volumes: a sans-I/O core plus a blocking `std::fs` backend.
