@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 #[derive(Parser)]
-#[command(name = "kelp", version, about = "A small-file store that speaks SeaweedFS's API and volume format")]
+#[command(
+    name = "kelp",
+    version,
+    about = "A small-file store that speaks SeaweedFS's API and volume format"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

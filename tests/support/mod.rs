@@ -1,0 +1,122 @@
+//! Helpers shared by the end-to-end tests: the `kelp` binary, free loopback ports, and child
+//! processes that are stopped (by pid) when the test ends, pass or fail.
+//! Include with `mod support;` from a file in `tests/`. Append new helpers at the end.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `kelp` binary cargo built for these tests.
+pub fn kelp_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kelp")
+}
+
+/// A loopback port that was free a moment ago (bind port 0, read it, release it).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// `count` consecutive free loopback ports (for servers that take `--port` and use port+1, ...).
+pub fn free_port_run(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_port();
+        if base.checked_add(count).is_none() {
+            continue;
+        }
+        let all_free =
+            (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no run of {count} free loopback ports found");
+}
+
+/// A spawned process, killed (SIGKILL, by pid) and reaped when dropped.
+pub struct ChildGuard {
+    pub child: Child,
+    pub name: String,
+}
+
+impl ChildGuard {
+    /// Spawn `kelp <args>`, stdout/stderr appended to `log_path`.
+    pub fn spawn_kelp(name: &str, args: &[&str], log_path: &Path) -> ChildGuard {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap_or_else(|e| panic!("open log {}: {e}", log_path.display()));
+        let child = Command::new(kelp_bin())
+            .args(args)
+            .stdout(Stdio::from(log.try_clone().expect("clone log fd")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn kelp {args:?}: {e}"));
+        ChildGuard {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL now (a crash), and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit; SIGKILL after that.
+    pub fn terminate(&mut self, timeout: Duration) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on the pid of our own child; no memory is touched.
+        unsafe {
+            libc_kill(pid, 15);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+/// Poll `probe` every 50 ms until it returns true or `timeout` passes; panics naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if probe() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Is something accepting TCP connections on 127.0.0.1:`port`?
+pub fn port_is_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
