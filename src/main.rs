@@ -51,7 +51,7 @@ fn main() {
         Command::Server(args) => ("server", server::run(args)),
         Command::Master(args) => ("master", master::run(args)),
         Command::Volume(args) => ("volume", volume::run(args)),
-        Command::Benchmark(args) => ("benchmark", kelp_bench::run(args).map_err(Into::into)),
+        Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),
     };
