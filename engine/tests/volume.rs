@@ -96,6 +96,20 @@ fn cookie_and_delete() {
         (1, 1, 0)
     );
     assert_eq!(stats.deleted_bytes, u64::from(size));
+    volume.write(&needle(8, 1, b"first", b"n"), false).unwrap();
+    volume.write(&needle(8, 1, b"second", b"n"), false).unwrap();
+    let before = volume.stats();
+    drop(volume);
+    let (volume, _) = FileVolume::open(dir.path(), "pics", 4, &OpenOptions::default()).unwrap();
+    assert_eq!(
+        volume.stats(),
+        before,
+        "counters rebuilt from the .idx on open"
+    );
+    assert_eq!(
+        (before.file_count, before.delete_count, before.live_count),
+        (3, 2, 1)
+    );
 }
 
 // Proves `locate` gives the data's place in the `.dat` (for sendfile) and the metadata,

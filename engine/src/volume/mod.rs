@@ -8,11 +8,10 @@ mod core;
 mod file;
 mod recovery;
 pub mod scan;
-mod stand_in_map;
 
-/// The key index. A stand-in until `crate::needle_map` lands; same API.
+/// The key index (`crate::needle_map`), named in one place.
 pub(crate) mod map {
-    pub use super::stand_in_map::{NeedleMap, NeedleValue};
+    pub use crate::needle_map::{NeedleMap, NeedleValue};
 }
 
 pub use self::core::{

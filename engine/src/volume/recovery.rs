@@ -11,9 +11,9 @@
 //!    there is indexed again; the first torn or corrupt one ends the `.dat`, which is cut.
 //! 3. A rewritten `.idx` replaces the old one atomically (temp file, fsync, rename).
 
-use super::core::{VolumeConfig, VolumeCore, VolumeStats, apply_entry};
+use super::core::{VolumeConfig, VolumeCore, VolumeStats};
 use super::file::{OpenError, VolumeIoError, VolumePaths, io_error, sync_dir};
-use super::map::NeedleMap;
+use super::map::{NeedleMap, NeedleValue};
 use super::scan::{DatScanner, ScanEnd};
 use crate::format::needle::{self, Needle, NeedleError, Version};
 use crate::format::{IdxEntry, OffsetWidth, idx};
@@ -118,11 +118,7 @@ pub(crate) fn recover(
             width,
         )?;
     }
-    let mut map = NeedleMap::new();
-    let mut stats = VolumeStats::default();
-    for entry in &entries {
-        apply_entry(&mut map, &mut stats, *entry);
-    }
+    let (map, stats) = load_map(&entries);
     let idx_end = (entries.len() * entry_bytes) as u64;
     Ok((
         VolumeCore::from_parts(config, map, stats, dat_end, idx_end),
@@ -273,4 +269,34 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VolumeIo
     file.sync_all().map_err(io_error(&temp, "fsync"))?;
     fs::rename(&temp, path).map_err(io_error(path, "rename temp file over"))?;
     sync_dir(path)
+}
+
+/// Bulk-loads the map (last entry per key wins, tombstones remove) and derives the counters
+/// applying the entries one by one would give: every write is counted once and is either
+/// still live or was overwritten or deleted exactly once.
+fn load_map(entries: &[IdxEntry]) -> (NeedleMap, VolumeStats) {
+    let values = entries.iter().map(|e| {
+        (
+            e.key,
+            NeedleValue {
+                offset_units: e.offset_units,
+                size: e.size,
+            },
+        )
+    });
+    let map = NeedleMap::from_sorted_or_not(values);
+    let writes = entries.iter().filter(|e| !e.is_tombstone());
+    let file_count = writes.clone().count() as u64;
+    let written_bytes: u64 = writes.map(|e| u64::from(e.size)).sum();
+    let live_bytes: u64 = map.iter().map(|(_, value)| u64::from(value.size)).sum();
+    let live_count = map.len() as u64;
+    assert!(live_count <= file_count && live_bytes <= written_bytes);
+    let stats = VolumeStats {
+        file_count,
+        delete_count: file_count - live_count,
+        deleted_bytes: written_bytes - live_bytes,
+        live_count,
+        max_key: entries.iter().map(|e| e.key).max().unwrap_or(0),
+    };
+    (map, stats)
 }
