@@ -180,6 +180,9 @@ pub fn fix_index(dir: &Path, collection: &str, id: u32) -> Result<FixReport, Off
         deleted: last_deleted.len(),
         end,
     };
-    write_atomically(&dat.paths.idx, &encode_entries(&entries, dat.offset_width))?;
+    write_atomically(
+        &dat.paths.idx,
+        &encode_entries(entries.into_iter(), dat.offset_width),
+    )?;
     Ok(report)
 }
