@@ -424,3 +424,107 @@ fn kelp_volumes_pass_weed_export_and_fix() {
         "weed fix rebuilt a different .idx"
     );
 }
+
+// Proves a SeaweedFS volume server loads a volume Kelp wrote, serves its needles (bytes,
+// name, mime, pairs as headers), appends to it, and that Kelp then reopens the volume
+// without repair and reads SeaweedFS's append.
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
+fn seaweedfs_serves_and_appends_to_a_kelp_volume() {
+    let root = tempfile::tempdir().unwrap();
+    let vdir = root.path().join("v");
+    std::fs::create_dir_all(&vdir).unwrap();
+    let config = default_config(7, "kv", ReplicaPlacement::default(), Ttl::EMPTY);
+    let mut volume = FileVolume::create(&vdir, config).unwrap();
+    let data = b"written by kelp".repeat(50);
+    let needle = Needle {
+        key: 0x2a,
+        cookie: 0xfeed_beef,
+        data: &data,
+        name: Some(b"kelp.txt"),
+        mime: Some(b"text/x-kelp"),
+        pairs: Some(br#"{"Origin":"kelp"}"#),
+        last_modified_s: Some(1_700_000_000),
+        ..Needle::default()
+    };
+    volume.write(&needle, true).unwrap();
+    drop(volume);
+
+    let (master_port, volume_port) = (free_peer_port(), free_peer_port());
+    let mdir = root.path().join("m");
+    std::fs::create_dir_all(&mdir).unwrap();
+    let master_args = vec![
+        "master".into(),
+        "-ip=127.0.0.1".into(),
+        format!("-port={master_port}"),
+        format!("-mdir={}", mdir.display()),
+        "-peers=none".into(),
+        "-telemetry=false".into(),
+    ];
+    let volume_args = vec![
+        "volume".into(),
+        "-ip=127.0.0.1".into(),
+        format!("-port={volume_port}"),
+        format!("-dir={}", vdir.display()),
+        "-max=5".into(),
+        "-preStopSeconds=0".into(),
+        format!("-master=127.0.0.1:{master_port}"),
+    ];
+    let mut master = spawn_weed("weed master", &master_args, &root.path().join("master.log"));
+    let mut server = spawn_weed("weed volume", &volume_args, &root.path().join("volume.log"));
+    let fid = FileId {
+        volume_id: 7,
+        key: 0x2a,
+        cookie: 0xfeed_beef,
+    }
+    .to_string();
+    let mut got = (0, String::new(), Vec::new());
+    support::wait_until(
+        "SeaweedFS to serve the Kelp volume",
+        Duration::from_secs(30),
+        || {
+            if !support::port_is_open(volume_port) {
+                return false;
+            }
+            got = http(volume_port, "GET", &format!("/{fid}"), &[], b"");
+            got.0 == 200
+        },
+    );
+    let (_, head, body) = got;
+    assert_eq!(body, data);
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/x-kelp"), "{head}");
+    assert!(head.contains("origin: kelp"), "{head}");
+    assert!(head.contains("kelp.txt"), "{head}");
+
+    let appended = FileId {
+        volume_id: 7,
+        key: 0x2b,
+        cookie: 0x0bad_cafe,
+    };
+    let headers = [
+        ("Content-Type", "text/plain"),
+        ("Content-Disposition", "attachment; filename=\"w.txt\""),
+    ];
+    let (status, _, body) = http(
+        volume_port,
+        "POST",
+        &format!("/{appended}"),
+        &headers,
+        b"from weed",
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    server.terminate(Duration::from_secs(10));
+    master.terminate(Duration::from_secs(10));
+
+    let (volume, report) = FileVolume::open(&vdir, "kv", 7, &OpenOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        volume.read(0x2b, 0x0bad_cafe).unwrap().needle().data,
+        b"from weed"
+    );
+    assert_eq!(
+        volume.read(0x2a, 0xfeed_beef).unwrap().needle().data,
+        &data[..]
+    );
+}
