@@ -265,3 +265,16 @@ fn version_2_volume_is_read_only() {
         "{error:?}"
     );
 }
+
+// Proves an empty write is refused with a reason (on disk it would be indistinguishable
+// from a delete marker, so it could not survive an index rebuild).
+#[test]
+fn empty_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut volume = create(dir.path(), 13);
+    let error = volume
+        .write(&needle(1, 1, b"", b"empty"), false)
+        .unwrap_err();
+    assert!(error.to_string().contains("has no data"), "{error}");
+    assert_eq!(volume.stats().file_count, 0);
+}

@@ -86,6 +86,12 @@ impl DatFile {
                 path: paths.dat.clone(),
                 error,
             })?;
+        if superblock.block_bytes() > len {
+            return Err(OfflineError::NoSuperBlock {
+                path: paths.dat,
+                len,
+            });
+        }
         Ok(DatFile {
             paths,
             file,
