@@ -82,7 +82,6 @@ pub(crate) fn recover(
     let version = config.superblock.version;
     let data_start = config.superblock.block_bytes();
     let width = config.offset_width;
-    let entry_bytes = width.entry_bytes() as u64;
     let mut report = RecoveryReport::default();
     let idx_bytes = match fs::read(&paths.idx) {
         Ok(bytes) => Some(bytes),
@@ -125,21 +124,31 @@ pub(crate) fn recover(
             .map_err(io_error(&paths.dat, "truncate"))?;
         dat.sync_all().map_err(io_error(&paths.dat, "fsync"))?;
     }
+    let kept_bytes = idx_bytes.as_ref().map_or(0, Vec::len) as u64;
+    let idx_end = persist_index(&paths.idx, &image, kept_bytes, &found)?;
     let all_entries = || image.entries().chain(found.iter().copied());
-    let idx_end = if image.rewrite {
-        let bytes = encode_entries(all_entries(), width);
-        write_atomically(&paths.idx, &bytes)?;
-        bytes.len() as u64
-    } else {
-        let kept_bytes = idx_bytes.as_ref().map_or(0, Vec::len) as u64;
-        if !found.is_empty() {
-            append_entries(&paths.idx, kept_bytes, found.iter().copied(), width)?;
-        }
-        kept_bytes + found.len() as u64 * entry_bytes
-    };
     let (map, stats) = load_map(all_entries);
     let core = VolumeCore::from_parts(config, map, stats, dat_end, idx_end);
     Ok((core, report))
+}
+
+/// Writes the recovered `.idx`: the whole file again (atomically) when entries were dropped
+/// or it is new, else only the re-indexed entries appended. Returns the `.idx` length.
+fn persist_index(
+    path: &Path,
+    image: &IndexImage,
+    kept_bytes: u64,
+    found: &[IdxEntry],
+) -> Result<u64, VolumeIoError> {
+    if image.rewrite {
+        let bytes = encode_entries(image.entries().chain(found.iter().copied()), image.width);
+        write_atomically(path, &bytes)?;
+        return Ok(bytes.len() as u64);
+    }
+    if !found.is_empty() {
+        append_entries(path, kept_bytes, found.iter().copied(), image.width)?;
+    }
+    Ok(kept_bytes + (found.len() * image.width.entry_bytes()) as u64)
 }
 
 /// The `.dat` that `.idx` entries are checked against.
