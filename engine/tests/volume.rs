@@ -169,25 +169,46 @@ fn size_limit_and_read_only() {
     );
 }
 
-// Proves an expired needle (ttl passed since its last-modified time) is not served.
+// Proves SeaweedFS's expiry rule: a needle with a TTL and a last-modified time is served
+// until append time + TTL, then reported expired; without a last-modified time it never
+// expires.
 #[test]
-fn expired_needle_is_not_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut volume = create(dir.path(), 8);
-    let old = Needle {
+fn expired_needle_is_not_served() {
+    const MINUTE_NS: u64 = 60_000_000_000;
+    let config = default_config(8, "", ReplicaPlacement::default(), Ttl::EMPTY);
+    let mut core = VolumeCore::new(config);
+    let ttl = Some(Ttl::parse("3m").unwrap());
+    let appended_ns = 1_700_000_000 * 1_000_000_000;
+    let with_date = Needle {
         last_modified_s: Some(1_000),
-        ttl: Some(Ttl::parse("3m").unwrap()),
+        ttl,
         ..needle(1, 1, b"old", b"o")
     };
-    volume.write(&old, false).unwrap();
-    assert!(matches!(
-        volume.read(1, 1),
-        Err(FileReadError::Read(ReadError::Expired { .. }))
-    ));
-    assert!(matches!(
-        volume.locate(1, 1),
-        Err(FileReadError::Read(ReadError::Expired { .. }))
-    ));
+    let without_date = Needle {
+        ttl,
+        ..needle(2, 1, b"old", b"o")
+    };
+    let mut records = Vec::new();
+    for needle in [&with_date, &without_date] {
+        let plan = core.plan_write(needle, appended_ns).unwrap();
+        core.complete(&plan);
+        records.push(plan.record);
+    }
+    let read = core.plan_read(1).unwrap();
+    assert!(
+        core.finish_read(&read, &records[0], 1, appended_ns + 2 * MINUTE_NS)
+            .is_ok()
+    );
+    let late = core.finish_read(&read, &records[0], 1, appended_ns + 3 * MINUTE_NS);
+    assert!(
+        matches!(late, Err(ReadError::Expired { key: 1, .. })),
+        "{late:?}"
+    );
+    let read = core.plan_read(2).unwrap();
+    assert!(
+        core.finish_read(&read, &records[1], 1, appended_ns + 100 * MINUTE_NS)
+            .is_ok()
+    );
 }
 
 // Proves the sans-I/O core lets appends be in flight at once at distinct offsets, makes a

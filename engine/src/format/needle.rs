@@ -495,15 +495,23 @@ impl<'a> Needle<'a> {
         })
     }
 
-    /// True when the needle has a TTL and a last-modified time and the TTL has passed at
-    /// `now_s` (SeaweedFS's rule: expired once last_modified + ttl < now).
-    pub fn is_expired(&self, now_s: u64) -> bool {
-        match (self.ttl, self.last_modified_s) {
-            (Some(ttl), Some(modified_s)) if !ttl.is_empty() => {
-                modified_s.saturating_add(ttl.seconds()) < now_s
-            }
-            _ => false,
+    /// True when the needle's TTL has passed at `now_ns`. SeaweedFS 4.48's rule, kept as is:
+    /// only a needle with a TTL *and* a last-modified time expires, and it expires once
+    /// `append_at + ttl <= now` (the append time, not the last-modified time, is the start;
+    /// a version-2 needle, with no append time, starts at its last-modified time).
+    pub fn is_expired(&self, now_ns: u64) -> bool {
+        let (Some(ttl), Some(modified_s)) = (self.ttl, self.last_modified_s) else {
+            return false;
+        };
+        if ttl.is_empty() {
+            return false;
         }
+        let start_ns = if self.append_at_ns != 0 {
+            self.append_at_ns
+        } else {
+            modified_s.saturating_mul(1_000_000_000)
+        };
+        start_ns.saturating_add(ttl.seconds().saturating_mul(1_000_000_000)) <= now_ns
     }
 }
 

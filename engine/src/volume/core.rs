@@ -474,13 +474,14 @@ impl VolumeCore {
         })
     }
 
-    /// Decodes the bytes read for `plan` and checks key, size, CRC, cookie and TTL.
+    /// Decodes the bytes read for `plan` and checks key, size, CRC, cookie and TTL (at
+    /// `now_ns`, nanoseconds since the Unix epoch).
     pub fn finish_read<'a>(
         &self,
         plan: &ReadPlan,
         record: &'a [u8],
         cookie: u32,
-        now_s: u64,
+        now_ns: u64,
     ) -> Result<Needle<'a>, ReadError> {
         let header = NeedleHeader::decode(record).map_err(|error| self.corrupt(plan, error))?;
         self.check_found(plan, &header)?;
@@ -499,7 +500,7 @@ impl VolumeCore {
                 key: plan.key,
             });
         }
-        if needle.is_expired(now_s) {
+        if needle.is_expired(now_ns) {
             return Err(ReadError::Expired {
                 volume_id: self.config.id,
                 key: plan.key,

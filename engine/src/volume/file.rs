@@ -451,7 +451,7 @@ impl FileVolume {
     pub fn read(&self, key: u64, cookie: u32) -> Result<NeedleBuf, FileReadError> {
         let plan = self.core.plan_read(key)?;
         let record = self.read_at(plan.offset, plan.len)?;
-        self.core.finish_read(&plan, &record, cookie, now_s())?;
+        self.core.finish_read(&plan, &record, cookie, now_ns())?;
         Ok(NeedleBuf {
             record,
             version: self.core.version(),
@@ -482,7 +482,7 @@ impl FileVolume {
         let version = self.core.version();
         let (needle, data_len) =
             Needle::decode_without_data(&head, &rest, version).map_err(corrupt)?;
-        if needle.is_expired(now_s()) {
+        if needle.is_expired(now_ns()) {
             return Err(ReadError::Expired {
                 volume_id: self.id(),
                 key,
@@ -597,8 +597,4 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn now_s() -> u64 {
-    now_ns() / 1_000_000_000
 }
