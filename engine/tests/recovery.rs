@@ -255,3 +255,36 @@ fn corrupt_entry_deep_in_a_long_index_rebuilds_it() {
         );
     }
 }
+
+// Proves a zero-filled tail (a file system that kept the new length but not the data) is
+// cut away, not indexed as needles of key 0.
+#[test]
+fn zero_filled_tail_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = default_config(3, "", ReplicaPlacement::default(), Ttl::EMPTY);
+    let mut volume = FileVolume::create(dir.path(), config).unwrap();
+    volume
+        .write(
+            &Needle {
+                key: 1,
+                cookie: COOKIE,
+                data: b"kept",
+                ..Needle::default()
+            },
+            true,
+        )
+        .unwrap();
+    let dat_len = volume.core().dat_bytes();
+    drop(volume);
+    let dat_path = dir.path().join("3.dat");
+    let mut dat = fs::read(&dat_path).unwrap();
+    dat.resize(dat.len() + 4096, 0);
+    fs::write(&dat_path, &dat).unwrap();
+    let idx_before = fs::read(dir.path().join("3.idx")).unwrap();
+    let (volume, report) = FileVolume::open(dir.path(), "", 3, &OpenOptions::default()).unwrap();
+    assert_eq!(report.dat_bytes_truncated, 4096, "{report:?}");
+    assert_eq!(report.needles_reindexed, 0);
+    assert_eq!(fs::metadata(&dat_path).unwrap().len(), dat_len);
+    assert_eq!(fs::read(dir.path().join("3.idx")).unwrap(), idx_before);
+    assert_eq!(volume.read(1, COOKIE).unwrap().needle().data, b"kept");
+}

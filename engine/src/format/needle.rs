@@ -98,6 +98,8 @@ pub enum NeedleError {
     EmptyData {
         key: u64,
     },
+    /// A header of zeros: space a crash left allocated but never written.
+    ZeroFilled,
     NameTooLong {
         len: usize,
     },
@@ -136,6 +138,7 @@ impl fmt::Display for NeedleError {
             SizeMismatch { want, found } => {
                 write!(f, "needle size {found} where {want} was expected")
             }
+            ZeroFilled => write!(f, "needle header is all zeros (allocated, never written)"),
             EmptyData { key } => write!(
                 f,
                 "needle {key:x} has no data (an empty needle would read as a delete marker)"

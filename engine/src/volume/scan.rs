@@ -63,6 +63,11 @@ impl<'f> DatScanner<'f> {
             Ok(header) => header,
             Err(error) => return torn(error),
         };
+        // A file system can keep a file's new length but not its data after a crash: the
+        // tail reads as zeros. Zeros parse as a bodiless needle of key 0; stop there.
+        if header.cookie == 0 && header.key == 0 && header.size == 0 {
+            return torn(NeedleError::ZeroFilled);
+        }
         let record_len = header.record_bytes(self.version);
         if record_len > available {
             return torn(NeedleError::Truncated {
