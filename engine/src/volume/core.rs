@@ -13,6 +13,11 @@
 //! 4. If the `.dat` write failed, `abort(plan)` instead. Aborting the last reservation gives
 //!    the space back; aborting an earlier one would leave a hole, so the volume turns
 //!    read-only (reads still work; recovery on the next open handles the hole).
+//!
+//! Before overwriting or deleting a live key, check its cookie: read the 16-byte header at
+//! `plan_read(key)?.offset` and call `check_cookie` (the map keeps no cookies, to stay
+//! small). Reads: `plan_read` gives the record's place; read `len` bytes and call
+//! `finish_read`, which checks key, size, CRC, cookie and TTL.
 
 use super::map::{NeedleMap, NeedleValue};
 use crate::format::needle::{self, Needle, NeedleError, NeedleHeader, Version};
