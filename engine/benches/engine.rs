@@ -152,6 +152,49 @@ fn bench_write(dir: &Path) {
     );
 }
 
+/// Writes a volume of `count` 16-byte needles straight from the encoder (fast to build).
+fn build_large_volume(dir: &Path, id: u32, count: u64) {
+    let config = default_config(id, "", ReplicaPlacement::default(), Ttl::EMPTY);
+    drop(FileVolume::create(dir, config.clone()).unwrap());
+    let mut core = kelp_engine::volume::VolumeCore::new(config.clone());
+    let mut dat = config.superblock.encode().to_vec();
+    let mut idx = Vec::new();
+    for key in 1..=count {
+        let data = key.to_be_bytes().repeat(2);
+        let needle = Needle {
+            key,
+            cookie: 1,
+            data: &data,
+            ..Needle::default()
+        };
+        let plan = core.plan_write(&needle, key).unwrap();
+        dat.extend_from_slice(&plan.record);
+        idx.extend_from_slice(core.complete(&plan).bytes());
+    }
+    std::fs::write(dir.join(format!("{id}.dat")), dat).unwrap();
+    std::fs::write(dir.join(format!("{id}.idx")), idx).unwrap();
+}
+
+fn bench_large_open(dir: &Path) {
+    const COUNT: u64 = 1_000_000;
+    build_large_volume(dir, 50, COUNT);
+    let idx = dir.join("50.idx");
+    compare(
+        "open 1M-needle volume, clean .idx (A)",
+        "open 1M-needle volume, .idx rebuilt (B)",
+        || {
+            let (volume, _) = FileVolume::open(dir, "", 50, &OpenOptions::default()).unwrap();
+            assert_eq!(volume.stats().live_count, COUNT);
+            1
+        },
+        || {
+            std::fs::remove_file(&idx).unwrap();
+            black_box(FileVolume::open(dir, "", 50, &OpenOptions::default()).unwrap());
+            1
+        },
+    );
+}
+
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo test --benches` asks for a listing; nothing to list.
@@ -160,4 +203,5 @@ fn main() {
     bench_codec();
     bench_volume(dir.path());
     bench_write(dir.path());
+    bench_large_open(dir.path());
 }
