@@ -2,7 +2,8 @@
 //! `.idx` entries, fids, TTLs and placements, and no decoder panics on arbitrary bytes.
 
 use kelp_engine::format::{
-    FileId, IdxEntry, Needle, OffsetWidth, ReplicaPlacement, Ttl, TtlUnit, Version, idx, needle,
+    FileId, IdxEntry, Needle, OffsetWidth, ReplicaPlacement, SuperBlock, Ttl, TtlUnit, Version,
+    VolumeInfo, idx, needle,
 };
 use proptest::prelude::*;
 
@@ -172,6 +173,24 @@ proptest! {
         let placement = ReplicaPlacement::from_byte(byte);
         prop_assert_eq!(placement.to_byte(), byte);
         prop_assert_eq!(ReplicaPlacement::parse(&placement.to_string()), Ok(placement));
+    }
+}
+
+proptest! {
+    // Proves the remaining parsers (superblock, `.vif`, TTL and placement text) refuse
+    // arbitrary input with an error instead of panicking, and that a superblock that
+    // decodes re-encodes to its 8 bytes.
+    #[test]
+    fn other_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), text in ".{0,12}") {
+        if let Ok(superblock) = SuperBlock::decode(&bytes) {
+            if superblock.extra_bytes == 0 {
+                prop_assert_eq!(&superblock.encode()[..], &bytes[..8]);
+            }
+        }
+        let _ = VolumeInfo::decode(&bytes);
+        let _ = VolumeInfo::decode(format!("{{\"bytesOffset\": {text:?}, \"version\": {text}}}").as_bytes());
+        let _ = Ttl::parse(&text);
+        let _ = ReplicaPlacement::parse(&text);
     }
 }
 
