@@ -182,10 +182,10 @@ proptest! {
     // decodes re-encodes to its 8 bytes.
     #[test]
     fn other_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), text in ".{0,12}") {
-        if let Ok(superblock) = SuperBlock::decode(&bytes) {
-            if superblock.extra_bytes == 0 {
-                prop_assert_eq!(&superblock.encode()[..], &bytes[..8]);
-            }
+        if let Ok(superblock) = SuperBlock::decode(&bytes)
+            && superblock.extra_bytes == 0
+        {
+            prop_assert_eq!(&superblock.encode()[..], &bytes[..8]);
         }
         let _ = VolumeInfo::decode(&bytes);
         let _ = VolumeInfo::decode(format!("{{\"bytesOffset\": {text:?}, \"version\": {text}}}").as_bytes());
