@@ -1,4 +1,13 @@
-//! `kelp volume` (skeleton: the issue that builds it replaces this file).
+//! `kelp volume`: the volume server. One compio runtime per core; each core owns a shard of
+//! the volumes and serves them through its own ring.
+
+pub mod codec;
+pub mod conditional;
+pub mod fid;
+pub mod metrics;
+pub mod multipart;
+pub mod range;
+pub mod shard;
 
 use crate::CliResult;
 
