@@ -6,8 +6,11 @@ pub mod conditional;
 pub mod fid;
 pub mod metrics;
 pub mod multipart;
+pub mod query;
 pub mod range;
+pub mod read;
 pub mod shard;
+pub mod upload;
 
 use crate::CliResult;
 
