@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod conditional;
 pub mod fid;
+pub mod master_link;
 pub mod metrics;
 pub mod multipart;
 pub mod query;
