@@ -127,6 +127,7 @@ pub fn parse_path(path: &str) -> Result<FidPath, FidError> {
 }
 
 /// Parse `"3,01637037d6"` (a fid as the master hands it out).
+#[cfg(test)]
 pub fn parse_fid(text: &str) -> Result<FileId, FidError> {
     let (vid_text, key_cookie) = text.split_once(',').ok_or_else(|| FidError::NotAFid {
         path: text.to_string(),
