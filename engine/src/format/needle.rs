@@ -84,10 +84,15 @@ pub enum NeedleError {
         stored: u32,
         computed: u32,
     },
-    /// The key or cookie is not the one asked for.
+    /// The key is not the one the index promised.
     WrongKey {
         want: u64,
         found: u64,
+    },
+    /// The size field is not the one the index promised.
+    SizeMismatch {
+        want: u32,
+        found: u32,
     },
     NameTooLong {
         len: usize,
@@ -123,6 +128,9 @@ impl fmt::Display for NeedleError {
             ),
             WrongKey { want, found } => {
                 write!(f, "needle key {found:x} where {want:x} was expected")
+            }
+            SizeMismatch { want, found } => {
+                write!(f, "needle size {found} where {want} was expected")
             }
             NameTooLong { len } => write!(
                 f,
@@ -366,8 +374,8 @@ impl<'a> Needle<'a> {
         Ok(needle)
     }
 
-    /// Decodes everything but the data from the first `DATA_PREFIX_BYTES` of a record with
-    /// data (`head`) and the bytes from the end of the data to the end of the tail (`rest`);
+    /// Decodes everything but the data from the first `DATA_PREFIX_BYTES` of a record
+    /// (`head`) and the bytes from `rest_offset(head)` to the end of the tail (`rest`);
     /// returns the needle (with empty `data`) and the data length. Lets a server send the
     /// data of a large needle straight from the file. The CRC is not checked.
     pub fn decode_without_data(
@@ -376,6 +384,22 @@ impl<'a> Needle<'a> {
         version: Version,
     ) -> Result<(Needle<'a>, u32), NeedleError> {
         let header = NeedleHeader::decode(head)?;
+        if header.size == 0 {
+            let need = version.tail_bytes();
+            if (rest.len() as u64) < need {
+                return Err(NeedleError::Truncated {
+                    have: rest.len(),
+                    need,
+                });
+            }
+            let mut needle = Needle {
+                cookie: header.cookie,
+                key: header.key,
+                ..Needle::default()
+            };
+            needle.parse_tail(rest, version);
+            return Ok((needle, 0));
+        }
         let data_len = read_u32(head, HEADER_BYTES, "data size")?;
         let meta_len = u64::from(header.size)
             .checked_sub(4 + u64::from(data_len))
@@ -395,6 +419,16 @@ impl<'a> Needle<'a> {
         needle.parse_after_data(&rest[..meta_len as usize])?;
         needle.parse_tail(&rest[meta_len as usize..need as usize], version);
         Ok((needle, data_len))
+    }
+
+    /// Where `rest` starts for `decode_without_data`: after the data, or after the header
+    /// of a record without a body.
+    pub fn rest_offset(head: &[u8]) -> Result<u64, NeedleError> {
+        let header = NeedleHeader::decode(head)?;
+        if header.size == 0 {
+            return Ok(HEADER_BYTES as u64);
+        }
+        Ok(DATA_PREFIX_BYTES as u64 + u64::from(read_u32(head, HEADER_BYTES, "data size")?))
     }
 
     /// Parses flags and the optional fields. Like SeaweedFS, a field whose flag is set but
