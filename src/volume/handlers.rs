@@ -157,15 +157,16 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(written) => written,
         Err(error) => return store_error_response(&error),
     };
-    if upload.fsync {
-        if let Err(error) = sync_volume(state, path.fid.volume_id).await {
-            return Response::error(500, &error);
-        }
+    if upload.fsync
+        && let Err(error) = sync_volume(state, path.fid.volume_id).await
+    {
+        return Response::error(500, &error);
     }
-    if !upload.is_replica_copy && written.copies > 1 {
-        if let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await {
-            return Response::error(500, &format!("{}: written here, but {error}", path.fid));
-        }
+    if !upload.is_replica_copy
+        && written.copies > 1
+        && let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await
+    {
+        return Response::error(500, &format!("{}: written here, but {error}", path.fid));
     }
     let name = upload.name.clone().unwrap_or_default();
     let mime = upload.mime.clone().or_else(|| {
@@ -201,16 +202,17 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(deleted) => deleted,
         Err(error) => return store_error_response(&error),
     };
-    if query::flag(&request.query, "fsync") {
-        if let Err(error) = sync_volume(state, path.fid.volume_id).await {
-            return Response::error(500, &error);
-        }
+    if query::flag(&request.query, "fsync")
+        && let Err(error) = sync_volume(state, path.fid.volume_id).await
+    {
+        return Response::error(500, &error);
     }
     let is_copy = query::param(&request.query, "type").as_deref() == Some("replicate");
-    if !is_copy && deleted.copies > 1 {
-        if let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await {
-            return Response::error(500, &format!("{}: deleted here, but {error}", path.fid));
-        }
+    if !is_copy
+        && deleted.copies > 1
+        && let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await
+    {
+        return Response::error(500, &format!("{}: deleted here, but {error}", path.fid));
     }
     Response::json(202, format!("{{\"size\":{}}}", deleted.size))
 }

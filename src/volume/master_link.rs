@@ -217,16 +217,9 @@ pub fn next_backoff_ms(current_ms: u64) -> u64 {
 }
 
 /// Per-core cache of `/dir/lookup` answers.
+#[derive(Default)]
 pub struct LookupCache {
     entries: HashMap<u32, (Instant, Vec<Location>)>,
-}
-
-impl Default for LookupCache {
-    fn default() -> Self {
-        LookupCache {
-            entries: HashMap::new(),
-        }
-    }
 }
 
 impl LookupCache {

@@ -32,6 +32,9 @@ use std::sync::{Arc, Mutex};
 
 pub use self::config::Args;
 
+/// What core i takes when it starts: its volumes and its end of the mesh.
+type CoreSlot = Mutex<Option<(store::CoreStore, MeshEndpoint<CoreMessage>)>>;
+
 pub fn run(args: Args) -> CliResult {
     let config = Arc::new(Config::from_args(args)?);
     let stores = store::open_dir(&config)?;
@@ -51,7 +54,7 @@ pub fn run(args: Args) -> CliResult {
         );
     }
     let endpoints = kelp_net::mesh::mesh::<CoreMessage>(config.cores, core::MESH_CAPACITY_PER_PAIR);
-    let per_core: Vec<Mutex<Option<(store::CoreStore, MeshEndpoint<CoreMessage>)>>> = stores
+    let per_core: Vec<CoreSlot> = stores
         .into_iter()
         .zip(endpoints)
         .map(|pair| Mutex::new(Some(pair)))

@@ -94,12 +94,12 @@ pub fn parse(input: UploadInput<'_>) -> Result<Upload, UploadError> {
             (input.body, name, content_type, None)
         }
     };
-    if let Some(expected) = input.content_md5 {
-        if !codec::content_md5_matches(expected, &data) {
-            let actual = codec::content_md5(&data);
-            let expected = expected.trim().to_string();
-            return Err(UploadError::Md5Mismatch { expected, actual });
-        }
+    if let Some(expected) = input.content_md5
+        && !codec::content_md5_matches(expected, &data)
+    {
+        let actual = codec::content_md5(&data);
+        let expected = expected.trim().to_string();
+        return Err(UploadError::Md5Mismatch { expected, actual });
     }
     let encoding = part_encoding.as_deref().or(input.content_encoding);
     let gzipped = encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
