@@ -44,8 +44,8 @@ fn cross_core_hand_off() {
     );
 }
 
-// Proves a fid of a volume held elsewhere is redirected (301) to the server the master
-// names, and an unknown volume is 404 with a JSON error.
+// Proves a fid of a volume held elsewhere is redirected to the server the master names (301
+// for reads, 307 for writes), and an unknown volume is 404 with a JSON error.
 #[test]
 fn redirect_through_master_lookup() {
     let master = FakeMaster::start();
@@ -57,6 +57,9 @@ fn redirect_through_master_lookup() {
         response.header("location"),
         Some("http://127.0.0.1:1/7,01637037d6.jpg?x=1")
     );
+    let write = request(server.port, "POST", "/7,01637037d6", &[], b"elsewhere");
+    assert_eq!(write.status, 307, "writes keep their method: {}", write.text());
+    assert_eq!(write.header("location"), Some("http://127.0.0.1:1/7,01637037d6"));
     let unknown = get(server.port, "/8,01637037d6");
     assert_eq!(unknown.status, 404);
     assert!(

@@ -155,6 +155,9 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
         .write(path.fid, &upload, now_unix_ns());
     let written = match written {
         Ok(written) => written,
+        Err(StoreError::VolumeNotHere { volume_id }) => {
+            return replicate::redirect(state, volume_id, request).await;
+        }
         Err(error) => return store_error_response(&error),
     };
     if upload.fsync
@@ -200,6 +203,9 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
     let deleted = state.store.borrow_mut().delete(path.fid, now_unix_ns());
     let deleted = match deleted {
         Ok(deleted) => deleted,
+        Err(StoreError::VolumeNotHere { volume_id }) => {
+            return replicate::redirect(state, volume_id, request).await;
+        }
         Err(error) => return store_error_response(&error),
     };
     if query::flag(&request.query, "fsync")

@@ -5,7 +5,7 @@
 use super::core::CoreState;
 use super::master_link::{self, Location, LookupError, Masters};
 use kelp_net::http::client::{Client, ClientOptions};
-use kelp_net::http::{Request, Response};
+use kelp_net::http::{Method, Request, Response};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -73,7 +73,8 @@ pub async fn locations(state: &CoreState, volume_id: u32) -> Result<Vec<Location
     Ok(locations)
 }
 
-/// 301 to a server that holds `volume_id`.
+/// Redirect to a server that holds `volume_id`: 301 for reads (as SeaweedFS 0.70), 307 for
+/// writes and deletes so that clients repeat the same method and body there.
 pub async fn redirect(state: &Rc<CoreState>, volume_id: u32, request: &Request) -> Response {
     let found = match locations(state, volume_id).await {
         Ok(found) => found,
@@ -99,7 +100,11 @@ pub async fn redirect(state: &Rc<CoreState>, volume_id: u32, request: &Request) 
         "{{\"location\":{}}}",
         serde_json::Value::String(target.clone())
     );
-    Response::json(301, body).header("Location", target)
+    let status = match request.method {
+        Method::Get | Method::Head => 301,
+        _ => 307,
+    };
+    Response::json(status, body).header("Location", target)
 }
 
 fn lookup_error_response(volume_id: u32, error: &LookupError) -> Response {
@@ -114,16 +119,31 @@ fn lookup_error_response(volume_id: u32, error: &LookupError) -> Response {
     )
 }
 
-/// Send `request` to every other replica of `volume_id` with `type=replicate`; Err names
-/// the replicas that failed. Replicas are asked one after the other.
-pub async fn fan_out(state: &CoreState, request: &Request, volume_id: u32) -> Result<(), String> {
+/// Send `request` to every other replica of `volume_id` with `type=replicate`, all at once;
+/// Err names the replicas that failed.
+pub async fn fan_out(
+    state: &Rc<CoreState>,
+    request: &Request,
+    volume_id: u32,
+) -> Result<(), String> {
     let found = locations(state, volume_id)
         .await
         .map_err(|e| format!("the other replicas are unknown: {e}"))?;
+    let copies: Vec<_> = found
+        .iter()
+        .filter(|l| !state.config.is_self(&l.url))
+        .map(|location| {
+            let (state, request, addr) = (state.clone(), request.clone(), location.url.clone());
+            let copy = async move { send_copy(&state, &addr, &request).await };
+            compio::runtime::spawn(copy)
+        })
+        .collect();
     let mut failures = Vec::new();
-    for location in found.iter().filter(|l| !state.config.is_self(&l.url)) {
-        if let Err(error) = send_copy(state, &location.url, request).await {
-            failures.push(error);
+    for copy in copies {
+        match copy.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failures.push(error),
+            Err(_) => failures.push("a replica copy task panicked".to_string()),
         }
     }
     if failures.is_empty() {
