@@ -16,8 +16,9 @@ fn server_with_volume() -> VolumeServer {
     server
 }
 
-// Proves a `curl -F` upload is stored with its name and type, and every path form reads it
-// back with SeaweedFS's headers; HEAD sends the same headers without a body.
+// Proves a `curl -F` upload is stored with its name and type, every path form reads it back
+// with SeaweedFS's headers, HEAD sends them without a body, and curl's range read and
+// delete work.
 #[test]
 fn multipart_upload_then_every_path_form() {
     let server = server_with_volume();
@@ -30,6 +31,13 @@ fn multipart_upload_then_every_path_form() {
     assert_eq!(answer["size"], 11);
     let etag = answer["eTag"].as_str().unwrap().to_string();
     assert_eq!(etag.len(), 8);
+    let head = request(server.port, "HEAD", "/1,01637037d6", &[], b"");
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("11"))
+    );
+    assert_eq!(head.header("etag"), Some(format!("\"{etag}\"").as_str()));
+    assert!(head.body.is_empty());
     for path in [
         "/1,01637037d6",
         "/1,01637037d6.txt",
@@ -55,12 +63,15 @@ fn multipart_upload_then_every_path_form() {
             Some("inline; filename=hello.txt")
         );
     }
-    let head = request(server.port, "HEAD", "/1,01637037d6", &[], b"");
-    assert_eq!(
-        (head.status, head.header("content-length")),
-        (200, Some("11"))
-    );
-    assert!(head.body.is_empty());
+    let (ranged, _) = curl(&["-r", "6-9", &url]);
+    assert_eq!(ranged, b"kelp", "curl's range read");
+    let (deleted, _) = curl(&["-X", "DELETE", &url]);
+    let deleted: serde_json::Value = serde_json::from_slice(&deleted).unwrap();
+    assert!(deleted["size"].as_u64().unwrap() >= 11);
+    let (gone, _) = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
+    assert_eq!(gone, b"404");
+    let head = request(server.port, "HEAD", "/1,01637037d6.txt", &[], b"");
+    assert_eq!(head.status, 404, "HEAD of a deleted needle");
 }
 
 // Proves raw uploads honour Content-MD5 (400 on mismatch), Seaweed-* pairs, ts and the
@@ -266,7 +277,7 @@ fn delete_cookie_and_ttl_rules() {
 fn admin_status_health_metrics() {
     let server = VolumeServer::start(1, "", &["--max", "2"]);
     server.create_volume(1, "collection=pics&replication=000");
-    server.create_volume(1, "collection=pics&replication=000");
+    server.create_volume(1, "collection=pics&replication=0");
     let conflict = request(
         server.port,
         "POST",

@@ -58,8 +58,16 @@ fn redirect_through_master_lookup() {
         Some("http://127.0.0.1:1/7,01637037d6.jpg?x=1")
     );
     let write = request(server.port, "POST", "/7,01637037d6", &[], b"elsewhere");
-    assert_eq!(write.status, 307, "writes keep their method: {}", write.text());
-    assert_eq!(write.header("location"), Some("http://127.0.0.1:1/7,01637037d6"));
+    assert_eq!(
+        write.status,
+        307,
+        "writes keep their method: {}",
+        write.text()
+    );
+    assert_eq!(
+        write.header("location"),
+        Some("http://127.0.0.1:1/7,01637037d6")
+    );
     let unknown = get(server.port, "/8,01637037d6");
     assert_eq!(unknown.status, 404);
     assert!(

@@ -266,10 +266,11 @@ fn create_params(query_text: &str) -> Result<(u32, VolumeSettings), String> {
     };
     let placement = kelp_engine::format::ReplicaPlacement::parse(&replication)
         .map_err(|e| format!("replication {replication:?}: {e}"))?;
-    let ttl = query::param(query_text, "ttl").unwrap_or_default();
-    if !ttl.is_empty() {
-        kelp_engine::format::Ttl::parse(&ttl).map_err(|e| format!("ttl {ttl:?}: {e}"))?;
-    }
+    // Normalized (`60` -> `60m`) so that the same TTL given twice compares equal.
+    let ttl_text = query::param(query_text, "ttl").unwrap_or_default();
+    let ttl = kelp_engine::format::Ttl::parse(&ttl_text)
+        .map_err(|e| format!("ttl {ttl_text:?}: {e}"))?
+        .to_string();
     let collection = query::param(query_text, "collection").unwrap_or_default();
     let collection_ok = collection
         .bytes()
