@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use compio::BufResult;
 use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
+use futures_util::StreamExt;
 
 use super::parse::{Event, ParseError, ParseLimits, RequestMeta, RequestReader};
+use super::send_file::{self, SplicePipe};
 use super::{Handler, Method, Response, wire};
 use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, HEADER_BYTES_MAX_DEFAULT,
@@ -186,13 +188,16 @@ pub async fn serve_listener<H: Handler>(
     let listener = TcpListener::from_std(listener)?;
     let open_connections = Rc::new(Cell::new(0usize));
     let mut shutdown = std::pin::pin!(shutdown);
+    // Multishot accept on io_uring: one submission yields connections until it is cancelled.
+    let mut incoming = listener.incoming();
     loop {
-        let accepted = match select2(listener.accept(), shutdown.as_mut()).await {
-            Either::Left(accepted) => accepted,
+        let accepted = match select2(incoming.next(), shutdown.as_mut()).await {
+            Either::Left(Some(accepted)) => accepted,
+            Either::Left(None) => return Ok(()),
             Either::Right(()) => return Ok(()),
         };
-        let (stream, _peer) = match accepted {
-            Ok(accepted) => accepted,
+        let stream = match accepted {
+            Ok(stream) => stream,
             Err(error) if is_transient_accept_error(&error) => {
                 tracing::warn!("accept failed, continuing: {error}");
                 compio::time::sleep(Duration::from_millis(10)).await;
@@ -278,6 +283,9 @@ struct Connection {
     reader: RequestReader,
     /// Responses not yet sent (gathered while pipelined requests are waiting).
     outgoing: Vec<u8>,
+    /// Splice needs io_uring: the poll driver cannot wait on a regular file.
+    splice_allowed: bool,
+    pipe: Option<SplicePipe>,
 }
 
 async fn serve_connection<H: Handler>(
@@ -300,6 +308,10 @@ impl Connection {
             stream,
             reader: RequestReader::new(parse_limits),
             outgoing: Vec::with_capacity(1024),
+            splice_allowed: compio::runtime::Runtime::with_current(|runtime| {
+                runtime.driver_type().is_iouring()
+            }),
+            pipe: None,
         }
     }
 
@@ -363,15 +375,11 @@ impl Connection {
                 Ok(())
             }
             super::Body::File(region) => {
-                let zero_copy = region.len >= limits.zero_copy_min_bytes;
-                crate::http::send_file::send_region(
-                    &mut self.stream,
-                    &mut self.outgoing,
-                    region,
-                    zero_copy,
-                )
-                .await
-                .map_err(Close::Io)
+                let zero_copy = self.splice_allowed && region.len >= limits.zero_copy_min_bytes;
+                let pipe = zero_copy.then_some(&mut self.pipe);
+                send_file::send_region(&mut self.stream, &mut self.outgoing, region, pipe)
+                    .await
+                    .map_err(Close::Io)
             }
         }
     }
