@@ -3,9 +3,11 @@
 //! small file leaves in one send. At or above it (io_uring only) the head is sent with
 //! MSG_MORE and the region is spliced file -> pipe -> socket: the bytes never enter user space.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
@@ -61,20 +63,35 @@ impl SplicePipe {
     }
 }
 
+/// Runs one send under `timeout`: a client that stops reading costs its connection, not more.
+pub(crate) async fn timed<F: Future>(timeout: Duration, send: F) -> io::Result<F::Output> {
+    compio::time::timeout(timeout, send).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "client took no response bytes for {} ms",
+                timeout.as_millis()
+            ),
+        )
+    })
+}
+
 /// Sends `outgoing` (queued heads) followed by the file region; `outgoing` comes back empty.
+/// Each send may wait at most `timeout` for the client.
 pub(crate) async fn send_region(
     stream: &mut TcpStream,
     outgoing: &mut Vec<u8>,
     region: FileRegion,
     pipe: Option<&mut Option<SplicePipe>>,
+    timeout: Duration,
 ) -> io::Result<()> {
     region_end(&region)?;
     if region.len == 0 {
         return Ok(()); // The queued head goes out with the next flush.
     }
     match pipe {
-        Some(pipe) => splice_region(stream, outgoing, region, pipe).await,
-        None => copy_region(stream, outgoing, region).await,
+        Some(pipe) => splice_region(stream, outgoing, region, pipe, timeout).await,
+        None => copy_region(stream, outgoing, region, timeout).await,
     }
 }
 
@@ -90,6 +107,7 @@ async fn copy_region(
     stream: &mut TcpStream,
     outgoing: &mut Vec<u8>,
     region: FileRegion,
+    timeout: Duration,
 ) -> io::Result<()> {
     let end = region_end(&region)?;
     let mut offset = region.offset;
@@ -104,7 +122,7 @@ async fn copy_region(
             return Err(error);
         }
         offset += chunk as u64;
-        let BufResult(written, mut sent) = stream.write_all(buffer).await;
+        let BufResult(written, mut sent) = timed(timeout, stream.write_all(buffer)).await?;
         sent.clear();
         buffer = sent;
         if let Err(error) = written {
@@ -123,6 +141,7 @@ async fn splice_region(
     outgoing: &mut Vec<u8>,
     region: FileRegion,
     pipe: &mut Option<SplicePipe>,
+    timeout: Duration,
 ) -> io::Result<()> {
     let socket = stream.to_shared_fd();
     let mut head = std::mem::take(outgoing);
@@ -130,7 +149,7 @@ async fn splice_region(
     while head_sent < head.len() {
         let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
         let op = Send::new(socket.clone(), head.slice(head_sent..), flags);
-        let BufResult(result, op) = compio::runtime::submit(op).await;
+        let BufResult(result, op) = timed(timeout, compio::runtime::submit(op)).await?;
         head = op.into_inner().into_inner();
         let sent = result?;
         if sent == 0 {
@@ -166,7 +185,8 @@ async fn splice_region(
                 format!("file ends at offset {offset}, before the region end {end}"),
             ));
         }
-        drain_pipe(pipe, &socket, moved, offset + (moved as u64) < end).await?;
+        let more_follows = offset + (moved as u64) < end;
+        timed(timeout, drain_pipe(pipe, &socket, moved, more_follows)).await??;
         offset += moved as u64;
     }
     Ok(())

@@ -255,15 +255,16 @@ impl Drop for ConnectionSlot {
 async fn refuse_connection(stream: TcpStream, connections_max: usize) {
     let message = format!("server busy: {connections_max} connections open on this core");
     let response = Response::error(503, &message);
-    let mut connection = Connection::new(
-        stream,
-        ParseLimits {
-            header_bytes_max: 64,
-            body_bytes_max: 0,
-        },
-    );
+    let parse_limits = ParseLimits {
+        header_bytes_max: 64,
+        body_bytes_max: 0,
+    };
+    let mut connection = Connection::new(stream, parse_limits, REFUSAL_WRITE_TIMEOUT);
     let _ = connection.send_final(response).await;
 }
+
+/// A refused connection gets this long to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 /// Why a connection stopped; logged at debug level only (clients hang up all the time).
 #[derive(Debug)]
@@ -286,6 +287,8 @@ struct Connection {
     /// Splice needs io_uring: the poll driver cannot wait on a regular file.
     splice_allowed: bool,
     pipe: Option<SplicePipe>,
+    /// Longest wait for the client to take bytes of a response.
+    write_timeout: Duration,
 }
 
 async fn serve_connection<H: Handler>(
@@ -295,7 +298,8 @@ async fn serve_connection<H: Handler>(
     _slot: ConnectionSlot,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut connection = Connection::new(stream, limits.parse_limits());
+    let write_timeout = Duration::from_millis(limits.idle_timeout_ms);
+    let mut connection = Connection::new(stream, limits.parse_limits(), write_timeout);
     let close = connection.run(&limits, &*handler).await;
     if let Close::Io(error) = close {
         tracing::debug!("connection closed: {error}");
@@ -303,8 +307,9 @@ async fn serve_connection<H: Handler>(
 }
 
 impl Connection {
-    fn new(stream: TcpStream, parse_limits: ParseLimits) -> Self {
+    fn new(stream: TcpStream, parse_limits: ParseLimits, write_timeout: Duration) -> Self {
         Connection {
+            write_timeout,
             stream,
             reader: RequestReader::new(parse_limits),
             outgoing: Vec::with_capacity(1024),
@@ -370,14 +375,17 @@ impl Connection {
             super::Body::Bytes(bytes) => {
                 // Large bodies go out with the queued heads in one writev, without a copy.
                 let head = bytes::Bytes::from(std::mem::take(&mut self.outgoing));
-                let BufResult(result, _) = self.stream.write_vectored_all([head, bytes]).await;
+                let write = self.stream.write_vectored_all([head, bytes]);
+                let BufResult(result, _) = send_file::timed(self.write_timeout, write).await?;
                 result?;
                 Ok(())
             }
             super::Body::File(region) => {
                 let zero_copy = self.splice_allowed && region.len >= limits.zero_copy_min_bytes;
                 let pipe = zero_copy.then_some(&mut self.pipe);
-                send_file::send_region(&mut self.stream, &mut self.outgoing, region, pipe)
+                let timeout = self.write_timeout;
+                let outgoing = &mut self.outgoing;
+                send_file::send_region(&mut self.stream, outgoing, region, pipe, timeout)
                     .await
                     .map_err(Close::Io)
             }
@@ -389,7 +397,8 @@ impl Connection {
             return Ok(());
         }
         let outgoing = std::mem::take(&mut self.outgoing);
-        let BufResult(result, mut outgoing) = self.stream.write_all(outgoing).await;
+        let write = self.stream.write_all(outgoing);
+        let BufResult(result, mut outgoing) = send_file::timed(self.write_timeout, write).await?;
         outgoing.clear();
         self.outgoing = outgoing;
         result
@@ -397,10 +406,8 @@ impl Connection {
 
     async fn send_continue(&mut self) -> Result<bool, Close> {
         self.flush().await?;
-        let BufResult(result, _) = self
-            .stream
-            .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
-            .await;
+        let write = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
+        let BufResult(result, _) = send_file::timed(self.write_timeout, write).await?;
         result?;
         Ok(true)
     }
