@@ -319,3 +319,23 @@ fn client_not_reading_is_disconnected() {
     }
     assert!(received < 60_000_000, "received everything: {received}");
 }
+
+// Proves a panicking handler costs its request a 500 JSON error and the connection a close,
+// while the server keeps serving other connections.
+#[test]
+fn handler_panic_gives_500() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(&get("/panic"));
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 500);
+    assert!(
+        response.text().contains("test handler asked to panic"),
+        "{}",
+        response.text()
+    );
+    assert!(client.closed());
+    let mut fresh = ResponseReader::new(server.connect());
+    fresh.send(&get("/echo"));
+    assert_eq!(fresh.next(false).unwrap().status, 200);
+}

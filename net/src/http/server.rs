@@ -263,6 +263,30 @@ async fn refuse_connection(stream: TcpStream, connections_max: usize) {
     let _ = connection.send_final(response).await;
 }
 
+/// Runs `future`, turning a panic inside it into `Err(message)` so one bad request costs its
+/// connection a 500 answer instead of the connection vanishing without a word.
+async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|context| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(context)
+        }));
+        match polled {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-text panic".to_string());
+                std::task::Poll::Ready(Err(message))
+            }
+        }
+    })
+    .await
+}
+
 /// A refused connection gets this long to take its 503.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(1_000);
 
@@ -352,8 +376,16 @@ impl Connection {
         meta: RequestMeta,
     ) -> Result<bool, Close> {
         let is_head = request.method == Method::Head;
-        let response = handler.handle(request).await;
-        let keep_alive = meta.keep_alive && !wire::wants_close(&response);
+        let (response, panicked) = match catch_panic(handler.handle(request)).await {
+            Ok(response) => (response, false),
+            Err(message) => {
+                tracing::error!("handler panicked: {message}");
+                let text = format!("internal error: the handler panicked: {message}");
+                (Response::error(500, &text), true)
+            }
+        };
+        // After a panic the handler's state is suspect for this connection: close it.
+        let keep_alive = meta.keep_alive && !panicked && !wire::wants_close(&response);
         wire::encode_head(&mut self.outgoing, &response, keep_alive);
         if !is_head {
             self.queue_body(limits, response.body).await?;
