@@ -14,8 +14,10 @@ pub const HEADER_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Default time a connection may sit idle (between requests, or between body reads).
 pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// Default body size from which `Body::File` is sent by splice (zero-copy) instead of read+send.
-/// Measured on the development machine: see BENCHMARKS.md `## Network runtime`.
-pub const ZERO_COPY_MIN_BYTES_DEFAULT: u64 = 64 * 1024;
+/// Measured on the development machine (server CPU per request, interleaved runs): splice costs
+/// more below 64 KiB, breaks even near 128 KiB, saves 7% at 256 KiB and 39% at 1 MiB. See
+/// BENCHMARKS.md `## Network runtime`.
+pub const ZERO_COPY_MIN_BYTES_DEFAULT: u64 = 128 * 1024;
 
 /// Bytes requested from the kernel per socket read.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;

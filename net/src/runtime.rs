@@ -172,14 +172,19 @@ pub fn resolve_driver(choice: DriverChoice) -> io::Result<DriverKind> {
 }
 
 /// A compio runtime for this thread with the given driver.
+///
+/// io_uring rings are set up for one thread (SINGLE_ISSUER, DEFER_TASKRUN, COOP_TASKRUN): the
+/// kernel then runs completion work only when this thread waits for it, instead of
+/// interrupting it. A kernel that refuses those flags gets a plain ring.
 pub fn build_runtime(driver: DriverKind) -> io::Result<Runtime> {
-    let mut proactor = ProactorBuilder::new();
-    proactor.capacity(RING_ENTRIES_MAX);
-    proactor.driver_type(match driver {
-        DriverKind::IoUring => DriverType::IoUring,
-        DriverKind::Poll => DriverType::Poll,
-    });
-    let runtime = RuntimeBuilder::new().with_proactor(proactor).build()?;
+    let tuned = driver == DriverKind::IoUring && ring_tuning_enabled();
+    let runtime = match build_runtime_with(driver, tuned) {
+        Err(error) if tuned => {
+            tracing::warn!("io_uring ring flags refused ({error}); using a plain ring");
+            build_runtime_with(driver, false)?
+        }
+        result => result?,
+    };
     let actual = if runtime.driver_type().is_iouring() {
         DriverKind::IoUring
     } else {
@@ -193,6 +198,28 @@ pub fn build_runtime(driver: DriverKind) -> io::Result<Runtime> {
         );
     }
     Ok(runtime)
+}
+
+/// `KELP_RING_TUNING=off` turns the single-thread ring flags off (for A/B benchmarks).
+fn ring_tuning_enabled() -> bool {
+    std::env::var("KELP_RING_TUNING").map_or(true, |value| value != "off")
+}
+
+fn build_runtime_with(driver: DriverKind, tuned: bool) -> io::Result<Runtime> {
+    let mut proactor = ProactorBuilder::new();
+    proactor.capacity(RING_ENTRIES_MAX);
+    proactor.driver_type(match driver {
+        DriverKind::IoUring => DriverType::IoUring,
+        DriverKind::Poll => DriverType::Poll,
+    });
+    if tuned {
+        proactor
+            .single_issuer(true)
+            .defer_taskrun(true)
+            .coop_taskrun(true)
+            .taskrun_flag(true);
+    }
+    RuntimeBuilder::new().with_proactor(proactor).build()
 }
 
 /// Why io_uring cannot be used here, with how to enable it; `None` when it works.

@@ -288,3 +288,54 @@ fn poll_driver_serves() {
         body_file_expected(200_000)
     );
 }
+
+// Proves a client that stops reading its responses is disconnected after the idle timeout
+// instead of holding the connection's task forever: of 60 MB asked for, it gets far less,
+// then the connection ends.
+#[test]
+fn client_not_reading_is_disconnected() {
+    let mut short = limits();
+    short.idle_timeout_ms = 300;
+    let server = TestServer::start(short);
+    let mut client = ResponseReader::new(server.connect());
+    let mut batch = Vec::new();
+    for _ in 0..20 {
+        batch.extend(get("/file?len=3000000"));
+    }
+    client.send(&batch);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut client.stream, &mut chunk) {
+            Ok(0) => break,
+            Ok(count) => received += count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                assert_ne!(error.kind(), std::io::ErrorKind::WouldBlock, "still open");
+                break;
+            }
+        }
+    }
+    assert!(received < 60_000_000, "received everything: {received}");
+}
+
+// Proves a panicking handler costs its request a 500 JSON error and the connection a close,
+// while the server keeps serving other connections.
+#[test]
+fn handler_panic_gives_500() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(&get("/panic"));
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 500);
+    assert!(
+        response.text().contains("test handler asked to panic"),
+        "{}",
+        response.text()
+    );
+    assert!(client.closed());
+    let mut fresh = ResponseReader::new(server.connect());
+    fresh.send(&get("/echo"));
+    assert_eq!(fresh.next(false).unwrap().status, 200);
+}

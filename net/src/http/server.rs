@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use compio::BufResult;
 use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
+use futures_util::StreamExt;
 
 use super::parse::{Event, ParseError, ParseLimits, RequestMeta, RequestReader};
+use super::send_file::{self, SplicePipe};
 use super::{Handler, Method, Response, wire};
 use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, HEADER_BYTES_MAX_DEFAULT,
@@ -186,13 +188,16 @@ pub async fn serve_listener<H: Handler>(
     let listener = TcpListener::from_std(listener)?;
     let open_connections = Rc::new(Cell::new(0usize));
     let mut shutdown = std::pin::pin!(shutdown);
+    // Multishot accept on io_uring: one submission yields connections until it is cancelled.
+    let mut incoming = listener.incoming();
     loop {
-        let accepted = match select2(listener.accept(), shutdown.as_mut()).await {
-            Either::Left(accepted) => accepted,
+        let accepted = match select2(incoming.next(), shutdown.as_mut()).await {
+            Either::Left(Some(accepted)) => accepted,
+            Either::Left(None) => return Ok(()),
             Either::Right(()) => return Ok(()),
         };
-        let (stream, _peer) = match accepted {
-            Ok(accepted) => accepted,
+        let stream = match accepted {
+            Ok(stream) => stream,
             Err(error) if is_transient_accept_error(&error) => {
                 tracing::warn!("accept failed, continuing: {error}");
                 compio::time::sleep(Duration::from_millis(10)).await;
@@ -250,15 +255,40 @@ impl Drop for ConnectionSlot {
 async fn refuse_connection(stream: TcpStream, connections_max: usize) {
     let message = format!("server busy: {connections_max} connections open on this core");
     let response = Response::error(503, &message);
-    let mut connection = Connection::new(
-        stream,
-        ParseLimits {
-            header_bytes_max: 64,
-            body_bytes_max: 0,
-        },
-    );
+    let parse_limits = ParseLimits {
+        header_bytes_max: 64,
+        body_bytes_max: 0,
+    };
+    let mut connection = Connection::new(stream, parse_limits, REFUSAL_WRITE_TIMEOUT);
     let _ = connection.send_final(response).await;
 }
+
+/// Runs `future`, turning a panic inside it into `Err(message)` so one bad request costs its
+/// connection a 500 answer instead of the connection vanishing without a word.
+async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|context| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(context)
+        }));
+        match polled {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-text panic".to_string());
+                std::task::Poll::Ready(Err(message))
+            }
+        }
+    })
+    .await
+}
+
+/// A refused connection gets this long to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 /// Why a connection stopped; logged at debug level only (clients hang up all the time).
 #[derive(Debug)]
@@ -278,6 +308,11 @@ struct Connection {
     reader: RequestReader,
     /// Responses not yet sent (gathered while pipelined requests are waiting).
     outgoing: Vec<u8>,
+    /// Splice needs io_uring: the poll driver cannot wait on a regular file.
+    splice_allowed: bool,
+    pipe: Option<SplicePipe>,
+    /// Longest wait for the client to take bytes of a response.
+    write_timeout: Duration,
 }
 
 async fn serve_connection<H: Handler>(
@@ -287,7 +322,8 @@ async fn serve_connection<H: Handler>(
     _slot: ConnectionSlot,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut connection = Connection::new(stream, limits.parse_limits());
+    let write_timeout = Duration::from_millis(limits.idle_timeout_ms);
+    let mut connection = Connection::new(stream, limits.parse_limits(), write_timeout);
     let close = connection.run(&limits, &*handler).await;
     if let Close::Io(error) = close {
         tracing::debug!("connection closed: {error}");
@@ -295,11 +331,16 @@ async fn serve_connection<H: Handler>(
 }
 
 impl Connection {
-    fn new(stream: TcpStream, parse_limits: ParseLimits) -> Self {
+    fn new(stream: TcpStream, parse_limits: ParseLimits, write_timeout: Duration) -> Self {
         Connection {
+            write_timeout,
             stream,
             reader: RequestReader::new(parse_limits),
             outgoing: Vec::with_capacity(1024),
+            splice_allowed: compio::runtime::Runtime::with_current(|runtime| {
+                runtime.driver_type().is_iouring()
+            }),
+            pipe: None,
         }
     }
 
@@ -335,8 +376,16 @@ impl Connection {
         meta: RequestMeta,
     ) -> Result<bool, Close> {
         let is_head = request.method == Method::Head;
-        let response = handler.handle(request).await;
-        let keep_alive = meta.keep_alive && !wire::wants_close(&response);
+        let (response, panicked) = match catch_panic(handler.handle(request)).await {
+            Ok(response) => (response, false),
+            Err(message) => {
+                tracing::error!("handler panicked: {message}");
+                let text = format!("internal error: the handler panicked: {message}");
+                (Response::error(500, &text), true)
+            }
+        };
+        // After a panic the handler's state is suspect for this connection: close it.
+        let keep_alive = meta.keep_alive && !panicked && !wire::wants_close(&response);
         wire::encode_head(&mut self.outgoing, &response, keep_alive);
         if !is_head {
             self.queue_body(limits, response.body).await?;
@@ -358,20 +407,19 @@ impl Connection {
             super::Body::Bytes(bytes) => {
                 // Large bodies go out with the queued heads in one writev, without a copy.
                 let head = bytes::Bytes::from(std::mem::take(&mut self.outgoing));
-                let BufResult(result, _) = self.stream.write_vectored_all([head, bytes]).await;
+                let write = self.stream.write_vectored_all([head, bytes]);
+                let BufResult(result, _) = send_file::timed(self.write_timeout, write).await?;
                 result?;
                 Ok(())
             }
             super::Body::File(region) => {
-                let zero_copy = region.len >= limits.zero_copy_min_bytes;
-                crate::http::send_file::send_region(
-                    &mut self.stream,
-                    &mut self.outgoing,
-                    region,
-                    zero_copy,
-                )
-                .await
-                .map_err(Close::Io)
+                let zero_copy = self.splice_allowed && region.len >= limits.zero_copy_min_bytes;
+                let pipe = zero_copy.then_some(&mut self.pipe);
+                let timeout = self.write_timeout;
+                let outgoing = &mut self.outgoing;
+                send_file::send_region(&mut self.stream, outgoing, region, pipe, timeout)
+                    .await
+                    .map_err(Close::Io)
             }
         }
     }
@@ -381,7 +429,8 @@ impl Connection {
             return Ok(());
         }
         let outgoing = std::mem::take(&mut self.outgoing);
-        let BufResult(result, mut outgoing) = self.stream.write_all(outgoing).await;
+        let write = self.stream.write_all(outgoing);
+        let BufResult(result, mut outgoing) = send_file::timed(self.write_timeout, write).await?;
         outgoing.clear();
         self.outgoing = outgoing;
         result
@@ -389,10 +438,8 @@ impl Connection {
 
     async fn send_continue(&mut self) -> Result<bool, Close> {
         self.flush().await?;
-        let BufResult(result, _) = self
-            .stream
-            .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
-            .await;
+        let write = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
+        let BufResult(result, _) = send_file::timed(self.write_timeout, write).await?;
         result?;
         Ok(true)
     }

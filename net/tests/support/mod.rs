@@ -59,6 +59,7 @@ impl Handler for TestHandler {
                     len,
                 })
             }
+            "/panic" => panic!("test handler asked to panic"),
             "/status" => {
                 let code = query_number(&request, "code").unwrap_or(200) as u16;
                 Response::error(code, "as asked")
