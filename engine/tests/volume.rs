@@ -232,3 +232,49 @@ fn core_appends_in_flight() {
         "{error:?}"
     );
 }
+
+// Proves a version-2 volume (no append time in its needles, no `.vif`, 16-byte `.idx`)
+// opens, has its missing `.idx` rebuilt, reads back, and refuses writes as read-only.
+#[test]
+fn version_2_volume_is_read_only() {
+    use kelp_engine::format::{SuperBlock, Version};
+    let dir = tempfile::tempdir().unwrap();
+    let mut superblock = SuperBlock::new(ReplicaPlacement::default(), Ttl::EMPTY);
+    superblock.version = Version::V2;
+    let mut dat = superblock.encode().to_vec();
+    for key in 1..=3u64 {
+        let data = vec![key as u8; 10 * key as usize];
+        needle(key, 9, &data, b"v2")
+            .encode(Version::V2, &mut dat)
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("12.dat"), &dat).unwrap();
+    let (mut volume, report) =
+        FileVolume::open(dir.path(), "", 12, &OpenOptions::default()).unwrap();
+    assert!(report.idx_rebuilt, "{report:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("12.idx")).unwrap().len(),
+        3 * 16
+    );
+    assert_eq!(volume.read(2, 9).unwrap().needle().data, &[2u8; 20][..]);
+    let error = volume
+        .write(&needle(4, 9, b"new", b"n"), false)
+        .unwrap_err();
+    assert!(
+        matches!(error, WriteError::Append(AppendError::ReadOnly { .. })),
+        "{error:?}"
+    );
+}
+
+// Proves an empty write is refused with a reason (on disk it would be indistinguishable
+// from a delete marker, so it could not survive an index rebuild).
+#[test]
+fn empty_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut volume = create(dir.path(), 13);
+    let error = volume
+        .write(&needle(1, 1, b"", b"empty"), false)
+        .unwrap_err();
+    assert!(error.to_string().contains("has no data"), "{error}");
+    assert_eq!(volume.stats().file_count, 0);
+}

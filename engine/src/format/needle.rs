@@ -94,6 +94,10 @@ pub enum NeedleError {
         want: u32,
         found: u32,
     },
+    /// A write with no data: on disk it could not be told from a delete marker.
+    EmptyData {
+        key: u64,
+    },
     NameTooLong {
         len: usize,
     },
@@ -132,6 +136,10 @@ impl fmt::Display for NeedleError {
             SizeMismatch { want, found } => {
                 write!(f, "needle size {found} where {want} was expected")
             }
+            EmptyData { key } => write!(
+                f,
+                "needle {key:x} has no data (an empty needle would read as a delete marker)"
+            ),
             NameTooLong { len } => write!(
                 f,
                 "name is {len} bytes, longer than {}",

@@ -325,6 +325,10 @@ impl VolumeCore {
                 reason: reason.clone(),
             });
         }
+        if needle.data.is_empty() {
+            let error = NeedleError::EmptyData { key: needle.key };
+            return Err(AppendError::BadNeedle { volume_id, error });
+        }
         if self.is_full() {
             return Err(AppendError::SizeLimit {
                 volume_id,

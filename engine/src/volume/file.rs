@@ -517,6 +517,13 @@ impl FileVolume {
         recovery::write_atomically(&self.paths.vif, info.encode().as_bytes())
     }
 
+    /// The parts, for a caller that drives the `VolumeCore` with its own I/O (the io_uring
+    /// server): the core, the `.dat` (shared), the `.idx`, and the paths. Reads and writes
+    /// must follow `VolumeCore`'s protocol.
+    pub fn into_parts(self) -> (VolumeCore, Arc<File>, File, VolumePaths) {
+        (self.core, self.dat, self.idx, self.paths)
+    }
+
     /// Deletes the volume's files.
     pub fn destroy(self) -> Result<(), VolumeIoError> {
         for path in [&self.paths.dat, &self.paths.idx, &self.paths.vif] {

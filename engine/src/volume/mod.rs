@@ -6,6 +6,7 @@
 
 mod core;
 mod file;
+pub mod offline;
 mod recovery;
 pub mod scan;
 

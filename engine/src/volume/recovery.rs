@@ -49,10 +49,28 @@ impl RecoveryReport {
     }
 }
 
-struct LoadedIndex {
-    entries: Vec<IdxEntry>,
-    /// Entries were dropped or the file had a torn tail: rewrite it.
+/// The `.idx` as loaded: a prefix of whole entries, bounds-checked and parsed on demand
+/// (so a large index is never held twice in memory), then the tail entries that passed the
+/// full check.
+struct IndexImage<'a> {
+    prefix: &'a [u8],
+    tail: Vec<IdxEntry>,
+    width: OffsetWidth,
+    /// Entries were dropped, holes skipped, or the file had a torn tail: rewrite it.
     rewrite: bool,
+}
+
+impl IndexImage<'_> {
+    fn entries(&self) -> impl Iterator<Item = IdxEntry> + '_ {
+        let (prefix, torn) = idx::parse_entries(self.prefix, self.width);
+        assert!(torn.is_none(), "the prefix holds whole entries");
+        prefix.filter(not_a_hole).chain(self.tail.iter().copied())
+    }
+}
+
+/// All-zero entries are holes left by an `.idx` write that never happened.
+fn not_a_hole(entry: &IdxEntry) -> bool {
+    entry.offset_units != 0 || entry.is_tombstone()
 }
 
 pub(crate) fn recover(
@@ -64,66 +82,80 @@ pub(crate) fn recover(
     let version = config.superblock.version;
     let data_start = config.superblock.block_bytes();
     let width = config.offset_width;
+    let entry_bytes = width.entry_bytes() as u64;
     let mut report = RecoveryReport::default();
     let idx_bytes = match fs::read(&paths.idx) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_error(&paths.idx, "read")(e).into()),
     };
+    let check = DatCheck {
+        dat,
+        dat_len,
+        data_start,
+        version,
+    };
     let loaded = match &idx_bytes {
-        Some(bytes) => load_index(bytes, width, dat, dat_len, data_start, version, &mut report)
-            .map_err(io_error(&paths.dat, "read"))?,
+        Some(bytes) => {
+            load_index(bytes, width, &check, &mut report).map_err(io_error(&paths.dat, "read"))?
+        }
         None => None,
     };
-    let (mut entries, mut rewrite) = match loaded {
-        Some(loaded) => (loaded.entries, loaded.rewrite),
-        None => {
-            report.idx_rebuilt = true;
-            (Vec::new(), true)
+    let image = loaded.unwrap_or_else(|| {
+        report.idx_rebuilt = true;
+        IndexImage {
+            prefix: &[],
+            tail: Vec::new(),
+            width,
+            rewrite: true,
         }
-    };
-    let kept = entries.len();
-    let indexed_end = entries
-        .iter()
+    });
+    let indexed_end = image
+        .entries()
         .filter(|e| e.offset_units != 0)
-        .map(|e| e.offset_bytes() + needle::record_bytes(size_on_dat(e), version))
+        .map(|e| e.offset_bytes() + needle::record_bytes(size_on_dat(&e), version))
         .max()
         .unwrap_or(data_start)
         .max(data_start);
-    let dat_end = scan_tail(
-        dat,
-        dat_len,
-        version,
-        indexed_end,
-        &mut entries,
-        &mut report,
-    )
-    .map_err(io_error(&paths.dat, "read"))?;
+    let mut found = Vec::new();
+    let dat_end = scan_tail(&check, indexed_end, &mut found, &mut report)
+        .map_err(io_error(&paths.dat, "read"))?;
     if dat_end < dat_len {
         dat.set_len(dat_end)
             .map_err(io_error(&paths.dat, "truncate"))?;
         dat.sync_all().map_err(io_error(&paths.dat, "fsync"))?;
     }
-    if !rewrite && idx_bytes.is_none() {
-        rewrite = true;
+    let all_entries = || image.entries().chain(found.iter().copied());
+    let idx_end = if image.rewrite {
+        let bytes = encode_entries(all_entries(), width);
+        write_atomically(&paths.idx, &bytes)?;
+        bytes.len() as u64
+    } else {
+        let kept_bytes = idx_bytes.as_ref().map_or(0, Vec::len) as u64;
+        if !found.is_empty() {
+            append_entries(&paths.idx, kept_bytes, found.iter().copied(), width)?;
+        }
+        kept_bytes + found.len() as u64 * entry_bytes
+    };
+    let (map, stats) = load_map(all_entries);
+    let core = VolumeCore::from_parts(config, map, stats, dat_end, idx_end);
+    Ok((core, report))
+}
+
+/// The `.dat` that `.idx` entries are checked against.
+struct DatCheck<'f> {
+    dat: &'f File,
+    dat_len: u64,
+    data_start: u64,
+    version: Version,
+}
+
+impl DatCheck<'_> {
+    /// Does the entry's needle lie inside the `.dat`, after the superblock?
+    fn inside(&self, entry: &IdxEntry) -> bool {
+        let end = entry.offset_bytes() + needle::record_bytes(size_on_dat(entry), self.version);
+        entry.offset_units == 0 || (entry.offset_bytes() >= self.data_start && end <= self.dat_len)
     }
-    let entry_bytes = width.entry_bytes();
-    if rewrite {
-        write_atomically(&paths.idx, &encode_entries(&entries, width))?;
-    } else if entries.len() > kept {
-        append_entries(
-            &paths.idx,
-            (kept * entry_bytes) as u64,
-            &entries[kept..],
-            width,
-        )?;
-    }
-    let (map, stats) = load_map(&entries);
-    let idx_end = (entries.len() * entry_bytes) as u64;
-    Ok((
-        VolumeCore::from_parts(config, map, stats, dat_end, idx_end),
-        report,
-    ))
 }
 
 /// The `size` field of the needle an entry points at (0 for a delete marker).
@@ -132,54 +164,54 @@ fn size_on_dat(entry: &IdxEntry) -> u32 {
 }
 
 /// `None` when the `.idx` is corrupt and must be rebuilt.
-fn load_index(
-    bytes: &[u8],
+fn load_index<'a>(
+    bytes: &'a [u8],
     width: OffsetWidth,
-    dat: &File,
-    dat_len: u64,
-    data_start: u64,
-    version: Version,
+    check: &DatCheck,
     report: &mut RecoveryReport,
-) -> io::Result<Option<LoadedIndex>> {
-    let (parsed, torn) = idx::parse_entries(bytes, width);
-    // All-zero entries are holes left by an `.idx` write that never happened.
-    let mut entries: Vec<IdxEntry> = parsed
-        .filter(|e| e.offset_units != 0 || e.is_tombstone())
-        .collect();
-    let mut rewrite = entries.len() * width.entry_bytes() != bytes.len();
-    if torn.is_some() {
-        report.idx_torn_bytes = (bytes.len() % width.entry_bytes()) as u64;
+) -> io::Result<Option<IndexImage<'a>>> {
+    let entry_bytes = width.entry_bytes();
+    let torn_bytes = bytes.len() % entry_bytes;
+    report.idx_torn_bytes = torn_bytes as u64;
+    let whole = &bytes[..bytes.len() - torn_bytes];
+    let tail_len = (whole.len() / entry_bytes).min(IDX_TAIL_CHECKED) * entry_bytes;
+    let (prefix, tail_bytes) = whole.split_at(whole.len() - tail_len);
+    let mut rewrite = torn_bytes != 0;
+    for entry in idx::parse_entries(prefix, width).0 {
+        if !not_a_hole(&entry) {
+            rewrite = true;
+        } else if !check.inside(&entry) {
+            return Ok(None);
+        }
     }
-    let tail_start = entries.len().saturating_sub(IDX_TAIL_CHECKED);
-    let inside = |e: &IdxEntry| {
-        e.offset_units == 0
-            || (e.offset_bytes() >= data_start
-                && e.offset_bytes() + needle::record_bytes(size_on_dat(e), version) <= dat_len)
-    };
-    if !entries[..tail_start].iter().all(inside) {
-        return Ok(None);
-    }
-    let mut kept = entries[..tail_start].to_vec();
-    for entry in &entries[tail_start..] {
-        if inside(entry) && needle_matches(dat, entry, version)? {
-            kept.push(*entry);
+    let mut tail = Vec::with_capacity(IDX_TAIL_CHECKED);
+    for entry in idx::parse_entries(tail_bytes, width).0 {
+        if !not_a_hole(&entry) {
+            rewrite = true;
+        } else if check.inside(&entry) && needle_matches(check, &entry)? {
+            tail.push(entry);
         } else {
             report.idx_entries_dropped += 1;
             rewrite = true;
         }
     }
-    entries = kept;
-    Ok(Some(LoadedIndex { entries, rewrite }))
+    Ok(Some(IndexImage {
+        prefix,
+        tail,
+        width,
+        rewrite,
+    }))
 }
 
 /// Does the needle at `entry`'s offset decode (CRC included) with its key and size?
-fn needle_matches(dat: &File, entry: &IdxEntry, version: Version) -> io::Result<bool> {
+fn needle_matches(check: &DatCheck, entry: &IdxEntry) -> io::Result<bool> {
+    let version = check.version;
     if entry.offset_units == 0 {
         return Ok(true); // An old-style delete entry with no marker offset.
     }
     let size = size_on_dat(entry);
     let mut record = vec![0u8; needle::record_bytes(size, version) as usize];
-    dat.read_exact_at(&mut record, entry.offset_bytes())?;
+    check.dat.read_exact_at(&mut record, entry.offset_bytes())?;
     Ok(match Needle::decode(&record, version) {
         Ok(found) => found.key == entry.key && found.body_size().ok() == Some(size),
         Err(_) => false,
@@ -188,23 +220,21 @@ fn needle_matches(dat: &File, entry: &IdxEntry, version: Version) -> io::Result<
 
 /// Indexes the valid needles after `start`; returns where the valid needles end.
 fn scan_tail(
-    dat: &File,
-    dat_len: u64,
-    version: Version,
+    check: &DatCheck,
     start: u64,
     entries: &mut Vec<IdxEntry>,
     report: &mut RecoveryReport,
 ) -> io::Result<u64> {
-    let mut scanner = DatScanner::new(dat, dat_len, version, start);
+    let mut scanner = DatScanner::new(check.dat, check.dat_len, check.version, start);
     loop {
         match scanner.next_needle()? {
             Ok((offset, found)) => {
                 entries.push(entry_for(offset, &found));
                 report.needles_reindexed += 1;
             }
-            Err(ScanEnd::Clean) => return Ok(dat_len),
+            Err(ScanEnd::Clean) => return Ok(check.dat_len),
             Err(ScanEnd::Torn { offset, error }) => {
-                report.dat_bytes_truncated = dat_len - offset;
+                report.dat_bytes_truncated = check.dat_len - offset;
                 report.dat_torn_reason = Some(error);
                 return Ok(offset);
             }
@@ -229,15 +259,18 @@ pub(crate) fn entry_for(offset: u64, found: &Needle) -> IdxEntry {
     }
 }
 
-pub(crate) fn encode_entries(entries: &[IdxEntry], width: OffsetWidth) -> Vec<u8> {
-    let mut bytes = vec![0u8; entries.len() * width.entry_bytes()];
-    for (entry, chunk) in entries
-        .iter()
-        .zip(bytes.chunks_exact_mut(width.entry_bytes()))
-    {
+pub(crate) fn encode_entries(
+    entries: impl Iterator<Item = IdxEntry>,
+    width: OffsetWidth,
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut entry_bytes = [0u8; 17];
+    for entry in entries {
+        let encoded = &mut entry_bytes[..width.entry_bytes()];
         entry
-            .encode(width, chunk)
+            .encode(width, encoded)
             .expect("offsets inside the .dat fit the width");
+        bytes.extend_from_slice(encoded);
     }
     bytes
 }
@@ -245,7 +278,7 @@ pub(crate) fn encode_entries(entries: &[IdxEntry], width: OffsetWidth) -> Vec<u8
 fn append_entries(
     path: &Path,
     at: u64,
-    entries: &[IdxEntry],
+    entries: impl Iterator<Item = IdxEntry>,
     width: OffsetWidth,
 ) -> Result<(), VolumeIoError> {
     let file = fs::OpenOptions::new()
@@ -274,8 +307,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VolumeIo
 /// Bulk-loads the map (last entry per key wins, tombstones remove) and derives the counters
 /// applying the entries one by one would give: every write is counted once and is either
 /// still live or was overwritten or deleted exactly once.
-fn load_map(entries: &[IdxEntry]) -> (NeedleMap, VolumeStats) {
-    let values = entries.iter().map(|e| {
+fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap, VolumeStats) {
+    let values = entries().map(|e| {
         (
             e.key,
             NeedleValue {
@@ -285,9 +318,14 @@ fn load_map(entries: &[IdxEntry]) -> (NeedleMap, VolumeStats) {
         )
     });
     let map = NeedleMap::from_sorted_or_not(values);
-    let writes = entries.iter().filter(|e| !e.is_tombstone());
-    let file_count = writes.clone().count() as u64;
-    let written_bytes: u64 = writes.map(|e| u64::from(e.size)).sum();
+    let (mut file_count, mut written_bytes, mut max_key) = (0u64, 0u64, 0u64);
+    for entry in entries() {
+        max_key = max_key.max(entry.key);
+        if !entry.is_tombstone() {
+            file_count += 1;
+            written_bytes += u64::from(entry.size);
+        }
+    }
     let live_bytes: u64 = map.iter().map(|(_, value)| u64::from(value.size)).sum();
     let live_count = map.len() as u64;
     assert!(live_count <= file_count && live_bytes <= written_bytes);
@@ -296,7 +334,7 @@ fn load_map(entries: &[IdxEntry]) -> (NeedleMap, VolumeStats) {
         delete_count: file_count - live_count,
         deleted_bytes: written_bytes - live_bytes,
         live_count,
-        max_key: entries.iter().map(|e| e.key).max().unwrap_or(0),
+        max_key,
     };
     (map, stats)
 }
