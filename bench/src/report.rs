@@ -85,7 +85,10 @@ pub fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
     let percentiles_ms = PERCENTILES
         .iter()
         .map(|percent| {
-            let value = latency_us.value_at_quantile(percent / 100.0);
+            // percent / 100 is inexact (99.9 / 100 > 0.999), which would round the rank up one
+            // sample; a nudge below keeps ranks exact for any count under 10^9.
+            let quantile = (percent / 100.0 - 1e-12).max(0.0);
+            let value = latency_us.value_at_quantile(quantile);
             (*percent, ms(value as f64))
         })
         .collect();

@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use crate::limits::{
-    CONNECT_TIMEOUT_MS, DELETE_DELAY_MS, LOOKUP_CACHE_ENTRIES_MAX, PENDING_DELETES_MAX,
-    REQUEST_TIMEOUT_MS,
+    ASSIGN_ATTEMPTS_MAX, ASSIGN_BACKOFF_MS, ASSIGN_BACKOFF_MS_MAX, CONNECT_TIMEOUT_MS,
+    DELETE_DELAY_MS, LOOKUP_CACHE_ENTRIES_MAX, PENDING_DELETES_MAX, REQUEST_TIMEOUT_MS,
 };
 use crate::run::Shared;
 
@@ -177,39 +177,50 @@ impl Worker {
         Ok((record, size as u64, url))
     }
 
-    /// `/dir/assign?count=1` on the current master, following the leader through the list.
+    /// `/dir/assign?count=1` on the current master, following the leader through the list and
+    /// waiting out "volume growth in progress" (503) answers, as weed's client does.
     async fn assign(&mut self) -> Result<(String, String), OpError> {
         let target = format!(
             "/dir/assign?count=1&collection={}&replication={}",
             self.workload.collection, self.workload.replication
         );
         let masters = self.workload.masters.len();
+        let mut connect_failures = 0;
         let mut last_error = None;
-        for _ in 0..masters {
+        for attempt in 0..ASSIGN_ATTEMPTS_MAX {
             let master = self
                 .shared
                 .current_master(&self.workload.masters)
                 .to_string();
-            match self.client(&master).request("GET", &target, &[], b"").await {
+            let context = format!("assign on master {master}");
+            let retry = match self.client(&master).request("GET", &target, &[], b"").await {
                 Ok(response) => match parse_assign(&master, &response) {
                     Ok(assigned) => return Ok(assigned),
-                    Err((error, try_next)) if try_next => last_error = Some(error),
-                    Err((error, _)) => return Err(error),
+                    Err((error, retry)) => {
+                        last_error = Some(error);
+                        retry
+                    }
                 },
                 Err(error @ ClientError::Connect { .. }) => {
-                    last_error = Some(OpError::client(
-                        &format!("assign on master {master}"),
-                        error,
-                    ))
+                    last_error = Some(OpError::client(&context, error));
+                    connect_failures += 1;
+                    // Every master refused: no use waiting here, the caller counts it.
+                    if connect_failures >= masters {
+                        break;
+                    }
+                    AssignRetry::NextMaster
                 }
-                Err(error) => {
-                    return Err(OpError::client(
-                        &format!("assign on master {master}"),
-                        error,
-                    ));
+                Err(error) => return Err(OpError::client(&context, error)),
+            };
+            match retry {
+                AssignRetry::No => break,
+                AssignRetry::NextMaster => self.shared.next_master(&master, &self.workload.masters),
+                AssignRetry::Later => {
+                    let backoff_ms =
+                        (ASSIGN_BACKOFF_MS << attempt.min(4)).min(ASSIGN_BACKOFF_MS_MAX);
+                    compio::time::sleep(Duration::from_millis(backoff_ms)).await;
                 }
             }
-            self.shared.next_master(&master, &self.workload.masters);
         }
         Err(last_error.expect("at least one master was tried"))
     }
@@ -348,18 +359,29 @@ impl Worker {
     }
 }
 
-/// Parse a `/dir/assign` answer: Ok((fid, url)) or Err((error, try the next master)).
+/// What to do after an assign that gave no fid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AssignRetry {
+    /// A final answer (bad parameters, no space).
+    No,
+    /// This master is not the leader: ask the next one.
+    NextMaster,
+    /// The master is busy (503: growing volumes, warming up): ask again shortly.
+    Later,
+}
+
+/// Parse a `/dir/assign` answer: Ok((fid, url)) or Err((error, what to do next)).
 fn parse_assign(
     master: &str,
     response: &ClientResponse,
-) -> Result<(String, String), (OpError, bool)> {
+) -> Result<(String, String), (OpError, AssignRetry)> {
     let context = format!("assign on master {master}");
     let answer: AssignAnswer = serde_json::from_slice(&response.body).map_err(|e| {
         let error = OpError::other(format!(
             "{context}: HTTP {} with a body that is not the JSON expected: {e}",
             response.status
         ));
-        (error, false)
+        (error, AssignRetry::No)
     })?;
     if let (200, Some(fid), Some(url), None) =
         (response.status, &answer.fid, &answer.url, &answer.error)
@@ -369,10 +391,15 @@ fn parse_assign(
     let reason = answer
         .error
         .unwrap_or_else(|| "no fid in the answer".to_string());
-    // A follower or a master without a leader says so; another master may be the leader.
-    let try_next = response.status == 503 || reason.to_ascii_lowercase().contains("leader");
+    let retry = if reason.to_ascii_lowercase().contains("leader") {
+        AssignRetry::NextMaster
+    } else if response.status == 503 {
+        AssignRetry::Later
+    } else {
+        AssignRetry::No
+    };
     let error = OpError::other(format!("{context}: HTTP {}: {reason}", response.status));
-    Err((error, try_next))
+    Err((error, retry))
 }
 
 fn parse_volume_id(fid: &str) -> Result<u32, OpError> {
@@ -459,15 +486,28 @@ mod tests {
             503,
             r#"{"error":"not the leader; leader is 127.0.0.1:9334"}"#,
         );
-        assert!(matches!(parse_assign("m", &follower), Err((_, true))));
+        assert!(matches!(
+            parse_assign("m", &follower),
+            Err((_, AssignRetry::NextMaster))
+        ));
+        let growing = response(
+            503,
+            r#"{"error":"no writable volumes, volume growth in progress"}"#,
+        );
+        assert!(matches!(
+            parse_assign("m", &growing),
+            Err((_, AssignRetry::Later))
+        ));
         let bad = response(406, r#"{"error":"unexpected replication type: abc"}"#);
         match parse_assign("m", &bad) {
-            Err((error, false)) => assert!(error.message.contains("replication type"), "{error:?}"),
+            Err((error, AssignRetry::No)) => {
+                assert!(error.message.contains("replication type"), "{error:?}")
+            }
             other => panic!("expected a final error, got {:?}", other.map(|_| ())),
         }
         assert!(matches!(
             parse_assign("m", &response(200, "<html>")),
-            Err((_, false))
+            Err((_, AssignRetry::No))
         ));
     }
 }
