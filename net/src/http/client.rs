@@ -683,6 +683,9 @@ fn parse_head(unread: &[u8]) -> Result<Option<(ResponseHead, usize)>, String> {
         Err(error) => return Err(format!("response head: {error}")),
     };
     let status = response.code.expect("complete head has a status");
+    if status < 100 {
+        return Err(format!("status code {status:03} is below 100"));
+    }
     let http_1_1 = response.version == Some(1);
     let mut head = ResponseHead {
         status,
@@ -1099,10 +1102,11 @@ mod tests {
 
     #[test]
     fn malformed_responses_are_errors() {
-        // Proves garbage, a bad Content-Length, a bad chunk size and an oversized body are each
-        // reported as Malformed (never as a success with a wrong body).
-        let answers: [&[u8]; 4] = [
+        // Proves garbage, a status below 100, a bad Content-Length, a bad chunk size and an
+        // oversized body are each reported as Malformed (never as a success with a wrong body).
+        let answers: [&[u8]; 5] = [
             b"NOT HTTP AT ALL\r\n\r\n",
+            b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n",
@@ -1176,5 +1180,77 @@ mod tests {
         assert!(parse_chunk_size(b"").is_err());
         assert!(parse_chunk_size(b"g1").is_err());
         assert!(parse_chunk_size(b"1234567890123456").is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn response_head_parser_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+                // Proves any bytes from a server give a parsed head, "need more" or an error;
+                // never a panic, and never a head longer than the input.
+                if let Ok(Some((head, head_len))) = parse_head(&input) {
+                    prop_assert!(head_len <= input.len());
+                    prop_assert!(head.status >= 100 && head.status <= 999);
+                }
+            }
+
+            #[test]
+            fn chunk_sizes_round_trip(size in 0u64..(1 << 60), upper in any::<bool>(), ext in any::<bool>()) {
+                // Proves every size a server can write in hex (either case, with or without a
+                // chunk extension) is read back as the same number.
+                let mut line = if upper { format!("{size:X}") } else { format!("{size:x}") };
+                if ext {
+                    line.push_str(";name=value");
+                }
+                prop_assert_eq!(parse_chunk_size(line.as_bytes()), Ok(size));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            #[test]
+            fn chunked_bodies_reassemble_whatever_the_chunking(
+                body in proptest::collection::vec(any::<u8>(), 0..20_000),
+                cuts in proptest::collection::vec(1usize..5_000, 1..8),
+            ) {
+                // Proves a chunked body cut into arbitrary chunk sizes, sent in arbitrary write
+                // sizes over a real socket, arrives byte for byte.
+                let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                let mut rest = &body[..];
+                let mut cut = cuts.iter().cycle();
+                while !rest.is_empty() {
+                    let take = (*cut.next().unwrap()).min(rest.len());
+                    wire.extend_from_slice(format!("{take:x}\r\n").as_bytes());
+                    wire.extend_from_slice(&rest[..take]);
+                    wire.extend_from_slice(b"\r\n");
+                    rest = &rest[take..];
+                }
+                wire.extend_from_slice(b"0\r\n\r\n");
+                let writes = cuts.clone();
+                let (addr, server) = serve(move |listener| {
+                    let (mut stream, _) = listener.accept().expect("accept");
+                    read_request(&mut stream).expect("request");
+                    let mut rest = &wire[..];
+                    for size in writes.iter().cycle() {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let take = (*size * 3 + 1).min(rest.len());
+                        stream.write_all(&rest[..take]).expect("write");
+                        rest = &rest[take..];
+                    }
+                });
+                let response = block_on(async {
+                    let mut client = Client::connect(&addr).await.expect("connect");
+                    client.request("GET", "/", &[], b"").await.expect("chunked response")
+                });
+                server.join().expect("server");
+                prop_assert_eq!(&response.body[..], &body[..]);
+            }
+        }
     }
 }
