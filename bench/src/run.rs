@@ -298,28 +298,7 @@ async fn run_worker(mut worker: Worker, shared: Arc<Shared>, kind: PhaseKind) ->
             Some(scheduled) => scheduled,
             None => now,
         };
-        let read = match &kind {
-            PhaseKind::Write => None,
-            PhaseKind::Read {
-                targets,
-                sequential,
-            } => {
-                let index = if *sequential {
-                    claim.index as usize % targets.len()
-                } else {
-                    worker.random_below(targets.len() as u64) as usize
-                };
-                Some(targets[index].clone())
-            }
-            PhaseKind::Mixed { read_percent } => {
-                let read = !outcome.written.is_empty()
-                    && worker.random_below(100) < u64::from(*read_percent);
-                read.then(|| {
-                    let pick = worker.random_below(outcome.written.len() as u64) as usize;
-                    outcome.written[pick].clone()
-                })
-            }
-        };
+        let read = choose_read(&kind, &mut worker, claim.index, &outcome.written);
         match read {
             Some(record) => {
                 let result = worker.read_file(&record).await;
@@ -349,6 +328,34 @@ async fn run_worker(mut worker: Worker, shared: Arc<Shared>, kind: PhaseKind) ->
     }
     run_deletes(&mut worker, true, &mut outcome.stats, &mut failures).await;
     outcome
+}
+
+/// The file this operation reads, or None when it writes.
+fn choose_read(
+    kind: &PhaseKind,
+    worker: &mut Worker,
+    index: u64,
+    written: &[FileRecord],
+) -> Option<FileRecord> {
+    match kind {
+        PhaseKind::Write => None,
+        PhaseKind::Read {
+            targets,
+            sequential,
+        } => {
+            assert!(!targets.is_empty());
+            let pick = if *sequential {
+                index as usize % targets.len()
+            } else {
+                worker.random_below(targets.len() as u64) as usize
+            };
+            Some(targets[pick].clone())
+        }
+        PhaseKind::Mixed { read_percent } => {
+            let read = !written.is_empty() && worker.random_below(100) < u64::from(*read_percent);
+            read.then(|| written[worker.random_below(written.len() as u64) as usize].clone())
+        }
+    }
 }
 
 fn finish_operation(
