@@ -271,7 +271,7 @@ impl FailureRun<'_> {
         self.in_a_row += 1;
         if self.in_a_row >= CONNECTION_FAILURES_IN_A_ROW_MAX {
             self.shared.abort(format!(
-                "a server went away ({} connection failures in a row); last: {}",
+                "a server went away or is unreachable ({} connection failures in a row); last: {}",
                 self.in_a_row, error.message
             ));
         }

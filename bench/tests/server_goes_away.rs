@@ -1,11 +1,9 @@
 //! A server that disappears in the middle of a run: the benchmark must stop on its own, say
 //! which server went away, and still give the report of what was done until then.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+mod fake;
+
+use std::net::TcpListener;
 
 use clap::Parser;
 use kelp_bench::Args;
@@ -16,94 +14,6 @@ struct Cli {
     args: Args,
 }
 
-/// Read one request head + Content-Length body; None when the peer closed.
-fn read_request(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let length = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    Some(head)
-}
-
-/// Master and volume server in one: answers assigns and uploads until `requests_max` requests,
-/// then stops listening and drops every connection.
-fn fake_cluster(listener: TcpListener, requests_max: u64) {
-    let addr = listener.local_addr().unwrap().to_string();
-    let requests = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    listener.set_nonblocking(true).unwrap();
-    while !stop.load(Ordering::SeqCst) {
-        let Ok((stream, _)) = listener.accept() else {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        };
-        stream.set_nonblocking(false).unwrap();
-        let (addr, requests, stop) = (addr.clone(), requests.clone(), stop.clone());
-        std::thread::spawn(move || serve_connection(stream, &addr, &requests, &stop, requests_max));
-    }
-    // Dropping the listener here: new connections are refused from now on.
-}
-
-fn serve_connection(
-    mut stream: TcpStream,
-    addr: &str,
-    requests: &AtomicU64,
-    stop: &AtomicBool,
-    requests_max: u64,
-) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Some(head) = read_request(&mut stream) else {
-            // Idle past the read timeout or closed by the client: check `stop` again.
-            if stream.peek(&mut [0u8; 1]).is_ok_and(|n| n == 0) {
-                return;
-            }
-            continue;
-        };
-        if requests.fetch_add(1, Ordering::SeqCst) + 1 >= requests_max {
-            stop.store(true, Ordering::SeqCst);
-            return;
-        }
-        let body = if head.starts_with("GET /dir/assign") {
-            format!(r#"{{"fid":"1,01deadbeef","url":"{addr}","publicUrl":"{addr}","count":1}}"#)
-        } else {
-            r#"{"name":".","size":1000}"#.to_string()
-        };
-        let status = if head.starts_with("GET") {
-            "200 OK"
-        } else {
-            "201 Created"
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 #[test]
 fn server_that_goes_away_ends_the_run_with_a_partial_report() {
     // Proves: when the only server stops after 400 requests, the benchmark ends by itself
@@ -111,7 +21,7 @@ fn server_that_goes_away_ends_the_run_with_a_partial_report() {
     // that completed, and `run` turns the abort into an error.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().unwrap().to_string();
-    let server = std::thread::spawn(move || fake_cluster(listener, 400));
+    let server = std::thread::spawn(move || fake::fake_cluster(listener, 400));
     let dir = tempfile::tempdir().expect("tempdir");
     let list = dir.path().join("list.txt");
     let json = dir.path().join("report.json");
@@ -164,7 +74,7 @@ fn server_that_goes_away_ends_the_run_with_a_partial_report() {
     // The CLI entry point reports the same run as an error.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().unwrap().to_string();
-    let server = std::thread::spawn(move || fake_cluster(listener, 50));
+    let server = std::thread::spawn(move || fake::fake_cluster(listener, 50));
     let argv = [
         "benchmark",
         "--master",
