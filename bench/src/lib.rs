@@ -56,12 +56,9 @@ pub struct Args {
     /// Percent of written files deleted one second after their write.
     #[arg(long, default_value_t = 0)]
     pub delete_percent: u8,
-    /// Fid list written by the write phase and read by --read-only.
-    #[arg(long)]
-    pub list: Option<PathBuf>,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// Where the fid list and the JSON report go (boxed: keeps `kelp`'s subcommand enum small).
+    #[command(flatten)]
+    pub files: Box<FileArgs>,
     /// Stop each phase after this many seconds, even before n requests.
     #[arg(long)]
     pub duration: Option<f64>,
@@ -76,6 +73,18 @@ pub struct Args {
     /// with this probability (percent), else writes a new one.
     #[arg(long)]
     pub mixed_read_percent: Option<u8>,
+}
+
+/// The files `kelp benchmark` reads and writes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FileArgs {
+    /// Fid list written by the write phase and read by --read-only (default: the temp dir's
+    /// benchmark_list.txt, as weed's).
+    #[arg(long)]
+    pub list: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// A bad argument or an unusable input file, with what to change.
@@ -180,14 +189,15 @@ impl Args {
                 self.replication
             ));
         }
-        if self.read_only && self.list.is_none() {
+        if self.read_only && self.files.list.is_none() {
             return fail("--read-only needs --list FILE (the fids of an earlier write run)".into());
         }
         Ok(())
     }
 
     fn list_path(&self) -> PathBuf {
-        self.list
+        self.files
+            .list
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("benchmark_list.txt"))
     }
@@ -251,7 +261,7 @@ pub fn run_benchmark(
             phases.read(targets)?;
         }
     }
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.files.json {
         let text = serde_json::to_string_pretty(&run)?;
         std::fs::write(path, text + "\n")
             .map_err(|e| format!("write --json file {}: {e}", path.display()))?;
