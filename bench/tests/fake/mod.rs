@@ -4,8 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Read one request head + Content-Length body; None when the peer closed.
@@ -35,6 +35,11 @@ pub fn read_request(stream: &mut TcpStream) -> Option<String> {
 /// Master and volume server in one: answers assigns and uploads until `requests_max` requests,
 /// then stops listening and drops every connection.
 pub fn fake_cluster(listener: TcpListener, requests_max: u64) {
+    fake_cluster_logged(listener, requests_max, Arc::new(Mutex::new(Vec::new())));
+}
+
+/// `fake_cluster`, appending the request line of every request it answers to `log`.
+pub fn fake_cluster_logged(listener: TcpListener, requests_max: u64, log: Arc<Mutex<Vec<String>>>) {
     let addr = listener.local_addr().unwrap().to_string();
     let requests = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -45,8 +50,11 @@ pub fn fake_cluster(listener: TcpListener, requests_max: u64) {
             continue;
         };
         stream.set_nonblocking(false).unwrap();
-        let (addr, requests, stop) = (addr.clone(), requests.clone(), stop.clone());
-        std::thread::spawn(move || serve_connection(stream, &addr, &requests, &stop, requests_max));
+        let (addr, requests, stop, log) =
+            (addr.clone(), requests.clone(), stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            serve_connection(stream, &addr, &requests, &stop, requests_max, &log)
+        });
     }
     // Dropping the listener here: new connections are refused from now on.
 }
@@ -57,6 +65,7 @@ fn serve_connection(
     requests: &AtomicU64,
     stop: &AtomicBool,
     requests_max: u64,
+    log: &Mutex<Vec<String>>,
 ) {
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -76,6 +85,8 @@ fn serve_connection(
             stop.store(true, Ordering::SeqCst);
             return;
         }
+        let request_line = head.lines().next().unwrap_or("").to_string();
+        log.lock().unwrap().push(request_line);
         let body = if head.starts_with("GET /dir/assign") {
             format!(r#"{{"fid":"1,01deadbeef","url":"{addr}","publicUrl":"{addr}","count":1}}"#)
         } else {
@@ -93,5 +104,25 @@ fn serve_connection(
         if stream.write_all(response.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// A master that is not the leader: every request gets 503 naming `leader`.
+pub fn fake_follower(listener: TcpListener, leader: String) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { return };
+        let leader = leader.clone();
+        std::thread::spawn(move || {
+            while read_request(&mut stream).is_some() {
+                let body = format!(r#"{{"error":"not the leader; leader is {leader}"}}"#);
+                let response = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
