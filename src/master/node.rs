@@ -311,13 +311,14 @@ impl Master {
     }
 
     /// Right after an election the topology is empty until the volume servers heartbeat to
-    /// the new leader; growing then would create volumes the cluster does not need.
+    /// the new leader; growing then would create volumes the cluster does not need. So for
+    /// 1.5 pulses, while Raft knows of volume ids no heartbeat has reported yet, answer 503.
     fn check_warmed_up(&self) -> Result<(), MasterError> {
         let since = *self.leader_since.lock().expect("leader_since lock");
         let warm_up = Duration::from_millis(self.config.pulse_seconds * 1500);
-        let had_volumes = self.state().max_volume_id > 0;
+        let unreported = self.state().max_volume_id > self.lock_topology().max_known_volume_id();
         match since {
-            Some(since) if had_volumes && since.elapsed() < warm_up => Err(
+            Some(since) if unreported && since.elapsed() < warm_up => Err(
                 MasterError::Unavailable("the leader is new and waits for heartbeats".into()),
             ),
             _ => Ok(()),

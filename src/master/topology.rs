@@ -344,6 +344,15 @@ impl Topology {
         self.index.by_id.len()
     }
 
+    /// The largest volume id any live node reports (or was just given by a grow).
+    pub fn max_known_volume_id(&self) -> u32 {
+        self.nodes
+            .values()
+            .flat_map(|n| n.all_volumes().map(|v| v.id))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Nodes with room for another volume.
     pub fn node_slots(&self) -> Vec<NodeSlot> {
         self.nodes
