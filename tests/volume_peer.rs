@@ -39,16 +39,16 @@ fn spawn_weed(args: &[String], log: &std::path::Path) -> ChildGuard {
     }
 }
 
-// Proves kelp serves SeaweedFS's own volume files: the same bytes, ETag and Content-Type for
-// a multipart and a raw upload, the pair header back, and a needle SeaweedFS deleted is 404.
-#[test]
-#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
-fn serves_a_volume_written_by_seaweedfs() {
-    let temp = tempfile::tempdir().unwrap();
-    let (mdir, vdir) = (temp.path().join("m"), temp.path().join("v"));
+/// Start a SeaweedFS master and volume server on `vdir`; returns them and their ports. Each
+/// test starts the port search at its own `first_port`, so parallel tests do not collide.
+fn start_weed(
+    temp: &std::path::Path,
+    vdir: &std::path::Path,
+    first_port: u16,
+) -> (ChildGuard, ChildGuard, u16, u16) {
+    let mdir = temp.join("m");
     std::fs::create_dir_all(&mdir).unwrap();
-    std::fs::create_dir_all(&vdir).unwrap();
-    let master_port = weed_port(24900);
+    let master_port = weed_port(first_port);
     let volume_port = weed_port(master_port + 1);
     let master_args: Vec<String> = vec![
         "master".into(),
@@ -59,7 +59,7 @@ fn serves_a_volume_written_by_seaweedfs() {
         "-peers=none".into(),
         "-telemetry=false".into(),
     ];
-    let mut master = spawn_weed(&master_args, &temp.path().join("master.log"));
+    let master = spawn_weed(&master_args, &temp.join("master.log"));
     let volume_args: Vec<String> = vec![
         "volume".into(),
         "-ip=127.0.0.1".into(),
@@ -69,7 +69,67 @@ fn serves_a_volume_written_by_seaweedfs() {
         "-preStopSeconds=0".into(),
         format!("-master=127.0.0.1:{master_port}"),
     ];
-    let mut weed_volume = spawn_weed(&volume_args, &temp.path().join("volume.log"));
+    let volume = spawn_weed(&volume_args, &temp.join("volume.log"));
+    (master, volume, master_port, volume_port)
+}
+
+// Proves SeaweedFS serves a volume kelp wrote: same bytes, ETag, name and type.
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
+fn seaweedfs_serves_a_volume_written_by_kelp() {
+    let temp = tempfile::tempdir().unwrap();
+    let vdir = temp.path().join("v");
+    std::fs::create_dir_all(&vdir).unwrap();
+    let mut kelp = VolumeServer::start_in(&vdir, 1, "", &[]);
+    kelp.create_volume(5, "");
+    let file = temp.path().join("pic.png");
+    std::fs::write(&file, b"not really a png").unwrap();
+    let kelp_url = format!("http://127.0.0.1:{}/5,01637037d6", kelp.port);
+    let (written, _) = curl(&["-F", &format!("file=@{}", file.display()), &kelp_url]);
+    let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    let raw = request(
+        kelp.port,
+        "POST",
+        "/5,02637037d6",
+        &[("Seaweed-Owner", "bob")],
+        b"second",
+    );
+    assert_eq!(raw.status, 201);
+    kelp.guard.terminate(Duration::from_secs(5));
+    let (_master, _volume, _, volume_port) = start_weed(temp.path(), &vdir, 24950);
+    let weed_url = format!("http://127.0.0.1:{volume_port}/5,01637037d6");
+    wait_until(
+        "SeaweedFS to serve volume 5",
+        Duration::from_secs(25),
+        || {
+            Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", &weed_url])
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
+    let (body, _) = curl(&[&weed_url]);
+    assert_eq!(body, b"not really a png");
+    let (head, _) = curl(&["-sI", &weed_url]);
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let etag = written["eTag"].as_str().unwrap();
+    assert!(head.contains(&format!("etag: \"{etag}\"")), "{head}");
+    assert!(head.contains("content-type: image/png"), "{head}");
+    assert!(head.contains("filename=pic.png"), "{head}");
+    let (second, _) = curl(&[&format!("http://127.0.0.1:{volume_port}/5,02637037d6")]);
+    assert_eq!(second, b"second");
+}
+
+// Proves kelp serves SeaweedFS's own volume files: the same bytes, ETag and Content-Type for
+// a multipart and a raw upload, the pair header back, and a needle SeaweedFS deleted is 404.
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
+fn serves_a_volume_written_by_seaweedfs() {
+    let temp = tempfile::tempdir().unwrap();
+    let vdir = temp.path().join("v");
+    std::fs::create_dir_all(&vdir).unwrap();
+    let (mut master, mut weed_volume, master_port, volume_port) =
+        start_weed(temp.path(), &vdir, 24900);
     let assign_url = format!("http://127.0.0.1:{master_port}/dir/assign");
     let mut fids = Vec::new();
     wait_until("SeaweedFS to assign", Duration::from_secs(25), || {
