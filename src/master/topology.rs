@@ -304,6 +304,12 @@ impl Topology {
     ) -> Option<(u32, Location)> {
         self.refresh_index();
         let ids = self.index.writable.get(key)?;
+        if data_center.is_empty() && rack.is_empty() && !ids.is_empty() {
+            // The hot path of /dir/assign: no filter, no allocation but the answer.
+            self.assign_cursor = self.assign_cursor.wrapping_add(1);
+            let id = ids[self.assign_cursor % ids.len()];
+            return Some((id, self.index.by_id[&id].locations[0].clone()));
+        }
         let matches = |id: &u32| {
             let volume = &self.index.by_id[id];
             volume.locations.iter().any(|l| {
