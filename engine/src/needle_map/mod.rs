@@ -1,1 +1,435 @@
 //! Key -> (offset, size) index of a volume, built for billions of needles.
+//!
+//! Keys assigned by the master mostly increase, so the map is a sorted sequence of compressed
+//! blocks (see `block.rs`) plus an uncompressed `tail` that takes the appends:
+//!
+//! - `tail`: sorted entries with keys `>= tail_start`. When it holds more than
+//!   `block_entries_max`, the first `block_entries_max` are sealed into a block.
+//! - blocks: each covers the key range `[bound, next bound)`; the first covers from 0, the
+//!   last up to `tail_start`. A change to a key in a block's range (an update, a removal, an
+//!   out-of-order insert) is kept as a sorted patch in that block; a block with
+//!   `block_patches_max` patches is re-encoded (split when it grows, merged with a neighbour
+//!   when it shrinks).
+//! - segments: blocks are grouped in segments of at most `segment_blocks_max`, so a split or
+//!   removal moves a bounded number of block headers, never the whole map.
+//!
+//! A lookup is two binary searches over bounds (segments, then blocks of one segment) and one
+//! over the packed keys of one block.
+
+mod block;
+mod limits;
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Range;
+
+use block::{Block, Entry};
+pub use limits::{
+    BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, OFFSET_UNITS_BITS_MAX, SEGMENT_BLOCKS_MAX,
+    TOMBSTONE_SIZE,
+};
+
+/// Where a needle is: its offset in 8-byte units (40 bits used) and its size field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NeedleValue {
+    pub offset_units: u64,
+    pub size: u32,
+}
+
+pub struct NeedleMap {
+    geometry: Geometry,
+    /// `segment_bounds[i]` is where segment `i` starts; `segment_bounds[0] == 0`.
+    segment_bounds: Vec<u64>,
+    segments: Vec<Segment>,
+    tail: Vec<Entry>,
+    /// Keys `>= tail_start` live in `tail`; 0 when there are no blocks.
+    tail_start: u64,
+    /// Live entries.
+    live: usize,
+}
+
+struct Segment {
+    /// `bounds[i]` is where block `i` starts; `bounds[0]` equals the segment's bound.
+    bounds: Vec<u64>,
+    blocks: Vec<Block>,
+}
+
+impl Default for NeedleMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for NeedleMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeedleMap")
+            .field("len", &self.live)
+            .field("segments", &self.segments.len())
+            .field("tail", &self.tail.len())
+            .finish()
+    }
+}
+
+impl NeedleMap {
+    pub fn new() -> Self {
+        Self::with_geometry(Geometry::DEFAULT)
+    }
+
+    /// A map with another block/segment shape (tests use tiny ones; benchmarks compare).
+    pub fn with_geometry(geometry: Geometry) -> Self {
+        geometry.assert_valid();
+        NeedleMap {
+            geometry,
+            segment_bounds: Vec::new(),
+            segments: Vec::new(),
+            tail: Vec::new(),
+            tail_start: 0,
+            live: 0,
+        }
+    }
+
+    /// Sets `key -> value`; returns the value it replaces. `value.size` must not be
+    /// `TOMBSTONE_SIZE` (use `remove`) and `value.offset_units` must fit 40 bits.
+    pub fn insert(&mut self, key: u64, value: NeedleValue) -> Option<NeedleValue> {
+        assert!(
+            value.size != TOMBSTONE_SIZE,
+            "insert of a tombstone for key {key}"
+        );
+        assert!(
+            value.offset_units >> OFFSET_UNITS_BITS_MAX == 0,
+            "offset beyond 40 bits"
+        );
+        let old = if key >= self.tail_start {
+            self.tail_insert(key, value)
+        } else {
+            let (segment, block) = self.locate(key);
+            let target = &mut self.segments[segment].blocks[block];
+            let old = target.patch_put(key, value);
+            self.rewrite_if_full(segment, block);
+            old
+        };
+        if old.is_none() {
+            self.live += 1;
+        }
+        old
+    }
+
+    pub fn get(&self, key: u64) -> Option<NeedleValue> {
+        if key >= self.tail_start {
+            let index = self.tail.binary_search_by_key(&key, |e| e.0).ok()?;
+            return Some(self.tail[index].1);
+        }
+        let (segment, block) = self.locate(key);
+        self.segments[segment].blocks[block].get(key)
+    }
+
+    /// Removes `key`; returns the value it had.
+    pub fn remove(&mut self, key: u64) -> Option<NeedleValue> {
+        let old = if key >= self.tail_start {
+            let index = self.tail.binary_search_by_key(&key, |e| e.0).ok()?;
+            Some(self.tail.remove(index).1)
+        } else {
+            let (segment, block) = self.locate(key);
+            let old = self.segments[segment].blocks[block].patch_remove(key);
+            self.rewrite_if_full(segment, block);
+            old
+        };
+        if old.is_some() {
+            assert!(self.live > 0);
+            self.live -= 1;
+        }
+        old
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Heap bytes the map owns, including unused vector capacity. Walks every block: O(blocks).
+    pub fn memory_bytes(&self) -> usize {
+        let segments: usize = self
+            .segments
+            .iter()
+            .map(|segment| {
+                segment.bounds.capacity() * size_of::<u64>()
+                    + segment.blocks.capacity() * size_of::<Block>()
+                    + segment.blocks.iter().map(Block::heap_bytes).sum::<usize>()
+            })
+            .sum();
+        segments
+            + self.segments.capacity() * size_of::<Segment>()
+            + self.segment_bounds.capacity() * size_of::<u64>()
+            + self.tail.capacity() * size_of::<Entry>()
+    }
+
+    /// All live entries in ascending key order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            map: self,
+            segment: 0,
+            block: 0,
+            buffer: Vec::new(),
+            position: 0,
+            tail_done: false,
+        }
+    }
+
+    /// Indices of the segment and block whose range holds `key` (`key < tail_start`).
+    #[inline]
+    fn locate(&self, key: u64) -> (usize, usize) {
+        debug_assert!(key < self.tail_start);
+        let segment = last_at_or_below(&self.segment_bounds, key);
+        let block = last_at_or_below(&self.segments[segment].bounds, key);
+        (segment, block)
+    }
+
+    fn tail_insert(&mut self, key: u64, value: NeedleValue) -> Option<NeedleValue> {
+        if self.tail.last().is_none_or(|last| last.0 < key) {
+            self.tail.push((key, value));
+            self.seal_if_full();
+            return None;
+        }
+        match self.tail.binary_search_by_key(&key, |e| e.0) {
+            Ok(index) => Some(std::mem::replace(&mut self.tail[index].1, value)),
+            Err(index) => {
+                self.tail.insert(index, (key, value));
+                self.seal_if_full();
+                None
+            }
+        }
+    }
+
+    /// Seals the first `block_entries_max` tail entries into blocks once the tail holds more.
+    /// Keeping one entry back means the new `tail_start` (last sealed key + 1) cannot overflow.
+    fn seal_if_full(&mut self) {
+        let per_block = usize::from(self.geometry.block_entries_max);
+        if self.tail.len() <= per_block {
+            return;
+        }
+        let mut blocks = Vec::with_capacity(1);
+        encode_runs(&self.tail[..per_block], per_block, &mut blocks);
+        let new_tail_start = self.tail[per_block - 1].0 + 1;
+        assert!(new_tail_start <= self.tail[per_block].0);
+        self.tail.drain(..per_block);
+        for (i, block) in blocks.into_iter().enumerate() {
+            let bound = if i == 0 {
+                self.tail_start
+            } else {
+                block.base_key()
+            };
+            self.push_block(bound, block);
+        }
+        self.tail_start = new_tail_start;
+    }
+
+    fn push_block(&mut self, bound: u64, block: Block) {
+        let segment_max = usize::from(self.geometry.segment_blocks_max);
+        match self.segments.last_mut() {
+            Some(last) if last.blocks.len() < segment_max => {
+                assert!(*last.bounds.last().expect("segments are never empty") < bound);
+                last.bounds.push(bound);
+                last.blocks.push(block);
+            }
+            _ => {
+                assert!(self.segments.is_empty() == (bound == 0));
+                let mut segment = Segment {
+                    bounds: Vec::with_capacity(segment_max),
+                    blocks: Vec::with_capacity(segment_max),
+                };
+                segment.bounds.push(bound);
+                segment.blocks.push(block);
+                self.segment_bounds.push(bound);
+                self.segments.push(segment);
+            }
+        }
+    }
+
+    fn rewrite_if_full(&mut self, segment: usize, block: usize) {
+        let patches = self.segments[segment].blocks[block].patch_count();
+        if patches >= usize::from(self.geometry.block_patches_max) {
+            self.rewrite(segment, block);
+        }
+    }
+
+    /// Re-encodes a block with its patches applied. An under-filled result absorbs a neighbour
+    /// of the same segment, so removals do not leave a trail of tiny blocks.
+    fn rewrite(&mut self, segment_index: usize, block_index: usize) {
+        let per_block = usize::from(self.geometry.block_entries_max);
+        let segment = &self.segments[segment_index];
+        let mut entries = Vec::with_capacity(per_block * 2);
+        segment.blocks[block_index].materialize_into(&mut entries);
+        let mut range = block_index..block_index + 1;
+        if entries.len() < per_block / 2 {
+            let neighbour = if block_index + 1 < segment.blocks.len() {
+                Some(block_index + 1)
+            } else {
+                block_index.checked_sub(1)
+            };
+            if let Some(other) = neighbour {
+                let other_block = &segment.blocks[other];
+                let other_count = other_block.packed_count() + other_block.patch_count();
+                if entries.len() + other_count <= per_block {
+                    range = block_index.min(other)..block_index.max(other) + 1;
+                    entries.clear();
+                    for block in &segment.blocks[range.clone()] {
+                        block.materialize_into(&mut entries);
+                    }
+                }
+            }
+        }
+        let mut blocks = Vec::with_capacity(2);
+        encode_runs(&entries, per_block, &mut blocks);
+        self.replace_blocks(segment_index, range, blocks);
+    }
+
+    fn replace_blocks(&mut self, segment_index: usize, range: Range<usize>, blocks: Vec<Block>) {
+        let segment_bound = self.segment_bounds[segment_index];
+        let segment = &mut self.segments[segment_index];
+        let first_bound = segment.bounds[range.start];
+        let bounds: Vec<u64> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                if i == 0 {
+                    first_bound
+                } else {
+                    block.base_key()
+                }
+            })
+            .collect();
+        segment.bounds.splice(range.clone(), bounds);
+        segment.blocks.splice(range, blocks);
+        if segment.blocks.is_empty() {
+            self.remove_segment(segment_index);
+            return;
+        }
+        // The first block of a segment always covers from the segment's bound.
+        segment.bounds[0] = segment_bound;
+        if segment.blocks.len() > usize::from(self.geometry.segment_blocks_max) {
+            self.split_segment(segment_index);
+        }
+    }
+
+    fn remove_segment(&mut self, segment_index: usize) {
+        self.segments.remove(segment_index);
+        self.segment_bounds.remove(segment_index);
+        if self.segments.is_empty() {
+            self.tail_start = 0;
+        } else if segment_index == 0 {
+            self.segment_bounds[0] = 0;
+            self.segments[0].bounds[0] = 0;
+        }
+    }
+
+    /// Cuts an overfull segment into equal parts (two, unless a rewrite produced many blocks
+    /// at once, which only tiny geometries do).
+    fn split_segment(&mut self, segment_index: usize) {
+        let segment_max = usize::from(self.geometry.segment_blocks_max);
+        let segment = &mut self.segments[segment_index];
+        let len = segment.blocks.len();
+        let parts = len.div_ceil(segment_max);
+        assert!(parts >= 2);
+        let mut pieces = Vec::with_capacity(parts - 1);
+        for part in (1..parts).rev() {
+            let start = len * part / parts;
+            let mut piece = Segment {
+                bounds: Vec::with_capacity(segment_max),
+                blocks: Vec::with_capacity(segment_max),
+            };
+            piece.bounds.extend(segment.bounds.drain(start..));
+            piece.blocks.extend(segment.blocks.drain(start..));
+            pieces.push(piece);
+        }
+        segment.bounds.shrink_to(segment_max);
+        segment.blocks.shrink_to(segment_max);
+        let at = segment_index + 1;
+        self.segment_bounds
+            .splice(at..at, pieces.iter().rev().map(|piece| piece.bounds[0]));
+        self.segments.splice(at..at, pieces.into_iter().rev());
+    }
+}
+
+/// Packs sorted entries into blocks of at most `per_block` entries, each spanning less than
+/// 2^PACKED_FIELD_BITS_MAX keys; a run is cut into equal parts so no block is left tiny.
+fn encode_runs(entries: &[Entry], per_block: usize, out: &mut Vec<Block>) {
+    let span_max = 1u64 << limits::PACKED_FIELD_BITS_MAX;
+    let mut start = 0;
+    while start < entries.len() {
+        let base_key = entries[start].0;
+        let run_len = entries[start..].partition_point(|e| e.0 - base_key < span_max);
+        let run = &entries[start..start + run_len];
+        let parts = run.len().div_ceil(per_block);
+        for part in 0..parts {
+            out.push(Block::encode(
+                &run[run.len() * part / parts..run.len() * (part + 1) / parts],
+            ));
+        }
+        start += run_len;
+    }
+}
+
+/// Index of the last bound `<= key`; the caller knows `bounds[0] <= key`.
+#[inline]
+fn last_at_or_below(bounds: &[u64], key: u64) -> usize {
+    debug_assert!(bounds.first().is_some_and(|first| *first <= key));
+    let mut low = 0usize;
+    let mut len = bounds.len();
+    while len > 1 {
+        let half = len / 2;
+        low = if bounds[low + half] <= key {
+            low + half
+        } else {
+            low
+        };
+        len -= half;
+    }
+    low
+}
+
+/// Ascending iterator over a map's live entries; decodes one block at a time.
+pub struct Iter<'a> {
+    map: &'a NeedleMap,
+    segment: usize,
+    block: usize,
+    buffer: Vec<Entry>,
+    position: usize,
+    tail_done: bool,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = (u64, NeedleValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(&entry) = self.buffer.get(self.position) {
+                self.position += 1;
+                return Some(entry);
+            }
+            self.buffer.clear();
+            self.position = 0;
+            if let Some(segment) = self.map.segments.get(self.segment) {
+                match segment.blocks.get(self.block) {
+                    Some(block) => {
+                        block.materialize_into(&mut self.buffer);
+                        self.block += 1;
+                    }
+                    None => {
+                        self.segment += 1;
+                        self.block = 0;
+                    }
+                }
+            } else if !self.tail_done {
+                self.buffer.extend_from_slice(&self.map.tail);
+                self.tail_done = true;
+            } else {
+                return None;
+            }
+        }
+    }
+}
