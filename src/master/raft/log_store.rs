@@ -461,6 +461,16 @@ mod tests {
         assert_eq!(inner.last_purged.map(|l| l.index), Some(3));
     }
 
+    proptest::proptest! {
+        // Proves replay never panics on arbitrary file contents and never claims more valid
+        // bytes than the file has.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let (_, valid_len) = decode_records(&bytes);
+            proptest::prop_assert!(valid_len <= bytes.len());
+        }
+    }
+
     // Proves a corrupt record (bad checksum) ends replay there: nothing after it is trusted.
     #[test]
     fn corrupt_record_ends_replay() {
