@@ -4,8 +4,9 @@
 /// lease runs low, so an assignment never waits for a Raft round trip in the steady state.
 pub const KEY_LEASE_COUNT: u64 = 10_000;
 
-/// A new lease is requested in the background once fewer keys than this remain.
-pub const KEY_LEASE_LOW_WATER: u64 = KEY_LEASE_COUNT / 2;
+/// A new lease is requested in the background once fewer keys than this remain (one lease
+/// ahead: at 50,000 assignments/s that leaves 200 ms for the Raft round trip).
+pub const KEY_LEASE_LOW_WATER: u64 = KEY_LEASE_COUNT;
 
 /// Largest `count` one `/dir/assign` may ask for (SeaweedFS has no limit; a bound keeps one
 /// request from draining many leases).
@@ -19,6 +20,9 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Largest Raft log record accepted when replaying the log file.
 pub const RAFT_RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// Raft log writes queued for the writer thread (a full queue makes Raft wait).
+pub const RAFT_WRITE_QUEUE_MAX: usize = 1024;
 
 /// Timeout of one call from the master to another process (volume admin, proxying, Raft RPC
 /// default when openraft gives none).

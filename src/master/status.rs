@@ -100,82 +100,78 @@ pub fn metrics(master: &Master) -> HttpResponse {
         let mut topology = master.lock_topology();
         (topology.nodes.len(), topology.volume_count())
     };
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let leading = u64::from(master.is_leader.load(Ordering::Acquire));
+    // (name, type, help, value)
+    let rows: [(&str, &str, &str, u64); 10] = [
+        (
+            "kelp_master_is_leader",
+            "gauge",
+            "1 when this master leads",
+            leading,
+        ),
+        (
+            "kelp_master_assign_requests_total",
+            "counter",
+            "Assignments served",
+            load(&counters.assign_requests),
+        ),
+        (
+            "kelp_master_assigned_keys_total",
+            "counter",
+            "File keys handed out",
+            load(&counters.assigned_keys),
+        ),
+        (
+            "kelp_master_heartbeats_total",
+            "counter",
+            "Heartbeats received",
+            load(&counters.heartbeats),
+        ),
+        (
+            "kelp_master_volumes_grown_total",
+            "counter",
+            "Volumes created",
+            load(&counters.volumes_grown),
+        ),
+        (
+            "kelp_master_proxied_requests_total",
+            "counter",
+            "Forwarded to the leader",
+            load(&counters.proxied_requests),
+        ),
+        (
+            "kelp_master_data_nodes",
+            "gauge",
+            "Live volume servers",
+            nodes as u64,
+        ),
+        (
+            "kelp_master_volumes",
+            "gauge",
+            "Volumes in the topology",
+            volumes as u64,
+        ),
+        (
+            "kelp_master_max_volume_id",
+            "gauge",
+            "Largest volume id",
+            u64::from(state.max_volume_id),
+        ),
+        (
+            "kelp_master_file_key_high_water",
+            "gauge",
+            "Keys below are leased",
+            state.file_key_high_water,
+        ),
+    ];
     let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+    for (name, kind, help, value) in rows {
         let _ = writeln!(
             text,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-    };
-    let leading = u64::from(master.is_leader.load(Ordering::Acquire));
-    metric(
-        "kelp_master_is_leader",
-        "gauge",
-        "1 when this master leads",
-        leading,
-    );
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let requests = load(&counters.assign_requests);
-    metric(
-        "kelp_master_assign_requests_total",
-        "counter",
-        "Assignments served",
-        requests,
-    );
-    let keys = load(&counters.assigned_keys);
-    metric(
-        "kelp_master_assigned_keys_total",
-        "counter",
-        "File keys handed out",
-        keys,
-    );
-    let beats = load(&counters.heartbeats);
-    metric(
-        "kelp_master_heartbeats_total",
-        "counter",
-        "Heartbeats received",
-        beats,
-    );
-    let grown = load(&counters.volumes_grown);
-    metric(
-        "kelp_master_volumes_grown_total",
-        "counter",
-        "Volumes created",
-        grown,
-    );
-    let proxied = load(&counters.proxied_requests);
-    metric(
-        "kelp_master_proxied_requests_total",
-        "counter",
-        "Forwarded to the leader",
-        proxied,
-    );
-    metric(
-        "kelp_master_data_nodes",
-        "gauge",
-        "Live volume servers",
-        nodes as u64,
-    );
-    metric(
-        "kelp_master_volumes",
-        "gauge",
-        "Volumes in the topology",
-        volumes as u64,
-    );
-    let max_id = u64::from(state.max_volume_id);
-    metric(
-        "kelp_master_max_volume_id",
-        "gauge",
-        "Largest volume id",
-        max_id,
-    );
-    let water = state.file_key_high_water;
-    metric(
-        "kelp_master_file_key_high_water",
-        "gauge",
-        "Keys below are leased",
-        water,
-    );
+    }
     Response::builder()
         .status(200)
         .header("content-type", "text/plain; version=0.0.4")

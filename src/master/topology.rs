@@ -304,6 +304,12 @@ impl Topology {
     ) -> Option<(u32, Location)> {
         self.refresh_index();
         let ids = self.index.writable.get(key)?;
+        if data_center.is_empty() && rack.is_empty() && !ids.is_empty() {
+            // The hot path of /dir/assign: no filter, no allocation but the answer.
+            self.assign_cursor = self.assign_cursor.wrapping_add(1);
+            let id = ids[self.assign_cursor % ids.len()];
+            return Some((id, self.index.by_id[&id].locations[0].clone()));
+        }
         let matches = |id: &u32| {
             let volume = &self.index.by_id[id];
             volume.locations.iter().any(|l| {
@@ -397,13 +403,20 @@ pub fn plan_placement(
         let tie = super::raft::node_id_of(&s.url) ^ shuffle_seed;
         (std::cmp::Reverse(s.free), tie)
     });
-    let same_rack = usize::from(placement.same_rack);
-    let other_racks = usize::from(placement.other_racks);
-    let other_dcs = usize::from(placement.other_data_centers);
     let mut dcs: Vec<&str> = ordered.iter().map(|s| s.data_center.as_str()).collect();
     dedup_keep_order(&mut dcs);
+    let other_dcs = usize::from(placement.other_data_centers);
     for main_dc in dcs.iter().copied() {
         if !data_center.is_empty() && main_dc != data_center {
+            continue;
+        }
+        let far: Vec<&str> = dcs
+            .iter()
+            .copied()
+            .filter(|d| *d != main_dc)
+            .take(other_dcs)
+            .collect();
+        if far.len() < other_dcs {
             continue;
         }
         let in_dc: Vec<&NodeSlot> = ordered
@@ -411,61 +424,60 @@ pub fn plan_placement(
             .copied()
             .filter(|s| s.data_center == main_dc)
             .collect();
-        let mut racks: Vec<&str> = in_dc.iter().map(|s| s.rack.as_str()).collect();
-        dedup_keep_order(&mut racks);
-        for main_rack in racks.iter().copied() {
-            if !rack.is_empty() && main_rack != rack {
-                continue;
-            }
-            let rack_nodes: Vec<&NodeSlot> = in_dc
+        let Some(mut chosen) = plan_in_data_center(&in_dc, placement, rack) else {
+            continue;
+        };
+        for dc in far {
+            let node = ordered
                 .iter()
-                .copied()
-                .filter(|s| s.rack == main_rack)
-                .collect();
-            if rack_nodes.len() < same_rack + 1 {
-                continue;
-            }
-            let mut chosen: Vec<String> = rack_nodes[..=same_rack]
-                .iter()
-                .map(|s| s.url.clone())
-                .collect();
-            let others: Vec<&str> = racks
-                .iter()
-                .copied()
-                .filter(|r| *r != main_rack)
-                .take(other_racks)
-                .collect();
-            if others.len() < other_racks {
-                continue;
-            }
-            for other in others {
-                let node = in_dc
-                    .iter()
-                    .find(|s| s.rack == other)
-                    .expect("rack has a node");
-                chosen.push(node.url.clone());
-            }
-            let far: Vec<&str> = dcs
-                .iter()
-                .copied()
-                .filter(|d| *d != main_dc)
-                .take(other_dcs)
-                .collect();
-            if far.len() < other_dcs {
-                continue;
-            }
-            for dc in far {
-                let node = ordered
-                    .iter()
-                    .find(|s| s.data_center == dc)
-                    .expect("dc has a node");
-                chosen.push(node.url.clone());
-            }
-            assert_eq!(chosen.len(), placement.copies());
-            return Ok(chosen);
+                .find(|s| s.data_center == dc)
+                .expect("dc has a node");
+            chosen.push(node.url.clone());
         }
+        assert_eq!(chosen.len(), placement.copies());
+        return Ok(chosen);
     }
     Err(NOT_ENOUGH_NODES)
+}
+
+/// The replicas inside the main data center: `z + 1` in one rack, one in each of `y` others.
+fn plan_in_data_center(
+    in_dc: &[&NodeSlot],
+    placement: Placement,
+    rack: &str,
+) -> Option<Vec<String>> {
+    let same_rack = usize::from(placement.same_rack);
+    let other_racks = usize::from(placement.other_racks);
+    let mut racks: Vec<&str> = in_dc.iter().map(|s| s.rack.as_str()).collect();
+    dedup_keep_order(&mut racks);
+    for main_rack in racks.iter().copied() {
+        if !rack.is_empty() && main_rack != rack {
+            continue;
+        }
+        let rack_nodes: Vec<&&NodeSlot> = in_dc.iter().filter(|s| s.rack == main_rack).collect();
+        let others: Vec<&str> = racks
+            .iter()
+            .copied()
+            .filter(|r| *r != main_rack)
+            .take(other_racks)
+            .collect();
+        if rack_nodes.len() < same_rack + 1 || others.len() < other_racks {
+            continue;
+        }
+        let mut chosen: Vec<String> = rack_nodes[..=same_rack]
+            .iter()
+            .map(|s| s.url.clone())
+            .collect();
+        for other in others {
+            let node = in_dc
+                .iter()
+                .find(|s| s.rack == other)
+                .expect("rack has a node");
+            chosen.push(node.url.clone());
+        }
+        return Some(chosen);
+    }
+    None
 }
 
 fn dedup_keep_order(items: &mut Vec<&str>) {
@@ -519,6 +531,14 @@ mod tests {
         );
         let in_dc2 = plan_placement(&slots, placement("000"), "dc2", "", 0).unwrap();
         assert_eq!(in_dc2, vec!["d:1"]);
+    }
+
+    proptest::proptest! {
+        // Proves the heartbeat decoder refuses or accepts any text without panicking.
+        #[test]
+        fn heartbeat_decoding_never_panics(text in ".{0,200}") {
+            let _ = serde_json::from_str::<Heartbeat>(&text);
+        }
     }
 
     fn beat(port: u16, dc: &str, volumes: Vec<VolumeReport>) -> Heartbeat {

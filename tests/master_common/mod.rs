@@ -480,3 +480,98 @@ pub fn assign_retrying(address: &str, query: &str, timeout: Duration) -> serde_j
     let _ = last;
     result.expect("assignment")
 }
+
+/// A real `kelp volume` process (ports `port..=port+cores`).
+pub struct RealVolumeServer {
+    pub port: u16,
+    pub address: String,
+    pub dir: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+    args: Vec<String>,
+    pub guard: Option<ChildGuard>,
+}
+
+impl RealVolumeServer {
+    pub fn start(dir: &Path, masters: &str, data_center: &str, max: u32) -> RealVolumeServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = crate::support::free_port_run(3);
+        let args = vec![
+            "volume".to_string(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--cores".into(),
+            "2".into(),
+            "--master".into(),
+            masters.to_string(),
+            "--data-center".into(),
+            data_center.to_string(),
+            "--max".into(),
+            max.to_string(),
+        ];
+        let mut server = RealVolumeServer {
+            port,
+            address: format!("127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            log: dir.with_extension("log"),
+            args,
+            guard: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let name = format!("volume {}", self.address);
+        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
+        let ports: Vec<u16> = (self.port..self.port + 3).collect();
+        wait_until(
+            "kelp volume to answer /healthz",
+            Duration::from_secs(20),
+            || {
+                ports.iter().all(|p| {
+                    get(&format!("127.0.0.1:{p}"), "/healthz").is_ok_and(|a| a.status == 200)
+                })
+            },
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+}
+
+/// A `curl -F file=@<name>` body: (content type, bytes).
+pub fn multipart_file(name: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "------------------------kelpboundary7MA4YWxkTrZu0gW";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `curl -L`: follow redirects (up to 5) and return the final answer.
+pub fn get_following(address: &str, path: &str) -> Result<Answer, String> {
+    let mut answer = get(address, path)?;
+    for _ in 0..5 {
+        if !(300..400).contains(&answer.status) {
+            break;
+        }
+        let location = answer
+            .header("location")
+            .ok_or("redirect without location")?;
+        let rest = location
+            .strip_prefix("http://")
+            .ok_or("location is not http")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        answer = get(host, path)?;
+    }
+    Ok(answer)
+}
