@@ -1,10 +1,146 @@
-//! `kelp server`: master and one volume server in one process (skeleton).
+//! `kelp server`: a master and one volume server in one process (the quick start).
+//!
+//! The master runs on its own tokio runtime in its own threads; the volume server runs on
+//! its per-core compio threads in the calling thread. Volume files live in `--dir`, the
+//! master's Raft log in `--dir/master`.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use clap::Parser;
 
 use crate::CliResult;
+use crate::master::{self, MasterConfig};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct Args {}
+pub struct Args {
+    /// Directory of the volume files (the master keeps its Raft log in DIR/master).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Master HTTP port.
+    #[arg(long, default_value_t = 9333)]
+    pub master_port: u16,
+    /// Volume server HTTP port (core i also serves port + 1 + i).
+    #[arg(long, default_value_t = 8080)]
+    pub volume_port: u16,
+    /// Address to listen on and to advertise.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: String,
+    /// Volume server cores (threads with their own io_uring); default: every CPU.
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Most volumes the volume server holds.
+    #[arg(long, default_value_t = 8)]
+    pub max: u32,
+    /// Replication used when a request names none.
+    #[arg(long, default_value = "000")]
+    pub default_replication: String,
+    /// Volumes larger than this stop taking new files.
+    #[arg(long, default_value_t = 30 * 1024)]
+    pub volume_size_limit_mb: u64,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5)]
+    pub pulse_seconds: u64,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err("`kelp server` is not built yet".into())
+/// The volume server's own flags, parsed by its own clap definition (so its defaults apply).
+#[derive(Parser)]
+struct VolumeCommandLine {
+    #[command(flatten)]
+    args: crate::volume::Args,
+}
+
+pub fn run(args: Args) -> CliResult {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| format!("create --dir {}: {e}", args.dir.display()))?;
+    let master_args = master::Args {
+        port: args.master_port,
+        mdir: args.dir.join("master"),
+        ip: args.ip.clone(),
+        peers: String::new(),
+        default_replication: args.default_replication.clone(),
+        volume_size_limit_mb: args.volume_size_limit_mb,
+        pulse_seconds: args.pulse_seconds,
+        raft_heartbeat_ms: 300,
+        raft_election_ms: 1500,
+    };
+    let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
+    start_master_thread(config)?;
+    let volume_args = volume_args(&args)?;
+    crate::volume::run(volume_args)
+}
+
+fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
+    let mut line = vec![
+        "volume".to_string(),
+        "--dir".into(),
+        args.dir.to_string_lossy().into_owned(),
+        "--port".into(),
+        args.volume_port.to_string(),
+        "--ip".into(),
+        args.ip.clone(),
+        "--master".into(),
+        format!("{}:{}", args.ip, args.master_port),
+        "--max".into(),
+        args.max.to_string(),
+    ];
+    if let Some(cores) = args.cores {
+        line.extend(["--cores".into(), cores.to_string()]);
+    }
+    VolumeCommandLine::try_parse_from(line)
+        .map(|parsed| parsed.args)
+        .map_err(|e| format!("volume server flags: {e}"))
+}
+
+/// Start the master on its own runtime; returns once it listens (or failed to start). If the
+/// master stops later, the whole process exits: half a server is worse than none.
+fn start_master_thread(config: MasterConfig) -> Result<(), String> {
+    let (started, wait) = mpsc::channel::<Result<(), String>>();
+    let address = format!("{}:{}", config.ip, config.port);
+    std::thread::Builder::new()
+        .name("kelp-master".into())
+        .spawn(move || {
+            let failure = run_master(config, &started);
+            let _ = started.send(Err(failure.clone()));
+            eprintln!("kelp server: the master stopped: {failure}");
+            std::process::exit(1);
+        })
+        .map_err(|e| format!("start the master thread: {e}"))?;
+    match wait.recv() {
+        Ok(Ok(())) => {
+            tracing::info!("server: master listening on {address}");
+            Ok(())
+        }
+        Ok(Err(error)) => Err(format!("master: {error}")),
+        Err(_) => Err("master: the master thread ended before it started".into()),
+    }
+}
+
+/// Runs the master until it fails; returns why.
+fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<(), String>>) -> String {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("kelp-master")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return format!("start the tokio runtime: {error}"),
+    };
+    runtime.block_on(async move {
+        let address = format!("{}:{}", config.ip, config.port);
+        let listener = match tokio::net::TcpListener::bind(&address).await {
+            Ok(listener) => listener,
+            Err(error) => return format!("listen on {address}: {error}"),
+        };
+        let master = match master::node::Master::start(config).await {
+            Ok(master) => master,
+            Err(error) => return error,
+        };
+        let _ = started.send(Ok(()));
+        match master::http::serve_listener(master, listener).await {
+            Ok(()) => "the listener closed".to_string(),
+            Err(error) => error,
+        }
+    })
 }

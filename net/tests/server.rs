@@ -1,0 +1,341 @@
+//! The HTTP/1.1 server over real sockets on 127.0.0.1 with a test handler.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use kelp_net::runtime::DriverKind;
+use support::{ResponseReader, TestServer, body_file_expected, limits};
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+// Proves several requests are answered on one kept-alive connection.
+#[test]
+fn keep_alive_serves_many_requests() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    for i in 0..5 {
+        client.send(&get(&format!("/echo?i={i}")));
+        let response = client.next(false).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), format!("Get /echo?i={i}"));
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+        assert!(response.header("date").is_some());
+    }
+}
+
+// Proves pipelined requests sent in one write are answered in order, even when the first is
+// the slowest.
+#[test]
+fn pipelined_requests_answered_in_order() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    let mut batch = get("/sleep?ms=150");
+    batch.extend(get("/echo?n=2"));
+    batch.extend(b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+    batch.extend(get("/echo?n=4"));
+    client.send(&batch);
+    let texts: Vec<String> = (0..4).map(|_| client.next(false).unwrap().text()).collect();
+    assert_eq!(
+        texts,
+        ["slept 150", "Get /echo?n=2", "abc", "Get /echo?n=4"]
+    );
+}
+
+// Proves a chunked request body reaches the handler decoded.
+#[test]
+fn chunked_body_is_decoded() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nkelp\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    client.send(b"6\r\n store\r\n0\r\n\r\n");
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "kelp store");
+}
+
+// Proves `Expect: 100-continue` gets `100 Continue` before the body is sent, then the answer.
+#[test]
+fn expect_continue_then_body() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    let body = vec![b'x'; 2000];
+    client.send(b"PUT /echo HTTP/1.1\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n");
+    let interim = client.next(false).unwrap();
+    assert_eq!(interim.status, 100);
+    client.send(&body);
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, body);
+}
+
+// Proves a body over the limit announced with 100-continue gets 413 at once, no 100.
+#[test]
+fn expect_continue_over_limit_gets_413() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"PUT /echo HTTP/1.1\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n");
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 413);
+    assert!(response.text().contains("\"error\""), "{}", response.text());
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.closed());
+}
+
+// Proves a malformed request gets 400 with a JSON error and the connection closes, while a new
+// connection is served normally.
+#[test]
+fn malformed_request_400_then_new_connection_works() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"GET /echo HTTP/1.1\r\nBad Header\r\n\r\n");
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 400);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert!(
+        response.text().starts_with("{\"error\":"),
+        "{}",
+        response.text()
+    );
+    assert!(client.closed());
+
+    let mut fresh = ResponseReader::new(server.connect());
+    fresh.send(&get("/echo"));
+    assert_eq!(fresh.next(false).unwrap().status, 200);
+}
+
+// Proves a good request before a bad one on the same connection is answered, the bad one gets
+// 400, and the connection then closes: a good request after it is NOT answered (the server
+// cannot know where it starts).
+#[test]
+fn good_then_bad_then_good_on_one_connection() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    let mut batch = get("/echo?first");
+    batch.extend(b"NOT-HTTP\r\n\r\n");
+    batch.extend(get("/echo?third"));
+    client.send(&batch);
+    assert_eq!(client.next(false).unwrap().status, 200);
+    assert_eq!(client.next(false).unwrap().status, 400);
+    assert!(client.next(false).is_none());
+}
+
+// Proves request heads over the header limit get 431.
+#[test]
+fn header_too_large_431() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    let big = format!("GET /echo HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(5000));
+    client.send(big.as_bytes());
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 431);
+    assert!(client.closed());
+}
+
+// Proves a body over the limit gets 413 (declared length and chunked alike), read by the client
+// although it was still sending.
+#[test]
+fn body_over_limit_413() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"POST /echo HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n");
+    let _ = client.stream.write_all(&vec![b'y'; 100_000]);
+    assert_eq!(client.next(false).unwrap().status, 413);
+
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = format!("{:x}\r\n{}\r\n", 600_000, "z".repeat(600_000));
+    let _ = client.stream.write_all(chunk.as_bytes());
+    let _ = client.stream.write_all(chunk.as_bytes());
+    assert_eq!(client.next(false).unwrap().status, 413);
+}
+
+// Proves a client sending one byte per 100 ms does not delay another client's requests.
+#[test]
+fn slow_client_does_not_block_others() {
+    let server = TestServer::start(limits());
+    let slow_addr = server.addr;
+    let slow = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(slow_addr).unwrap();
+        for byte in b"GET /echo?slow HTTP/1.1\r\n".iter() {
+            stream.write_all(&[*byte]).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let mut fast = ResponseReader::new(server.connect());
+    for _ in 0..20 {
+        fast.send(&get("/echo?fast"));
+        assert_eq!(fast.next(false).unwrap().text(), "Get /echo?fast");
+    }
+    // The slow client is still mid-head: the fast one finished while it trickled.
+    assert!(!slow.is_finished());
+    slow.join().unwrap();
+}
+
+// Proves an idle connection is closed after the idle timeout, and a head sent too slowly gets
+// 408 after the header timeout.
+#[test]
+fn idle_and_header_timeouts_close() {
+    let mut short = limits();
+    short.idle_timeout_ms = 300;
+    short.header_timeout_ms = 300;
+    let server = TestServer::start(short);
+    let mut idle = ResponseReader::new(server.connect());
+    let started = Instant::now();
+    assert!(idle.closed());
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut partial = ResponseReader::new(server.connect());
+    partial.send(b"GET /echo HTTP/1.1\r\nHost:");
+    let response = partial.next(false).unwrap();
+    assert_eq!(response.status, 408);
+    assert!(partial.closed());
+}
+
+// Proves HEAD answers with the GET's headers (Content-Length of the body) and no body bytes:
+// the next response on the connection starts right after the head.
+#[test]
+fn head_has_length_but_no_body() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"HEAD /file?len=1234 HTTP/1.1\r\n\r\n");
+    let head = client.next(true).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("1234"));
+    client.send(&get("/echo?after"));
+    assert_eq!(client.next(false).unwrap().text(), "Get /echo?after");
+}
+
+// Proves `Body::File` regions arrive byte-exact below and above the zero-copy threshold.
+#[test]
+fn file_regions_byte_exact() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    for len in [0u64, 1, 1000, 64 * 1024 - 1, 64 * 1024, 300_000, 2 << 20] {
+        client.send(&get(&format!("/file?len={len}")));
+        let response = client.next(false).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body.len() as u64, len);
+        assert!(
+            response.body == body_file_expected(len),
+            "len {len} differs"
+        );
+    }
+}
+
+// Proves HTTP/1.0 requests get `Connection: close` and the connection closes after the answer.
+#[test]
+fn http10_closes() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"GET /echo HTTP/1.0\r\n\r\n");
+    let response = client.next(false).unwrap();
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.closed());
+
+    let mut client = ResponseReader::new(server.connect());
+    client.send(b"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(client.next(false).unwrap().status, 200);
+    assert!(client.closed());
+}
+
+// Proves connections past `connections_max` get 503 and a JSON error, and a slot frees up
+// when a connection closes.
+#[test]
+fn connections_max_refuses_with_503() {
+    let mut two = limits();
+    two.connections_max = 2;
+    let server = TestServer::start(two);
+    let mut first = ResponseReader::new(server.connect());
+    let mut second = ResponseReader::new(server.connect());
+    first.send(&get("/echo"));
+    second.send(&get("/echo"));
+    assert_eq!(first.next(false).unwrap().status, 200);
+    assert_eq!(second.next(false).unwrap().status, 200);
+    let mut third = ResponseReader::new(server.connect());
+    let refused = third.next(false).unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(refused.text().contains("connections"), "{}", refused.text());
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = ResponseReader::new(server.connect());
+        again.send(&get("/echo"));
+        if again.next(false).unwrap().status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// Proves the server works on the poll driver (the fallback where io_uring is blocked),
+// including file bodies above the zero-copy threshold.
+#[test]
+fn poll_driver_serves() {
+    let server = TestServer::start_with(limits(), DriverKind::Poll);
+    let mut client = ResponseReader::new(server.connect());
+    client.send(&get("/echo?poll"));
+    assert_eq!(client.next(false).unwrap().text(), "Get /echo?poll");
+    client.send(&get("/file?len=200000"));
+    assert_eq!(
+        client.next(false).unwrap().body,
+        body_file_expected(200_000)
+    );
+}
+
+// Proves a client that stops reading its responses is disconnected after the idle timeout
+// instead of holding the connection's task forever: of 60 MB asked for, it gets far less,
+// then the connection ends.
+#[test]
+fn client_not_reading_is_disconnected() {
+    let mut short = limits();
+    short.idle_timeout_ms = 300;
+    let server = TestServer::start(short);
+    let mut client = ResponseReader::new(server.connect());
+    let mut batch = Vec::new();
+    for _ in 0..20 {
+        batch.extend(get("/file?len=3000000"));
+    }
+    client.send(&batch);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut client.stream, &mut chunk) {
+            Ok(0) => break,
+            Ok(count) => received += count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                assert_ne!(error.kind(), std::io::ErrorKind::WouldBlock, "still open");
+                break;
+            }
+        }
+    }
+    assert!(received < 60_000_000, "received everything: {received}");
+}
+
+// Proves a panicking handler costs its request a 500 JSON error and the connection a close,
+// while the server keeps serving other connections.
+#[test]
+fn handler_panic_gives_500() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    client.send(&get("/panic"));
+    let response = client.next(false).unwrap();
+    assert_eq!(response.status, 500);
+    assert!(
+        response.text().contains("test handler asked to panic"),
+        "{}",
+        response.text()
+    );
+    assert!(client.closed());
+    let mut fresh = ResponseReader::new(server.connect());
+    fresh.send(&get("/echo"));
+    assert_eq!(fresh.next(false).unwrap().status, 200);
+}

@@ -1,0 +1,456 @@
+//! The master's HTTP API (hyper on tokio). Handlers are thin: parse, one master call, encode.
+//! A follower proxies every API call to the leader; Raft RPCs, `/cluster/status`,
+//! `/healthz` and `/metrics` are answered by every master itself.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+use super::limits::{
+    ASSIGN_COUNT_MAX, GROW_COUNT_MAX, OUTBOUND_CALL_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX,
+};
+use super::node::{Master, MasterError};
+use super::params::{AssignOptions, Query, volume_id_of};
+use super::topology::Heartbeat;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Marks a request a follower forwarded, so it is never forwarded twice.
+const PROXIED_HEADER: &str = "x-kelp-proxied";
+
+/// Accept connections on `--ip:--port` until the task is dropped.
+pub async fn serve(master: Arc<Master>) -> Result<(), String> {
+    let address = format!("{}:{}", master.config.ip, master.config.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("listen on {address}: {e}"))?;
+    tracing::info!(
+        "master: listening on {address} as {}",
+        master.config.self_address
+    );
+    serve_listener(master, listener).await
+}
+
+pub async fn serve_listener(
+    master: Arc<Master>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), String> {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!("master: accept: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let master = master.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let master = master.clone();
+                async move { Ok::<_, Infallible>(route(master, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .pipeline_flush(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!("master: connection: {error}");
+            }
+        });
+    }
+}
+
+/// A JSON answer; `pretty` indents it.
+pub fn json<T: Serialize>(status: u16, value: &T, pretty: bool) -> HttpResponse {
+    let body = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    }
+    .expect("answers always serialize");
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+pub fn error(status: u16, message: &str) -> HttpResponse {
+    json(status, &serde_json::json!({ "error": message }), false)
+}
+
+fn master_error(failure: &MasterError) -> HttpResponse {
+    let mut response = error(failure.status(), failure.message());
+    if failure.status() == 503 {
+        response
+            .headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn bad_request(message: String) -> HttpResponse {
+    error(400, &message)
+}
+
+async fn read_body(
+    request: Request<Incoming>,
+) -> Result<(hyper::http::request::Parts, Bytes), HttpResponse> {
+    let (parts, body) = request.into_parts();
+    match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(failure) => Err(error(
+            413,
+            &format!("request body unreadable or over {REQUEST_BODY_BYTES_MAX} bytes: {failure}"),
+        )),
+    }
+}
+
+async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path().to_string();
+    if path.starts_with("/raft/") {
+        return super::status::raft_rpc(&master, request).await;
+    }
+    match path.as_str() {
+        "/cluster/status" => return super::status::cluster_status(&master, request.uri().query()),
+        "/healthz" => return super::status::healthz(&master),
+        "/metrics" => return super::status::metrics(&master),
+        _ => {}
+    }
+    if !master.is_leader.load(Ordering::Acquire) {
+        return proxy_to_leader(&master, request).await;
+    }
+    let query = Query::parse(request.uri().query().unwrap_or(""));
+    let pretty = query.is_pretty();
+    match path.as_str() {
+        "/dir/assign" => assign(&master, &query).await,
+        "/dir/lookup" => lookup(&master, &query),
+        "/heartbeat" => heartbeat(&master, request).await,
+        "/submit" => submit(&master, &query, request).await,
+        "/vol/grow" => grow(&master, &query).await,
+        "/vol/vacuum" => error(501, "vacuum is not yet supported"),
+        "/vol/status" => super::status::volume_status(&master, pretty),
+        "/dir/status" => super::status::dir_status(&master, pretty),
+        "/col/delete" => delete_collection(&master, &query).await,
+        "/cluster/join" => join(&master, request).await,
+        "/" | "/ui/index.html" => super::status::index_page(&master),
+        _ if path.len() > 1 && path.as_bytes()[1].is_ascii_digit() => redirect(&master, &request),
+        _ => error(404, &format!("no such endpoint: {path}")),
+    }
+}
+
+#[derive(Serialize)]
+struct AssignAnswer<'a> {
+    fid: &'a str,
+    url: &'a str,
+    #[serde(rename = "publicUrl")]
+    public_url: &'a str,
+    count: u64,
+}
+
+async fn assign(master: &Arc<Master>, query: &Query) -> HttpResponse {
+    let parsed = query.count("count", 1, ASSIGN_COUNT_MAX).and_then(|count| {
+        Ok((
+            count,
+            AssignOptions::parse(query, master.config.default_placement)?,
+        ))
+    });
+    let (count, options) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => return bad_request(message),
+    };
+    match master.assign(&options, count).await {
+        Ok(assignment) => {
+            let answer = AssignAnswer {
+                fid: &assignment.fid,
+                url: &assignment.location.url,
+                public_url: &assignment.location.public_url,
+                count: assignment.count,
+            };
+            json(200, &answer, query.is_pretty())
+        }
+        Err(failure) => master_error(&failure),
+    }
+}
+
+fn lookup(master: &Master, query: &Query) -> HttpResponse {
+    let asked = query
+        .get("volumeId")
+        .filter(|v| !v.is_empty())
+        .or_else(|| query.get("fileId"))
+        .unwrap_or("");
+    if asked.is_empty() {
+        return bad_request("lookup needs volumeId or fileId".into());
+    }
+    let checked = match asked.contains(',') {
+        true => super::params::parse_fid(asked).map(|(id, _, _)| id),
+        false => volume_id_of(asked),
+    };
+    let volume_id = match checked {
+        Ok(id) => id,
+        Err(message) => return bad_request(message),
+    };
+    let mut topology = master.lock_topology();
+    match topology.lookup(volume_id) {
+        Some(volume) => {
+            let answer = serde_json::json!({
+                "volumeOrFileId": asked,
+                "locations": volume.locations,
+            });
+            json(200, &answer, query.is_pretty())
+        }
+        None => {
+            let answer = serde_json::json!({
+                "volumeOrFileId": asked,
+                "error": format!("volume id {volume_id} not found"),
+            });
+            json(404, &answer, query.is_pretty())
+        }
+    }
+}
+
+async fn heartbeat(master: &Arc<Master>, request: Request<Incoming>) -> HttpResponse {
+    if request.method() != Method::POST {
+        return error(405, "heartbeat takes POST with a JSON body");
+    }
+    let body = match read_body(request).await {
+        Ok((_, body)) => body,
+        Err(response) => return response,
+    };
+    let beat: Heartbeat = match serde_json::from_slice(&body) {
+        Ok(beat) => beat,
+        Err(failure) => return bad_request(format!("heartbeat: bad JSON: {failure}")),
+    };
+    if beat.ip.is_empty() || beat.port == 0 {
+        return bad_request("heartbeat: ip and port are required".into());
+    }
+    master.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+    master.raise_key_floor(beat.max_file_key);
+    let reported_max = beat.volumes.iter().map(|v| v.id).max().unwrap_or(0);
+    master.lock_topology().heartbeat(beat, Instant::now());
+    if reported_max > master.state().max_volume_id {
+        let command = super::raft::Command::RaiseVolumeId {
+            at_least: reported_max,
+        };
+        if let Err(failure) = master.propose(command).await {
+            return master_error(&failure);
+        }
+    }
+    let answer = serde_json::json!({
+        "volumeSizeLimit": master.config.volume_size_limit_bytes,
+        "pulseSeconds": master.config.pulse_seconds,
+        "leader": master.config.self_address,
+    });
+    json(200, &answer, false)
+}
+
+async fn submit(master: &Arc<Master>, query: &Query, request: Request<Incoming>) -> HttpResponse {
+    if request.method() != Method::POST && request.method() != Method::PUT {
+        return error(405, "submit takes a multipart POST");
+    }
+    let options = match AssignOptions::parse(query, master.config.default_placement) {
+        Ok(options) => options,
+        Err(message) => return bad_request(message),
+    };
+    let (parts, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("multipart/form-data") {
+        return bad_request("submit needs a multipart/form-data body (curl -F file=@name)".into());
+    }
+    let assignment = match master.assign(&options, 1).await {
+        Ok(assignment) => assignment,
+        Err(failure) => return master_error(&failure),
+    };
+    let url = format!("http://{}/{}", assignment.location.url, assignment.fid);
+    let timeout = Duration::from_millis(OUTBOUND_CALL_TIMEOUT_MS);
+    let headers = [("content-type", content_type)];
+    let reply = match master
+        .client
+        .call(Method::POST, &url, &headers, body, timeout)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(failure) => return error(502, &format!("upload to the volume server: {failure}")),
+    };
+    if !(200..300).contains(&reply.status) {
+        return passthrough(reply);
+    }
+    let uploaded: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let answer = serde_json::json!({
+        "fileName": uploaded.get("name").cloned().unwrap_or_default(),
+        "fid": assignment.fid,
+        "fileUrl": format!("{}/{}", assignment.location.public_url, assignment.fid),
+        "size": uploaded.get("size").cloned().unwrap_or_default(),
+        "eTag": uploaded.get("eTag").cloned().unwrap_or_default(),
+    });
+    json(201, &answer, query.is_pretty())
+}
+
+fn passthrough(reply: super::http_client::Reply) -> HttpResponse {
+    let mut builder = Response::builder().status(reply.status);
+    for name in ["content-type", "location", "retry-after"] {
+        if let Some(value) = reply.headers.get(name) {
+            builder = builder.header(name, value);
+        }
+    }
+    builder.body(Full::new(reply.body)).expect("valid response")
+}
+
+async fn grow(master: &Arc<Master>, query: &Query) -> HttpResponse {
+    let count = match query.get("count") {
+        None | Some("") => return bad_request("vol/grow needs count".into()),
+        Some(_) => query.count("count", 1, u64::from(GROW_COUNT_MAX)),
+    };
+    let parsed = count.and_then(|count| {
+        Ok((
+            count,
+            AssignOptions::parse(query, master.config.default_placement)?,
+        ))
+    });
+    let (count, options) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => return bad_request(message),
+    };
+    match master.grow(&options, count as u32, false).await {
+        Ok(grown) => json(
+            200,
+            &serde_json::json!({ "count": grown }),
+            query.is_pretty(),
+        ),
+        Err(failure) => master_error(&failure),
+    }
+}
+
+async fn delete_collection(master: &Master, query: &Query) -> HttpResponse {
+    let collection = query.text("collection");
+    if collection.is_empty() {
+        return bad_request("col/delete needs collection".into());
+    }
+    if let Err(message) = super::params::check_collection(collection) {
+        return bad_request(message);
+    }
+    match master.delete_collection(collection).await {
+        Ok(()) => Response::builder()
+            .status(204)
+            .body(Full::new(Bytes::new()))
+            .expect("valid response"),
+        Err(failure) => master_error(&failure),
+    }
+}
+
+async fn join(master: &Master, request: Request<Incoming>) -> HttpResponse {
+    let body = match read_body(request).await {
+        Ok((_, body)) => body,
+        Err(response) => return response,
+    };
+    let address = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("addr").and_then(|a| a.as_str()).map(str::to_string));
+    let Some(address) = address else {
+        return bad_request("join needs a JSON body {\"addr\":\"host:port\"}".into());
+    };
+    match super::cluster::join(master, &address).await {
+        Ok(()) => json(200, &serde_json::json!({ "joined": address }), false),
+        Err(failure) => master_error(&failure),
+    }
+}
+
+/// `GET /<fid>` (also HEAD and DELETE): send the client to a replica, rotating among them.
+fn redirect(master: &Master, request: &Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path();
+    let volume_id = match volume_id_of(&path[1..]) {
+        Ok(id) => id,
+        Err(message) => return bad_request(message),
+    };
+    let Some(location) = master.lock_topology().redirect_target(volume_id) else {
+        return error(404, &format!("volume id {volume_id} not found"));
+    };
+    let mut target = format!("http://{}{path}", location.public_url);
+    if let Some(query) = request.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    // 301 as in the seed for reads; 307 keeps the method and body of a write.
+    let status = match *request.method() {
+        Method::GET | Method::HEAD | Method::DELETE => 301,
+        _ => 307,
+    };
+    let body = format!("<a href=\"{target}\">Moved Permanently</a>.\n\n");
+    Response::builder()
+        .status(status)
+        .header("location", target)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// Forward a request to the leader and relay its answer.
+async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpResponse {
+    if request.headers().contains_key(PROXIED_HEADER) {
+        return master_error(&MasterError::Unavailable(
+            "forwarded to a master that is not the leader; leadership is changing".into(),
+        ));
+    }
+    let Some(leader) = master.leader_address() else {
+        return master_error(&MasterError::Unavailable("no leader elected yet".into()));
+    };
+    if leader == master.config.self_address {
+        return master_error(&MasterError::Unavailable(
+            "this master is becoming the leader".into(),
+        ));
+    }
+    master
+        .counters
+        .proxied_requests
+        .fetch_add(1, Ordering::Relaxed);
+    let method = request.method().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let (parts, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut headers = vec![(PROXIED_HEADER, "1")];
+    if !content_type.is_empty() {
+        headers.push(("content-type", content_type));
+    }
+    let url = format!("http://{leader}{path_and_query}");
+    let timeout = Duration::from_millis(OUTBOUND_CALL_TIMEOUT_MS);
+    match master
+        .client
+        .call(method, &url, &headers, body, timeout)
+        .await
+    {
+        Ok(reply) => passthrough(reply),
+        Err(failure) => master_error(&MasterError::Unavailable(format!(
+            "the leader did not answer: {failure}"
+        ))),
+    }
+}

@@ -1,0 +1,162 @@
+//! `kelp volume` flags and the validated configuration every core shares (read-only).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Most volumes one server may hold (`--max`): bounds the per-core volume tables.
+pub const VOLUMES_MAX: u32 = 10_000;
+/// Largest `--file-size-limit-mb` (the engine stores at most 1 GiB of data per needle).
+pub const FILE_SIZE_LIMIT_MB_MAX: u64 = 1024;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Directory of the volume files (`<collection>_<vid>.dat/.idx`).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// HTTP port served by every core; core i also serves `port + 1 + i` alone.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Most volumes this server holds; creating one more is answered 507.
+    #[arg(long, default_value_t = 8)]
+    pub max: u32,
+    /// Master addresses `host:port[,host:port...]`; the leader is followed.
+    #[arg(long, default_value = "127.0.0.1:9333")]
+    pub master: String,
+    /// Address to listen on and to tell the master.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    #[arg(long, default_value = "DefaultDataCenter")]
+    pub data_center: String,
+    #[arg(long, default_value = "DefaultRack")]
+    pub rack: String,
+    /// Address clients should use (`host:port`); defaults to `ip:port`.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Cores (threads with their own io_uring); default: every CPU this process may use.
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Largest upload, MiB; a bigger body is answered 413.
+    #[arg(long, default_value_t = 256)]
+    pub file_size_limit_mb: u64,
+    /// Open connections per core; one more is answered 503.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Bodies sent from the volume file of at least this many bytes use splice (zero-copy).
+    #[arg(long)]
+    pub zero_copy_min_bytes: Option<u64>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub public_url: String,
+    pub data_center: String,
+    pub rack: String,
+    pub volumes_max: u32,
+    pub masters: Vec<String>,
+    pub cores: usize,
+    pub file_bytes_max: u64,
+    pub connections_max: Option<usize>,
+    pub zero_copy_min_bytes: Option<u64>,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        if !args.dir.is_dir() {
+            return Err(format!("--dir {}: not a directory", args.dir.display()));
+        }
+        if args.max > VOLUMES_MAX {
+            return Err(format!("--max {} is over {VOLUMES_MAX}", args.max));
+        }
+        if args.file_size_limit_mb == 0 || args.file_size_limit_mb > FILE_SIZE_LIMIT_MB_MAX {
+            let limit = args.file_size_limit_mb;
+            return Err(format!(
+                "--file-size-limit-mb {limit} not in 1..={FILE_SIZE_LIMIT_MB_MAX}"
+            ));
+        }
+        let masters = parse_masters(&args.master)?;
+        let cores = args
+            .cores
+            .unwrap_or_else(kelp_net::runtime::available_cores);
+        let last_core_port = args.port as usize + cores;
+        if cores == 0 || last_core_port > u16::MAX as usize {
+            return Err(format!(
+                "--cores {cores} with --port {}: core ports past 65535 or no core",
+                args.port
+            ));
+        }
+        let public_url = args
+            .public_url
+            .unwrap_or_else(|| SocketAddr::new(args.ip, args.port).to_string());
+        Ok(Config {
+            dir: args.dir,
+            ip: args.ip,
+            port: args.port,
+            public_url,
+            data_center: args.data_center,
+            rack: args.rack,
+            volumes_max: args.max,
+            masters,
+            cores,
+            file_bytes_max: args.file_size_limit_mb << 20,
+            connections_max: args.max_connections,
+            zero_copy_min_bytes: args.zero_copy_min_bytes,
+        })
+    }
+
+    /// `ip:port` of the main port, as the master and replicas see this server.
+    pub fn url(&self) -> String {
+        SocketAddr::new(self.ip, self.port).to_string()
+    }
+
+    /// `ip:port` of core `core_index`'s own port.
+    pub fn core_url(&self, core_index: usize) -> String {
+        let port = super::shard::core_port(self.port, core_index);
+        SocketAddr::new(self.ip, port).to_string()
+    }
+
+    /// Is `url` (host:port) one of this server's addresses?
+    pub fn is_self(&self, url: &str) -> bool {
+        url == self.url()
+            || url == self.public_url
+            || (0..self.cores).any(|core| url == self.core_url(core))
+    }
+}
+
+fn parse_masters(text: &str) -> Result<Vec<String>, String> {
+    let masters: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    if masters.is_empty() {
+        return Err(format!("--master {text:?}: no address"));
+    }
+    for master in &masters {
+        let valid = master
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(format!("--master {master:?}: expected host:port"));
+        }
+    }
+    Ok(masters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the master list is split and each entry checked as host:port.
+    #[test]
+    fn master_list() {
+        assert_eq!(parse_masters("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);
+        assert!(parse_masters("").is_err());
+        assert!(parse_masters("a").is_err());
+        assert!(parse_masters("a:x").is_err());
+    }
+}

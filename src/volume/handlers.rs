@@ -1,0 +1,377 @@
+//! HTTP handlers, thin: parse the request, make one store call, encode the answer.
+
+use super::core::{CoreState, Registry, VolumeSettings, all_snapshots};
+use super::read::ReadAsk;
+use super::store::{NeedleData, StoreError};
+use super::upload::{UploadError, UploadInput};
+use super::{codec, fid, query, read, replicate, upload};
+use bytes::Bytes;
+use kelp_net::http::{Request, Response};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Inflating a stored gzip body for a client that does not accept gzip stops here.
+pub const INFLATED_BYTES_MAX: u64 = 1 << 30;
+
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn fid_error_response(error: &fid::FidError) -> Response {
+    let status = match error {
+        fid::FidError::NotAFid { .. } => 404,
+        _ => 400,
+    };
+    Response::error(status, &error.to_string())
+}
+
+fn store_error_response(error: &StoreError) -> Response {
+    Response::error(error.status(), &error.to_string())
+}
+
+pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
+    let path = match fid::parse_path(&request.path) {
+        Ok(path) => path,
+        Err(error) => return fid_error_response(&error),
+    };
+    let found = state
+        .store
+        .borrow()
+        .read(path.fid, now_unix_ns() / 1_000_000_000);
+    let found = match found {
+        Ok(found) => found,
+        Err(StoreError::VolumeNotHere { volume_id }) => {
+            return replicate::redirect(state, volume_id, request).await;
+        }
+        Err(error) => return store_error_response(&error),
+    };
+    let headers = &request.headers;
+    let ask = ReadAsk {
+        ext: &path.ext,
+        path_filename: path.filename.as_deref(),
+        range: headers.get("range"),
+        if_none_match: headers.get("if-none-match"),
+        if_modified_since: headers.get("if-modified-since"),
+        accept_encoding: headers.get("accept-encoding"),
+    };
+    let (data, data_len) = if read::needs_inflate(&found.meta, &ask) {
+        match inflate(&found.data) {
+            Ok(inflated) => {
+                let len = inflated.len() as u64;
+                (NeedleData::Bytes(inflated), len)
+            }
+            Err(error) => return Response::error(500, &format!("{}: {error}", path.fid)),
+        }
+    } else {
+        (found.data, found.data_len)
+    };
+    let plan = read::plan(&found.meta, &ask, data_len);
+    let mut response = Response::new(plan.status);
+    response.headers = plan.headers;
+    if let Some((start, len)) = plan.body {
+        response.body = data.slice(start, len);
+    }
+    response
+}
+
+fn inflate(data: &NeedleData) -> Result<Bytes, String> {
+    let stored = data
+        .to_bytes()
+        .map_err(|e| format!("reading stored data: {e}"))?;
+    codec::gunzip(&stored, INFLATED_BYTES_MAX)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+/// `Seaweed-Owner: me` -> ("Owner", "me"); names canonicalized as Go's net/http does.
+fn seaweed_pairs(request: &Request) -> Vec<(String, String)> {
+    request
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix("seaweed-")?;
+            let value = std::str::from_utf8(value).ok()?;
+            Some((canonical_header_name(rest), value.to_string()))
+        })
+        .filter(|(name, _)| !name.is_empty())
+        .collect()
+}
+
+fn canonical_header_name(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn upload_error_status(error: &UploadError) -> u16 {
+    match error {
+        UploadError::Multipart(_)
+        | UploadError::Md5Mismatch { .. }
+        | UploadError::BadTimestamp { .. }
+        | UploadError::PairsTooLarge { .. } => 400,
+    }
+}
+
+pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
+    let path = match fid::parse_path(&request.path) {
+        Ok(path) => path,
+        Err(error) => return fid_error_response(&error),
+    };
+    let headers = &request.headers;
+    let input = UploadInput {
+        query: &request.query,
+        content_type: headers.get("content-type"),
+        content_disposition: headers.get("content-disposition"),
+        content_encoding: headers.get("content-encoding"),
+        content_md5: headers.get("content-md5"),
+        pairs: seaweed_pairs(request),
+        body: request.body.clone(),
+        now_unix_s: now_unix_ns() / 1_000_000_000,
+    };
+    let upload = match upload::parse(input) {
+        Ok(upload) => upload,
+        Err(error) => {
+            return Response::error(
+                upload_error_status(&error),
+                &format!("{}: {error}", path.fid),
+            );
+        }
+    };
+    let written = state
+        .store
+        .borrow_mut()
+        .write(path.fid, &upload, now_unix_ns());
+    let written = match written {
+        Ok(written) => written,
+        Err(StoreError::VolumeNotHere { volume_id }) => {
+            return replicate::redirect(state, volume_id, request).await;
+        }
+        Err(error) => return store_error_response(&error),
+    };
+    if upload.fsync
+        && let Err(error) = sync_volume(state, path.fid.volume_id).await
+    {
+        return Response::error(500, &error);
+    }
+    if !upload.is_replica_copy
+        && written.copies > 1
+        && let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await
+    {
+        return Response::error(500, &format!("{}: written here, but {error}", path.fid));
+    }
+    let name = upload.name.clone().unwrap_or_default();
+    let mime = upload.mime.clone().or_else(|| {
+        let ext = fid::extension_of(&name);
+        (!ext.is_empty()).then(|| codec::mime_for_extension(ext))
+    });
+    let mut json = serde_json::json!({
+        "name": name,
+        "size": upload.data.len(),
+        "eTag": read::etag(written.crc),
+    });
+    if let Some(mime) = mime {
+        json["mime"] = serde_json::Value::String(mime);
+    }
+    Response::json(201, json.to_string())
+}
+
+async fn sync_volume(state: &Rc<CoreState>, volume_id: u32) -> Result<(), String> {
+    let files = state.store.borrow().sync_files(volume_id);
+    match files {
+        Some(files) => state.group_commit.sync(volume_id, files).await,
+        None => Err(format!("volume {volume_id} was deleted before its sync")),
+    }
+}
+
+pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
+    let path = match fid::parse_path(&request.path) {
+        Ok(path) => path,
+        Err(error) => return fid_error_response(&error),
+    };
+    let deleted = state.store.borrow_mut().delete(path.fid, now_unix_ns());
+    let deleted = match deleted {
+        Ok(deleted) => deleted,
+        Err(StoreError::VolumeNotHere { volume_id }) => {
+            return replicate::redirect(state, volume_id, request).await;
+        }
+        Err(error) => return store_error_response(&error),
+    };
+    if query::flag(&request.query, "fsync")
+        && let Err(error) = sync_volume(state, path.fid.volume_id).await
+    {
+        return Response::error(500, &error);
+    }
+    let is_copy = query::param(&request.query, "type").as_deref() == Some("replicate");
+    if !is_copy
+        && deleted.copies > 1
+        && let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await
+    {
+        return Response::error(500, &format!("{}: deleted here, but {error}", path.fid));
+    }
+    Response::json(202, format!("{{\"size\":{}}}", deleted.size))
+}
+
+pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response {
+    let params = match create_params(&request.query) {
+        Ok(params) => params,
+        Err(message) => return Response::error(400, &message),
+    };
+    let (volume_id, settings) = params;
+    if let Err(response) = reserve(&state.registry, &state.config, volume_id, &settings) {
+        return response;
+    }
+    let created = state.store.borrow_mut().create(volume_id, &settings);
+    match created {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists { .. }) => {}
+        Err(error) => {
+            state
+                .registry
+                .lock()
+                .expect("registry")
+                .volumes
+                .remove(&volume_id);
+            return store_error_response(&error);
+        }
+    }
+    let json = serde_json::json!({
+        "volume": volume_id,
+        "collection": settings.collection,
+        "replication": settings.replication,
+        "ttl": settings.ttl,
+    });
+    Response::json(200, json.to_string())
+}
+
+fn create_params(query_text: &str) -> Result<(u32, VolumeSettings), String> {
+    let volume_text = query::param(query_text, "volume").ok_or("missing volume=<id>")?;
+    let volume_id = fid::parse_volume_id(&volume_text).map_err(|e| e.to_string())?;
+    let replication = query::param(query_text, "replication").unwrap_or_default();
+    let replication = if replication.is_empty() {
+        "000".to_string()
+    } else {
+        replication
+    };
+    let placement = kelp_engine::format::ReplicaPlacement::parse(&replication)
+        .map_err(|e| format!("replication {replication:?}: {e}"))?;
+    // Normalized (`60` -> `60m`) so that the same TTL given twice compares equal.
+    let ttl_text = query::param(query_text, "ttl").unwrap_or_default();
+    let ttl = kelp_engine::format::Ttl::parse(&ttl_text)
+        .map_err(|e| format!("ttl {ttl_text:?}: {e}"))?
+        .to_string();
+    let collection = query::param(query_text, "collection").unwrap_or_default();
+    let collection_ok = collection
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !collection_ok || collection.len() > 255 {
+        return Err(format!(
+            "collection {collection:?}: letters, digits, '-' and '.' only"
+        ));
+    }
+    let settings = VolumeSettings {
+        collection,
+        replication: placement.to_string(),
+        ttl,
+    };
+    Ok((volume_id, settings))
+}
+
+/// Claim `volume_id` in the registry: idempotent for the same settings, 409 for others,
+/// 507 past `--max`.
+fn reserve(
+    registry: &std::sync::Mutex<Registry>,
+    config: &super::config::Config,
+    volume_id: u32,
+    settings: &VolumeSettings,
+) -> Result<(), Response> {
+    let mut registry = registry.lock().expect("registry");
+    if let Some(existing) = registry.volumes.get(&volume_id) {
+        if existing == settings {
+            return Ok(());
+        }
+        let message = format!("volume {volume_id} exists with other settings: {existing:?}");
+        return Err(Response::error(409, &message));
+    }
+    if registry.volumes.len() as u64 >= u64::from(config.volumes_max) {
+        let message = format!(
+            "this server holds its --max of {} volumes",
+            config.volumes_max
+        );
+        return Err(Response::error(507, &message));
+    }
+    registry.volumes.insert(volume_id, settings.clone());
+    Ok(())
+}
+
+pub fn delete_volume(state: &Rc<CoreState>, request: &Request) -> Response {
+    let volume_text = query::param(&request.query, "volume").unwrap_or_default();
+    let volume_id = match fid::parse_volume_id(&volume_text) {
+        Ok(volume_id) => volume_id,
+        Err(error) => return Response::error(400, &error.to_string()),
+    };
+    let removed = state.store.borrow_mut().remove(volume_id);
+    match removed {
+        Ok(()) => {
+            state
+                .registry
+                .lock()
+                .expect("registry")
+                .volumes
+                .remove(&volume_id);
+            Response::json(200, format!("{{\"volume\":{volume_id}}}"))
+        }
+        Err(error) => store_error_response(&error),
+    }
+}
+
+pub async fn status(state: &Rc<CoreState>) -> Response {
+    let snapshots = match all_snapshots(state).await {
+        Ok(snapshots) => snapshots,
+        Err(error) => return Response::error(503, &error),
+    };
+    let mut volumes: Vec<_> = snapshots.into_iter().flat_map(|s| s.volumes).collect();
+    volumes.sort_by_key(|v| v.id);
+    let volumes: Vec<serde_json::Value> = volumes
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "Id": v.id, "Size": v.size, "Collection": v.collection,
+                "FileCount": v.file_count, "DeleteCount": v.delete_count,
+                "DeletedByteCount": v.deleted_byte_count, "ReadOnly": v.read_only,
+                "ReplicaPlacement": v.replica_placement, "Ttl": v.ttl,
+                "CompactRevision": v.compact_revision, "Port": v.port,
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "Version": concat!("kelp ", env!("CARGO_PKG_VERSION")),
+        "Volumes": volumes,
+    });
+    Response::json(200, json.to_string())
+}
+
+pub async fn metrics(state: &Rc<CoreState>) -> Response {
+    let snapshots = match all_snapshots(state).await {
+        Ok(snapshots) => snapshots,
+        Err(error) => return Response::error(503, &error),
+    };
+    let mut merged = super::metrics::CoreMetrics::default();
+    for snapshot in &snapshots {
+        merged.merge(&snapshot.metrics);
+    }
+    Response::new(200)
+        .header("Content-Type", "text/plain; version=0.0.4")
+        .body_bytes(merged.render_prometheus())
+}

@@ -1,0 +1,356 @@
+//! Talking to the master: the heartbeat (contracts.md §3) with leader following and backoff,
+//! and `/dir/lookup` for fids this server does not hold, cached for a short time.
+
+use kelp_net::http::client::{Client, ClientError, ClientOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long a lookup answer is trusted.
+pub const LOOKUP_CACHE_TTL_MS: u64 = 10_000;
+/// Most volume ids cached per core; the cache is cleared when full (lookups are rare).
+pub const LOOKUP_CACHE_ENTRIES_MAX: usize = 4096;
+/// Backoff between tries when no master answers: doubles from the first to the last.
+pub const MASTER_BACKOFF_MS_MIN: u64 = 500;
+pub const MASTER_BACKOFF_MS_MAX: u64 = 30_000;
+/// Timeouts for calls to the master (it is on the same network; a slow one is a dead one).
+pub const MASTER_CONNECT_TIMEOUT_MS: u64 = 2_000;
+pub const MASTER_REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+pub fn master_client_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout_ms: MASTER_CONNECT_TIMEOUT_MS,
+        request_timeout_ms: MASTER_REQUEST_TIMEOUT_MS,
+        body_bytes_max: 64 << 20,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    pub ip: String,
+    pub port: u16,
+    pub public_url: String,
+    pub data_center: String,
+    pub rack: String,
+    pub max_volume_count: u32,
+    pub max_file_key: u64,
+    pub volumes: Vec<VolumeReport>,
+}
+
+/// One volume as the heartbeat and `/status` report it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeReport {
+    pub id: u32,
+    /// Port of the core that owns the volume.
+    pub port: u16,
+    pub size: u64,
+    pub collection: String,
+    pub file_count: u64,
+    pub delete_count: u64,
+    pub deleted_byte_count: u64,
+    pub read_only: bool,
+    pub replica_placement: String,
+    pub ttl: String,
+    pub compact_revision: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAnswer {
+    #[serde(default)]
+    pub volume_size_limit: u64,
+    #[serde(default)]
+    pub pulse_seconds: u64,
+    #[serde(default)]
+    pub leader: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Location {
+    pub url: String,
+    #[serde(rename = "publicUrl", default)]
+    pub public_url: String,
+    #[serde(rename = "dataCenter", default)]
+    pub data_center: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct LookupAnswer {
+    #[serde(default)]
+    locations: Vec<Location>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Why a lookup did not give locations.
+#[derive(Debug)]
+pub enum LookupError {
+    /// Every master was tried; the last error.
+    Unreachable(ClientError),
+    /// The master answered that it does not know the volume.
+    Unknown {
+        volume_id: u32,
+        message: String,
+    },
+    Malformed {
+        master: String,
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::Unreachable(error) => write!(f, "no master reachable: {error}"),
+            LookupError::Unknown { volume_id, message } => {
+                write!(f, "volume {volume_id} not found by the master: {message}")
+            }
+            LookupError::Malformed { master, reason } => {
+                write!(
+                    f,
+                    "lookup answer from master {master} is malformed: {reason}"
+                )
+            }
+        }
+    }
+}
+
+/// The `--master` list with the leader we currently believe in.
+pub struct Masters {
+    addrs: Vec<String>,
+    current: usize,
+    client: Option<Client>,
+}
+
+impl Masters {
+    pub fn new(addrs: Vec<String>) -> Masters {
+        assert!(!addrs.is_empty(), "at least one master address");
+        Masters {
+            addrs,
+            current: 0,
+            client: None,
+        }
+    }
+
+    pub fn current(&self) -> &str {
+        &self.addrs[self.current]
+    }
+
+    /// Follow a leader hint from a master's answer (added to the list if new).
+    pub fn follow_leader(&mut self, leader: &str) {
+        if leader.is_empty() || leader == self.current() {
+            return;
+        }
+        let index = match self.addrs.iter().position(|a| a == leader) {
+            Some(index) => index,
+            None => {
+                self.addrs.push(leader.to_string());
+                self.addrs.len() - 1
+            }
+        };
+        self.current = index;
+        self.client = None;
+    }
+
+    fn advance(&mut self) {
+        self.current = (self.current + 1) % self.addrs.len();
+        self.client = None;
+    }
+
+    /// One request to the current master, moving on to the next one on a connection error;
+    /// every master is tried once.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(String, kelp_net::http::client::ClientResponse), ClientError> {
+        let mut last_error = None;
+        for _ in 0..self.addrs.len() {
+            let addr = self.current().to_string();
+            let client = self
+                .client
+                .get_or_insert_with(|| Client::new(&addr, master_client_options()));
+            let headers = [("Content-Type", "application/json")];
+            match client.request(method, path, &headers, body).await {
+                Ok(response) => return Ok((addr, response)),
+                Err(error) => {
+                    last_error = Some(error);
+                    self.advance();
+                }
+            }
+        }
+        Err(last_error.expect("at least one master was tried"))
+    }
+}
+
+/// Send one heartbeat; follows the leader named in the answer.
+pub async fn send_heartbeat(
+    masters: &mut Masters,
+    heartbeat: &Heartbeat,
+) -> Result<HeartbeatAnswer, String> {
+    let body = serde_json::to_vec(heartbeat).expect("heartbeat serializes");
+    let (addr, response) = masters
+        .request("POST", "/heartbeat", &body)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status != 200 {
+        let text = String::from_utf8_lossy(&response.body);
+        return Err(format!(
+            "master {addr} answered {}: {text}",
+            response.status
+        ));
+    }
+    let answer: HeartbeatAnswer = serde_json::from_slice(&response.body)
+        .map_err(|e| format!("master {addr} heartbeat answer: {e}"))?;
+    masters.follow_leader(&answer.leader);
+    Ok(answer)
+}
+
+/// The next backoff after a failure.
+pub fn next_backoff_ms(current_ms: u64) -> u64 {
+    current_ms
+        .saturating_mul(2)
+        .clamp(MASTER_BACKOFF_MS_MIN, MASTER_BACKOFF_MS_MAX)
+}
+
+/// Per-core cache of `/dir/lookup` answers.
+#[derive(Default)]
+pub struct LookupCache {
+    entries: HashMap<u32, (Instant, Vec<Location>)>,
+}
+
+impl LookupCache {
+    pub fn get(&self, volume_id: u32, now: Instant) -> Option<&[Location]> {
+        let (fetched_at, locations) = self.entries.get(&volume_id)?;
+        let age = now.saturating_duration_since(*fetched_at);
+        (age < Duration::from_millis(LOOKUP_CACHE_TTL_MS)).then_some(locations.as_slice())
+    }
+
+    pub fn put(&mut self, volume_id: u32, locations: Vec<Location>, now: Instant) {
+        if self.entries.len() >= LOOKUP_CACHE_ENTRIES_MAX {
+            self.entries.clear();
+        }
+        self.entries.insert(volume_id, (now, locations));
+    }
+
+    pub fn forget(&mut self, volume_id: u32) {
+        self.entries.remove(&volume_id);
+    }
+}
+
+/// Ask the masters where volume `volume_id` lives.
+pub async fn lookup(masters: &mut Masters, volume_id: u32) -> Result<Vec<Location>, LookupError> {
+    let path = format!("/dir/lookup?volumeId={volume_id}");
+    let (master, response) = masters
+        .request("GET", &path, &[])
+        .await
+        .map_err(LookupError::Unreachable)?;
+    parse_lookup(&master, volume_id, response.status, &response.body)
+}
+
+fn parse_lookup(
+    master: &str,
+    volume_id: u32,
+    status: u16,
+    body: &[u8],
+) -> Result<Vec<Location>, LookupError> {
+    let answer: LookupAnswer =
+        serde_json::from_slice(body).map_err(|e| LookupError::Malformed {
+            master: master.to_string(),
+            reason: format!("status {status}: {e}"),
+        })?;
+    if status != 200 || answer.locations.is_empty() {
+        let message = answer.error.unwrap_or_else(|| format!("status {status}"));
+        return Err(LookupError::Unknown { volume_id, message });
+    }
+    Ok(answer.locations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the heartbeat JSON has the field names of contracts.md §3.
+    #[test]
+    fn heartbeat_json_shape() {
+        let heartbeat = Heartbeat {
+            ip: "127.0.0.1".into(),
+            port: 8080,
+            public_url: "127.0.0.1:8080".into(),
+            data_center: "dc1".into(),
+            rack: "rack1".into(),
+            max_volume_count: 8,
+            max_file_key: 1234,
+            volumes: vec![VolumeReport {
+                id: 3,
+                port: 8081,
+                size: 1234,
+                collection: String::new(),
+                file_count: 10,
+                delete_count: 1,
+                deleted_byte_count: 100,
+                read_only: false,
+                replica_placement: "000".into(),
+                ttl: String::new(),
+                compact_revision: 0,
+            }],
+        };
+        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0}]}"#;
+        assert_eq!(serde_json::to_string(&heartbeat).unwrap(), expected);
+        let answer: HeartbeatAnswer =
+            serde_json::from_str(r#"{"volumeSizeLimit":1024,"pulseSeconds":5,"leader":"m2:9333"}"#)
+                .unwrap();
+        assert_eq!((answer.volume_size_limit, answer.pulse_seconds), (1024, 5));
+    }
+
+    // Proves leader hints move the current master, adding unknown ones to the list.
+    #[test]
+    fn leader_following() {
+        let mut masters = Masters::new(vec!["m1:1".into(), "m2:2".into()]);
+        masters.follow_leader("m2:2");
+        assert_eq!(masters.current(), "m2:2");
+        masters.follow_leader("m3:3");
+        assert_eq!(masters.current(), "m3:3");
+        masters.advance();
+        assert_eq!(masters.current(), "m1:1");
+        masters.follow_leader("");
+        assert_eq!(masters.current(), "m1:1");
+    }
+
+    // Proves backoff doubles within its bounds.
+    #[test]
+    fn backoff_bounds() {
+        assert_eq!(next_backoff_ms(0), MASTER_BACKOFF_MS_MIN);
+        assert_eq!(next_backoff_ms(1000), 2000);
+        assert_eq!(
+            next_backoff_ms(MASTER_BACKOFF_MS_MAX),
+            MASTER_BACKOFF_MS_MAX
+        );
+    }
+
+    // Proves lookup answers parse, unknown volumes are errors, and the cache expires.
+    #[test]
+    fn lookup_answers_and_cache() {
+        let body = br#"{"volumeOrFileId":"3","locations":[{"url":"h:1","publicUrl":"p:1","dataCenter":"dc"}]}"#;
+        let locations = parse_lookup("m", 3, 200, body).unwrap();
+        assert_eq!(locations[0].public_url, "p:1");
+        let missing = parse_lookup("m", 4, 404, br#"{"error":"volume id 4 not found"}"#);
+        assert!(matches!(
+            missing,
+            Err(LookupError::Unknown { volume_id: 4, .. })
+        ));
+        assert!(matches!(
+            parse_lookup("m", 4, 200, b"<html>"),
+            Err(LookupError::Malformed { .. })
+        ));
+        let mut cache = LookupCache::default();
+        let start = Instant::now();
+        cache.put(3, locations, start);
+        assert!(cache.get(3, start).is_some());
+        let later = start + Duration::from_millis(LOOKUP_CACHE_TTL_MS + 1);
+        assert!(cache.get(3, later).is_none());
+    }
+}

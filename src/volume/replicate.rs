@@ -1,0 +1,195 @@
+//! Talking to other volume servers: the replication fan-out of writes and deletes, and 301
+//! redirects for volumes held elsewhere. Both find the other servers with the master's
+//! `/dir/lookup`, cached per core for a few seconds.
+
+use super::core::CoreState;
+use super::master_link::{self, Location, LookupError, Masters};
+use kelp_net::http::client::{Client, ClientOptions};
+use kelp_net::http::{Method, Request, Response};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Idle connections kept per peer server, per core.
+pub const PEER_IDLE_CONNECTIONS_MAX: usize = 16;
+/// Distinct peer servers with idle connections kept, per core.
+pub const PEERS_MAX: usize = 256;
+/// A replica that does not answer within this is a failed replica.
+pub const REPLICA_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Request headers a replica needs to store the same needle.
+const FORWARDED_HEADERS: [&str; 4] = [
+    "content-type",
+    "content-disposition",
+    "content-encoding",
+    "content-md5",
+];
+
+/// Keep-alive connections to other volume servers, taken while in use.
+#[derive(Default)]
+pub struct PeerPool {
+    idle: RefCell<HashMap<String, Vec<Client>>>,
+}
+
+impl PeerPool {
+    fn take(&self, addr: &str) -> Client {
+        let pooled = self.idle.borrow_mut().get_mut(addr).and_then(Vec::pop);
+        pooled.unwrap_or_else(|| {
+            let options = ClientOptions {
+                request_timeout_ms: REPLICA_REQUEST_TIMEOUT_MS,
+                ..ClientOptions::default()
+            };
+            Client::new(addr, options)
+        })
+    }
+
+    fn give_back(&self, client: Client) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() >= PEERS_MAX && !idle.contains_key(client.addr()) {
+            return;
+        }
+        let slot = idle.entry(client.addr().to_string()).or_default();
+        if slot.len() < PEER_IDLE_CONNECTIONS_MAX {
+            slot.push(client);
+        }
+    }
+}
+
+/// Where `volume_id` lives, from the cache or the master.
+pub async fn locations(state: &CoreState, volume_id: u32) -> Result<Vec<Location>, LookupError> {
+    if let Some(cached) = state.lookups.borrow().get(volume_id, Instant::now()) {
+        return Ok(cached.to_vec());
+    }
+    let taken = state.masters.borrow_mut().take();
+    let mut masters = taken.unwrap_or_else(|| Masters::new(state.config.masters.clone()));
+    let result = master_link::lookup(&mut masters, volume_id).await;
+    *state.masters.borrow_mut() = Some(masters);
+    let locations = result?;
+    state
+        .lookups
+        .borrow_mut()
+        .put(volume_id, locations.clone(), Instant::now());
+    Ok(locations)
+}
+
+/// Redirect to a server that holds `volume_id`: 301 for reads (as SeaweedFS 0.70), 307 for
+/// writes and deletes so that clients repeat the same method and body there.
+pub async fn redirect(state: &Rc<CoreState>, volume_id: u32, request: &Request) -> Response {
+    let found = match locations(state, volume_id).await {
+        Ok(found) => found,
+        Err(error) => return lookup_error_response(volume_id, &error),
+    };
+    let elsewhere = found.iter().find(|l| !state.config.is_self(&l.url));
+    let Some(location) = elsewhere else {
+        state.lookups.borrow_mut().forget(volume_id);
+        let message = format!("volume {volume_id} is not on this server (the master says it is)");
+        return Response::error(404, &message);
+    };
+    let host = if location.public_url.is_empty() {
+        &location.url
+    } else {
+        &location.public_url
+    };
+    let mut target = format!("http://{host}{}", request.path);
+    if !request.query.is_empty() {
+        target.push('?');
+        target.push_str(&request.query);
+    }
+    let body = format!(
+        "{{\"location\":{}}}",
+        serde_json::Value::String(target.clone())
+    );
+    let status = match request.method {
+        Method::Get | Method::Head => 301,
+        _ => 307,
+    };
+    Response::json(status, body).header("Location", target)
+}
+
+fn lookup_error_response(volume_id: u32, error: &LookupError) -> Response {
+    let status = match error {
+        LookupError::Unreachable(_) => 503,
+        LookupError::Unknown { .. } => 404,
+        LookupError::Malformed { .. } => 502,
+    };
+    Response::error(
+        status,
+        &format!("volume {volume_id} is not on this server; {error}"),
+    )
+}
+
+/// Send `request` to every other replica of `volume_id` with `type=replicate`, all at once;
+/// Err names the replicas that failed.
+pub async fn fan_out(
+    state: &Rc<CoreState>,
+    request: &Request,
+    volume_id: u32,
+) -> Result<(), String> {
+    let found = locations(state, volume_id)
+        .await
+        .map_err(|e| format!("the other replicas are unknown: {e}"))?;
+    let copies: Vec<_> = found
+        .iter()
+        .filter(|l| !state.config.is_self(&l.url))
+        .map(|location| {
+            let (state, request, addr) = (state.clone(), request.clone(), location.url.clone());
+            let copy = async move { send_copy(&state, &addr, &request).await };
+            compio::runtime::spawn(copy)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for copy in copies {
+        match copy.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failures.push(error),
+            Err(_) => failures.push("a replica copy task panicked".to_string()),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    state.lookups.borrow_mut().forget(volume_id);
+    Err(failures.join("; "))
+}
+
+async fn send_copy(state: &CoreState, addr: &str, request: &Request) -> Result<(), String> {
+    let mut path = format!("{}?", request.path);
+    if !request.query.is_empty() {
+        path.push_str(&request.query);
+        path.push('&');
+    }
+    path.push_str("type=replicate");
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (name, value) in request.headers.iter() {
+        let forwarded = FORWARDED_HEADERS.contains(&name) || name.starts_with("seaweed-");
+        if let (true, Ok(value)) = (forwarded, std::str::from_utf8(value)) {
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    let header_refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let method = request.method.as_str();
+    let mut client = state.peers.take(addr);
+    let answer = client
+        .request(method, &path, &header_refs, &request.body)
+        .await;
+    match answer {
+        Ok(response) if response.status < 300 => {
+            state.peers.give_back(client);
+            Ok(())
+        }
+        Ok(response) => {
+            state.peers.give_back(client);
+            let body = String::from_utf8_lossy(&response.body);
+            Err(format!(
+                "replica {addr} answered {}: {}",
+                response.status,
+                body.trim()
+            ))
+        }
+        Err(error) => Err(format!("replica {addr} failed: {error}")),
+    }
+}

@@ -1,0 +1,85 @@
+//! Group commit: `fsync=true` writes wait for an fdatasync that started after their write.
+//! One sync runs per volume at a time; every write that arrives while it runs joins the next
+//! one, so N concurrent durable writes cost about two syncs, not N.
+
+use kelp_net::mesh::{OneshotSender, oneshot};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Writers waiting for one volume's next sync; more wait with 503 (a bounded queue).
+pub const SYNC_WAITERS_MAX: usize = 4096;
+
+type SyncResult = Result<(), String>;
+
+#[derive(Default)]
+struct VolumeQueue {
+    waiters: Vec<OneshotSender<SyncResult>>,
+    running: bool,
+}
+
+/// Per-core group commit state, by volume id.
+#[derive(Default)]
+pub struct GroupCommit {
+    queues: Rc<RefCell<HashMap<u32, VolumeQueue>>>,
+}
+
+impl GroupCommit {
+    /// Wait until a sync of `files` that started after this call completed.
+    pub async fn sync(&self, volume_id: u32, files: Vec<Arc<File>>) -> SyncResult {
+        assert!(!files.is_empty());
+        let (reply, answer) = oneshot();
+        let start_runner = {
+            let mut queues = self.queues.borrow_mut();
+            let queue = queues.entry(volume_id).or_default();
+            if queue.waiters.len() >= SYNC_WAITERS_MAX {
+                return Err(format!(
+                    "volume {volume_id}: {SYNC_WAITERS_MAX} writes already wait for fsync"
+                ));
+            }
+            queue.waiters.push(reply);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start_runner {
+            let queues = self.queues.clone();
+            compio::runtime::spawn(run_syncs(queues, volume_id, files)).detach();
+        }
+        answer
+            .await
+            .unwrap_or_else(|e| Err(format!("volume {volume_id} sync: {e}")))
+    }
+}
+
+/// Sync until no writer waits: each round takes every waiter queued so far.
+async fn run_syncs(
+    queues: Rc<RefCell<HashMap<u32, VolumeQueue>>>,
+    volume_id: u32,
+    files: Vec<Arc<File>>,
+) {
+    loop {
+        let batch = {
+            let mut queues = queues.borrow_mut();
+            let queue = queues
+                .get_mut(&volume_id)
+                .expect("queue exists while running");
+            assert!(queue.running);
+            if queue.waiters.is_empty() {
+                queue.running = false;
+                return;
+            }
+            std::mem::take(&mut queue.waiters)
+        };
+        let mut result = Ok(());
+        for file in &files {
+            if let Err(error) = kelp_net::fs::sync_data(file.clone()).await {
+                result = Err(format!("volume {volume_id}: fdatasync failed: {error}"));
+                break;
+            }
+        }
+        for waiter in batch {
+            let _ = waiter.send(result.clone()); // a writer that went away needs no answer
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! Helpers of the master and cluster end-to-end tests: a tiny blocking HTTP client, masters
+//! started as real `kelp master` processes, and a fake volume server (admin calls, uploads,
+//! heartbeats) that stands in for `kelp volume`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::{ChildGuard, free_port, port_is_open, wait_until};
+
+/// A complete HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {} {}", self.status, self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); Err when the server is down.
+pub fn http(
+    method: &str,
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Answer, String> {
+    let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|e| format!("{address}: send: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("{address}: read: {e}"))?;
+    parse_answer(&raw, method == "HEAD").ok_or_else(|| format!("{address}: malformed answer"))
+}
+
+fn parse_answer(raw: &[u8], head_only: bool) -> Option<Answer> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = if head_only {
+        Vec::new()
+    } else {
+        raw[end + 4..].to_vec()
+    };
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+pub fn get(address: &str, path: &str) -> Result<Answer, String> {
+    http("GET", address, path, &[], b"")
+}
+
+pub fn post(address: &str, path: &str, body: &[u8]) -> Result<Answer, String> {
+    http(
+        "POST",
+        address,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+}
+
+/// A `kelp master` process with short Raft timeouts and a 1 s pulse.
+pub struct MasterProcess {
+    pub address: String,
+    pub port: u16,
+    pub mdir: std::path::PathBuf,
+    pub peers: String,
+    pub log: std::path::PathBuf,
+    pub guard: Option<ChildGuard>,
+}
+
+impl MasterProcess {
+    pub fn start(dir: &Path, name: &str, port: u16, peers: &str, extra: &[&str]) -> MasterProcess {
+        let mut master = MasterProcess {
+            address: format!("127.0.0.1:{port}"),
+            port,
+            mdir: dir.join(name),
+            peers: peers.to_string(),
+            log: dir.join(format!("{name}.log")),
+            guard: None,
+        };
+        master.spawn(extra);
+        master
+    }
+
+    pub fn spawn(&mut self, extra: &[&str]) {
+        let port = self.port.to_string();
+        let mdir = self.mdir.to_string_lossy().into_owned();
+        let mut args = vec![
+            "master",
+            "--port",
+            &port,
+            "--mdir",
+            &mdir,
+            "--pulse-seconds",
+            "1",
+            "--raft-heartbeat-ms",
+            "100",
+            "--raft-election-ms",
+            "500",
+        ];
+        if !self.peers.is_empty() {
+            args.extend(["--peers", &self.peers]);
+        }
+        args.extend(extra);
+        let name = format!("master {}", self.address);
+        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
+        let port = self.port;
+        wait_until("the master to listen", Duration::from_secs(20), || {
+            port_is_open(port)
+        });
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let answer = get(&self.address, "/cluster/status").ok()?;
+        (answer.status == 200).then(|| answer.json())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A volume the fake server holds.
+#[derive(Debug, Clone)]
+pub struct FakeVolume {
+    pub id: u32,
+    pub collection: String,
+    pub replication: String,
+    pub ttl: String,
+}
+
+/// Stands in for a volume server: answers `/admin/volume/create|delete` (507 past `max`),
+/// stores uploads in memory, and heartbeats to the masters every second while `beating`.
+pub struct FakeVolumeServer {
+    pub port: u16,
+    pub address: String,
+    pub volumes: Arc<Mutex<BTreeMap<u32, FakeVolume>>>,
+    pub files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    pub beating: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeVolumeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = TcpStream::connect(&self.address);
+    }
+}
+
+impl FakeVolumeServer {
+    pub fn start(masters: Vec<String>, data_center: &str, rack: &str, max: u32) -> Self {
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake volume server");
+        let server = FakeVolumeServer {
+            port,
+            address: format!("127.0.0.1:{port}"),
+            volumes: Arc::default(),
+            files: Arc::default(),
+            beating: Arc::new(AtomicBool::new(true)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (volumes, files, stop) = (
+            server.volumes.clone(),
+            server.files.clone(),
+            server.stop.clone(),
+        );
+        std::thread::spawn(move || serve_fake(listener, volumes, files, stop, max));
+        let beat = Beater {
+            port,
+            data_center: data_center.to_string(),
+            rack: rack.to_string(),
+            max,
+            masters,
+            volumes: server.volumes.clone(),
+            beating: server.beating.clone(),
+            stop: server.stop.clone(),
+        };
+        std::thread::spawn(move || beat.run());
+        server
+    }
+
+    pub fn volume_ids(&self) -> Vec<u32> {
+        self.volumes.lock().unwrap().keys().copied().collect()
+    }
+}
+
+struct Beater {
+    port: u16,
+    data_center: String,
+    rack: String,
+    max: u32,
+    masters: Vec<String>,
+    volumes: Arc<Mutex<BTreeMap<u32, FakeVolume>>>,
+    beating: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Beater {
+    fn body(&self) -> Vec<u8> {
+        let volumes: Vec<serde_json::Value> = self
+            .volumes
+            .lock()
+            .unwrap()
+            .values()
+            .map(|v| {
+                serde_json::json!({
+                    "id": v.id, "port": self.port, "size": 100, "collection": v.collection,
+                    "fileCount": 1, "deleteCount": 0, "deletedByteCount": 0, "readOnly": false,
+                    "replicaPlacement": v.replication, "ttl": v.ttl, "compactRevision": 0,
+                })
+            })
+            .collect();
+        let beat = serde_json::json!({
+            "ip": "127.0.0.1", "port": self.port, "publicUrl": format!("127.0.0.1:{}", self.port),
+            "dataCenter": self.data_center, "rack": self.rack, "maxVolumeCount": self.max,
+            "maxFileKey": 0, "volumes": volumes,
+        });
+        beat.to_string().into_bytes()
+    }
+
+    /// Beat to the current master; on failure try the next; follow the `leader` it names.
+    fn run(self) {
+        let mut target = self.masters[0].clone();
+        let mut next = 0;
+        while !self.stop.load(Ordering::Acquire) {
+            if self.beating.load(Ordering::Acquire) {
+                match post(&target, "/heartbeat", &self.body()) {
+                    Ok(answer) if answer.status == 200 => {
+                        let leader = answer.json()["leader"].as_str().unwrap_or("").to_string();
+                        if !leader.is_empty() {
+                            target = leader;
+                        }
+                    }
+                    _ => {
+                        next = (next + 1) % self.masters.len();
+                        target = self.masters[next].clone();
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+}
+
+type Volumes = Arc<Mutex<BTreeMap<u32, FakeVolume>>>;
+type Files = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
+
+fn serve_fake(
+    listener: TcpListener,
+    volumes: Volumes,
+    files: Files,
+    stop: Arc<AtomicBool>,
+    max: u32,
+) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let (volumes, files) = (volumes.clone(), files.clone());
+        std::thread::spawn(move || {
+            let _ = handle_fake(stream, &volumes, &files, max);
+        });
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        let read = stream.read(&mut buffer).ok()?;
+        if read == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut parts = head.split(' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[head_end + 4..].to_vec();
+    while body.len() < length {
+        let read = stream.read(&mut buffer).ok()?;
+        if read == 0 {
+            break;
+        }
+        body.extend_from_slice(&buffer[..read]);
+    }
+    Some((method, target, body))
+}
+
+fn handle_fake(mut stream: TcpStream, volumes: &Volumes, files: &Files, max: u32) -> Option<()> {
+    let (method, target, body) = read_request(&mut stream)?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    };
+    let (status, answer) = match path {
+        "/admin/volume/create" => {
+            let id: u32 = param("volume").parse().ok()?;
+            let mut volumes = volumes.lock().unwrap();
+            if volumes.len() as u32 >= max && !volumes.contains_key(&id) {
+                (507, r#"{"error":"max volumes reached"}"#.to_string())
+            } else {
+                let volume = FakeVolume {
+                    id,
+                    collection: param("collection"),
+                    replication: param("replication"),
+                    ttl: param("ttl"),
+                };
+                volumes.insert(id, volume);
+                (200, "{}".to_string())
+            }
+        }
+        "/admin/volume/delete" => {
+            let id: u32 = param("volume").parse().ok()?;
+            match volumes.lock().unwrap().remove(&id) {
+                Some(_) => (200, "{}".to_string()),
+                None => (404, r#"{"error":"no such volume"}"#.to_string()),
+            }
+        }
+        _ if method == "POST" => {
+            let fid = path.trim_start_matches('/').to_string();
+            let size = body.len();
+            files.lock().unwrap().insert(fid, body);
+            (
+                201,
+                format!(r#"{{"name":"upload","size":{size},"eTag":"00000000"}}"#),
+            )
+        }
+        _ => match files.lock().unwrap().get(path.trim_start_matches('/')) {
+            Some(data) => (200, String::from_utf8_lossy(data).into_owned()),
+            None => (404, String::new()),
+        },
+    };
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(answer.as_bytes()).ok()
+}
+
+/// The leader's address once every listed master agrees on it and knows all `members`.
+pub fn wait_for_leader(masters: &[&MasterProcess], members: usize, timeout: Duration) -> String {
+    let mut leader = String::new();
+    wait_until("one leader that all masters agree on", timeout, || {
+        let statuses: Vec<serde_json::Value> = masters.iter().filter_map(|m| m.status()).collect();
+        if statuses.len() != masters.len() {
+            return false;
+        }
+        let first = statuses[0]["Leader"].as_str().unwrap_or("").to_string();
+        let agreed = !first.is_empty()
+            && statuses.iter().all(|s| {
+                s["Leader"].as_str() == Some(first.as_str())
+                    && s["Peers"].as_array().map_or(0, Vec::len) + 1 == members
+            });
+        let leaders = statuses.iter().filter(|s| s["IsLeader"] == true).count();
+        if agreed && leaders == 1 {
+            leader = first;
+        }
+        agreed && leaders == 1
+    });
+    leader
+}
+
+/// Assign through `address`, retrying 503s (leader changing) for up to `timeout`.
+pub fn assign_retrying(address: &str, query: &str, timeout: Duration) -> serde_json::Value {
+    let mut last = String::new();
+    let mut result = None;
+    wait_until(
+        &format!("an assignment through {address}"),
+        timeout,
+        || match get(address, &format!("/dir/assign?{query}")) {
+            Ok(answer) if answer.status == 200 => {
+                result = Some(answer.json());
+                true
+            }
+            Ok(answer) => {
+                last = answer.text();
+                false
+            }
+            Err(error) => {
+                last = error;
+                false
+            }
+        },
+    );
+    let _ = last;
+    result.expect("assignment")
+}
+
+/// A real `kelp volume` process (ports `port..=port+cores`).
+pub struct RealVolumeServer {
+    pub port: u16,
+    pub address: String,
+    pub dir: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+    args: Vec<String>,
+    pub guard: Option<ChildGuard>,
+}
+
+impl RealVolumeServer {
+    pub fn start(dir: &Path, masters: &str, data_center: &str, max: u32) -> RealVolumeServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = crate::support::free_port_run(3);
+        let args = vec![
+            "volume".to_string(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--cores".into(),
+            "2".into(),
+            "--master".into(),
+            masters.to_string(),
+            "--data-center".into(),
+            data_center.to_string(),
+            "--max".into(),
+            max.to_string(),
+        ];
+        let mut server = RealVolumeServer {
+            port,
+            address: format!("127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            log: dir.with_extension("log"),
+            args,
+            guard: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let name = format!("volume {}", self.address);
+        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
+        let ports: Vec<u16> = (self.port..self.port + 3).collect();
+        wait_until(
+            "kelp volume to answer /healthz",
+            Duration::from_secs(20),
+            || {
+                ports.iter().all(|p| {
+                    get(&format!("127.0.0.1:{p}"), "/healthz").is_ok_and(|a| a.status == 200)
+                })
+            },
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+}
+
+/// A `curl -F file=@<name>` body: (content type, bytes).
+pub fn multipart_file(name: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "------------------------kelpboundary7MA4YWxkTrZu0gW";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `curl -L`: follow redirects (up to 5) and return the final answer.
+pub fn get_following(address: &str, path: &str) -> Result<Answer, String> {
+    let mut answer = get(address, path)?;
+    for _ in 0..5 {
+        if !(300..400).contains(&answer.status) {
+            break;
+        }
+        let location = answer
+            .header("location")
+            .ok_or("redirect without location")?;
+        let rest = location
+            .strip_prefix("http://")
+            .ok_or("location is not http")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        answer = get(host, path)?;
+    }
+    Ok(answer)
+}

@@ -1,0 +1,98 @@
+//! `kelp server` (master + volume server in one process) running the seed's walk-through:
+//! submit, read from the volume server, read through the master (redirect), delete, 404.
+
+mod master_common;
+mod support;
+
+use std::time::Duration;
+
+use master_common::{get, get_following, http, multipart_file};
+use support::{ChildGuard, free_port, free_port_run, wait_until};
+
+// Proves the README's quick start works: `kelp server --dir D` takes a `curl -F` upload on
+// the master's /submit, serves it from the volume server and through a 301 from the master,
+// deletes it, and then answers 404 both ways. Then it restarts and still knows its volumes.
+#[test]
+fn seed_walkthrough_against_kelp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let master_port = free_port();
+    let volume_port = free_port_run(3);
+    let data = dir.path().join("data");
+    let (master_port_text, volume_port_text) = (master_port.to_string(), volume_port.to_string());
+    let data_text = data.to_string_lossy().into_owned();
+    let args = [
+        "server",
+        "--dir",
+        &data_text,
+        "--master-port",
+        &master_port_text,
+        "--volume-port",
+        &volume_port_text,
+        "--cores",
+        "2",
+        "--pulse-seconds",
+        "1",
+    ];
+    let log = dir.path().join("server.log");
+    let mut server = ChildGuard::spawn_kelp("kelp server", &args, &log);
+    let master = format!("127.0.0.1:{master_port}");
+    let (content_type, body) = multipart_file("hello.txt", b"hello weed-fs!\n");
+    let headers = [("Content-Type", content_type.as_str())];
+    let mut submitted = None;
+    wait_until(
+        "kelp server to take a /submit",
+        Duration::from_secs(20),
+        || {
+            let answer = http("POST", &master, "/submit", &headers, &body);
+            match answer {
+                Ok(answer) if answer.status == 201 => {
+                    submitted = Some(answer.json());
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    let submitted = submitted.unwrap();
+    assert_eq!(submitted["fileName"], "hello.txt");
+    assert_eq!(submitted["size"], 15);
+    let fid = submitted["fid"].as_str().unwrap().to_string();
+    let file_url = submitted["fileUrl"].as_str().unwrap().to_string();
+    let (volume_host, path) = file_url.split_at(file_url.find('/').unwrap());
+    assert_eq!(get(volume_host, path).unwrap().text(), "hello weed-fs!\n");
+
+    let redirect = get(&master, &format!("/{fid}")).unwrap();
+    assert_eq!(redirect.status, 301);
+    assert!(redirect.text().contains("Moved Permanently"));
+    let followed = get_following(&master, &format!("/{fid}")).unwrap();
+    assert_eq!(followed.text(), "hello weed-fs!\n");
+
+    let deleted = http("DELETE", volume_host, path, &[], b"").unwrap();
+    assert!(
+        deleted.status == 202 || deleted.status == 200,
+        "{}",
+        deleted.text()
+    );
+    assert!(deleted.json()["size"].as_u64().unwrap() > 0);
+    assert_eq!(get(volume_host, path).unwrap().status, 404);
+    assert_eq!(
+        get_following(&master, &format!("/{fid}")).unwrap().status,
+        404
+    );
+
+    server.terminate(Duration::from_secs(5));
+    let _server = ChildGuard::spawn_kelp("kelp server again", &args, &log);
+    let volume = fid.split(',').next().unwrap().to_string();
+    wait_until(
+        "the restarted server to know its volume",
+        Duration::from_secs(20),
+        || get(&master, &format!("/dir/lookup?volumeId={volume}")).is_ok_and(|a| a.status == 200),
+    );
+    let second = http("POST", &master, "/submit", &headers, &body).unwrap();
+    assert_eq!(second.status, 201, "{}", second.text());
+    assert_ne!(
+        second.json()["fid"],
+        fid.as_str(),
+        "a restarted server never reuses a fid"
+    );
+}
