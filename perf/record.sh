@@ -42,5 +42,6 @@ sleep 0.3
 kill -INT "$perf_pid"
 wait "$perf_pid" || true
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded.txt"
+[[ -n ${KEEP_FOLDED:-} ]] && cp "$work/folded.txt" "$KEEP_FOLDED"
 inferno-flamegraph --title "pid $pid under kelp benchmark ${bench_args[*]}" <"$work/folded.txt" >"$out"
 echo "record.sh: $(wc -l <"$work/folded.txt") stacks -> $out"
