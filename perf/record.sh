@@ -7,6 +7,7 @@
 # Example: perf/record.sh --pid "$(pgrep -n weed)" --out sw.svg --master 127.0.0.1:19333 -n 50000
 # Needs perf (apt-get install linux-perf) and, unless root, kernel.perf_event_paranoid <= 1.
 # Kelp's release build keeps line debug info (profile.release debug = 1), so frames have names.
+# KEEP_FOLDED=FILE also keeps the folded stacks (one line per stack) for scripts.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,5 +43,6 @@ sleep 0.3
 kill -INT "$perf_pid"
 wait "$perf_pid" || true
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded.txt"
+[[ -n ${KEEP_FOLDED:-} ]] && cp "$work/folded.txt" "$KEEP_FOLDED"
 inferno-flamegraph --title "pid $pid under kelp benchmark ${bench_args[*]}" <"$work/folded.txt" >"$out"
 echo "record.sh: $(wc -l <"$work/folded.txt") stacks -> $out"

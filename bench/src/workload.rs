@@ -352,7 +352,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether `pick` (a random number) chooses a read in the mixed mode.
+    /// A random number in `0..bound` from this worker's generator.
     pub fn random_below(&mut self, bound: u64) -> u64 {
         assert!(bound > 0);
         self.random.random_range(0..bound)

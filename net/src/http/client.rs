@@ -924,6 +924,36 @@ mod tests {
     }
 
     #[test]
+    fn skips_100_continue_and_reads_close_delimited_bodies() {
+        // Proves an interim "100 Continue" is skipped for the final answer, and that an
+        // HTTP/1.0 answer without Content-Length is read to the end of the connection, which
+        // is then not reused.
+        let (addr, server) = serve(|listener| {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_request(&mut stream).expect("request 1");
+            let answer =
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            stream.write_all(answer).expect("write");
+            read_request(&mut stream).expect("request 2");
+            stream
+                .write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+                .expect("write");
+        });
+        block_on(async {
+            let mut client = Client::connect(&addr).await.expect("connect");
+            let first = client
+                .request("POST", "/a", &[], b"x")
+                .await
+                .expect("first");
+            assert_eq!((first.status, &first.body[..]), (200, &b"ok"[..]));
+            let second = client.request("GET", "/b", &[], b"").await.expect("second");
+            assert_eq!(&second.body[..], b"until the end");
+            assert!(!client.is_connected());
+        });
+        server.join().expect("server");
+    }
+
+    #[test]
     fn large_body_arrives_whole() {
         // Proves a body much larger than the receive buffer is read completely and exactly.
         let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
