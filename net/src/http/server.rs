@@ -394,6 +394,9 @@ impl Connection {
         if !keep_alive || !more_buffered || self.outgoing.len() >= PIPELINE_BATCH_BYTES_MAX {
             self.flush().await?;
         }
+        if !keep_alive {
+            self.linger().await?;
+        }
         Ok(keep_alive)
     }
 
@@ -503,6 +506,13 @@ impl Connection {
             self.outgoing.extend_from_slice(bytes);
         }
         self.flush().await?;
+        self.linger().await
+    }
+
+    /// Shuts our side down and reads what the client still sends (bounded in bytes and
+    /// time), so that unread request bytes do not make the kernel reset the connection and
+    /// destroy a response the client has not read yet.
+    async fn linger(&mut self) -> Result<(), Close> {
         self.stream.shutdown().await?;
         let deadline = Instant::now() + Duration::from_millis(LINGER_MS_MAX);
         let mut drained = 0usize;
