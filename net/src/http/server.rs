@@ -19,8 +19,9 @@ use super::send_file::{self, SplicePipe};
 use super::{Handler, Method, Response, wire};
 use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, HEADER_BYTES_MAX_DEFAULT,
-    HEADER_TIMEOUT_MS_DEFAULT, IDLE_TIMEOUT_MS_DEFAULT, LINGER_BYTES_MAX, LINGER_MS_MAX,
-    LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES, ZERO_COPY_MIN_BYTES_DEFAULT,
+    HEADER_TIMEOUT_MS_DEFAULT, IDLE_BUFFER_BYTES_MAX, IDLE_TIMEOUT_MS_DEFAULT, LINGER_BYTES_MAX,
+    LINGER_MS_MAX, LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES,
+    ZERO_COPY_MIN_BYTES_DEFAULT,
 };
 use crate::runtime::{Either, select2};
 
@@ -467,6 +468,9 @@ impl Connection {
             Some(missing) => (missing as usize).clamp(READ_CHUNK_BYTES, 1 << 20),
             None => READ_CHUNK_BYTES,
         };
+        if !in_request {
+            self.reader.release_idle_buffer(IDLE_BUFFER_BYTES_MAX);
+        }
         let buffer = self.reader.take_buffer(spare);
         let read = compio::time::timeout(wait, self.stream.append(buffer)).await;
         let BufResult(result, buffer) = match read {
