@@ -41,6 +41,8 @@ pub const SPLICE_CHUNK_BYTES_MAX: usize = 1024 * 1024;
 /// many bytes before the close, so the client reads the response instead of a reset.
 pub const LINGER_MS_MAX: u64 = 1_000;
 pub const LINGER_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// After shutdown, requests in progress get this long to finish before the core stops.
+pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 5_000;
 /// Listen backlog of each per-core SO_REUSEPORT listener.
 pub const LISTEN_BACKLOG_MAX: i32 = 4096;
 /// Threads (cores) one process runs.

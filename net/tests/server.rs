@@ -339,3 +339,30 @@ fn handler_panic_gives_500() {
     fresh.send(&get("/echo"));
     assert_eq!(fresh.next(false).unwrap().status, 200);
 }
+
+// Proves shutdown lets a request in progress finish (its answer says `Connection: close`),
+// and stops accepting new connections.
+#[test]
+fn shutdown_finishes_requests_in_progress() {
+    let server = TestServer::start(limits());
+    let mut busy = ResponseReader::new(server.connect());
+    // Wait until the server serves (it builds its test file first).
+    busy.send(&get("/echo"));
+    assert_eq!(busy.next(false).unwrap().status, 200);
+    busy.send(&get("/sleep?ms=300"));
+    std::thread::sleep(Duration::from_millis(100));
+    server.trigger_shutdown();
+    let response = busy.next(false).unwrap();
+    assert_eq!(response.text(), "slept 300");
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(busy.closed());
+    let addr = server.addr;
+    drop(server);
+    // Nothing listens any more (unless another process took the port in between).
+    if let Ok(stream) = std::net::TcpStream::connect(addr) {
+        let mut reader = ResponseReader::new(stream);
+        reader.send(&get("/echo?after-shutdown"));
+        let answer = reader.next(false);
+        assert!(answer.is_none_or(|r| r.text() != "Get /echo?after-shutdown"));
+    }
+}

@@ -21,7 +21,7 @@ use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, HEADER_BYTES_MAX_DEFAULT,
     HEADER_TIMEOUT_MS_DEFAULT, IDLE_BUFFER_BYTES_MAX, IDLE_TIMEOUT_MS_DEFAULT, LINGER_BYTES_MAX,
     LINGER_MS_MAX, LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES,
-    ZERO_COPY_MIN_BYTES_DEFAULT,
+    SHUTDOWN_DRAIN_MS_MAX, ZERO_COPY_MIN_BYTES_DEFAULT,
 };
 use crate::runtime::{Either, select2};
 
@@ -187,7 +187,7 @@ pub async fn serve_listener<H: Handler>(
     limits.assert_valid();
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
-    let open_connections = Rc::new(Cell::new(0usize));
+    let connections = Rc::new(CoreConnections::default());
     let mut shutdown = std::pin::pin!(shutdown);
     // Multishot accept on io_uring: one submission yields connections until it is cancelled.
     let mut incoming = listener.incoming();
@@ -195,7 +195,11 @@ pub async fn serve_listener<H: Handler>(
         let accepted = match select2(incoming.next(), shutdown.as_mut()).await {
             Either::Left(Some(accepted)) => accepted,
             Either::Left(None) => return Ok(()),
-            Either::Right(()) => return Ok(()),
+            Either::Right(()) => {
+                drop(incoming);
+                drain(&connections).await;
+                return Ok(());
+            }
         };
         let stream = match accepted {
             Ok(stream) => stream,
@@ -206,7 +210,7 @@ pub async fn serve_listener<H: Handler>(
             }
             Err(error) => return Err(error),
         };
-        let slot = ConnectionSlot::take(&open_connections, limits.connections_max);
+        let slot = ConnectionSlot::take(&connections, limits.connections_max);
         let handler = handler.clone();
         compio::runtime::spawn(async move {
             match slot {
@@ -218,6 +222,20 @@ pub async fn serve_listener<H: Handler>(
     }
 }
 
+/// After shutdown: lets requests in progress finish (bounded by `SHUTDOWN_DRAIN_MS_MAX`);
+/// idle keep-alive connections are not waited for.
+async fn drain(connections: &CoreConnections) {
+    connections.draining.set(true);
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
+    while connections.busy.get() > 0 && Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if connections.busy.get() > 0 {
+        let busy = connections.busy.get();
+        tracing::warn!("shutdown: {busy} requests still in progress after the drain time");
+    }
+}
+
 /// Out of file descriptors or a connection reset while queued: the listener still works.
 fn is_transient_accept_error(error: &io::Error) -> bool {
     matches!(
@@ -226,30 +244,57 @@ fn is_transient_accept_error(error: &io::Error) -> bool {
     ) || error.kind() == io::ErrorKind::ConnectionAborted
 }
 
-/// One counted connection; the count drops when this does.
+/// This core's connections: how many are open, how many are inside a request, and whether the
+/// listener is draining (shutting down: finish requests in progress, start no new ones).
+#[derive(Default)]
+struct CoreConnections {
+    open: Cell<usize>,
+    busy: Cell<usize>,
+    draining: Cell<bool>,
+}
+
+/// One counted connection; the counts drop when this does.
 struct ConnectionSlot {
-    open_connections: Rc<Cell<usize>>,
+    connections: Rc<CoreConnections>,
+    busy: Cell<bool>,
 }
 
 impl ConnectionSlot {
-    fn take(open_connections: &Rc<Cell<usize>>, connections_max: usize) -> Option<Self> {
-        let open = open_connections.get();
+    fn take(connections: &Rc<CoreConnections>, connections_max: usize) -> Option<Self> {
+        let open = connections.open.get();
         assert!(open <= connections_max);
         if open == connections_max {
             return None;
         }
-        open_connections.set(open + 1);
+        connections.open.set(open + 1);
         Some(ConnectionSlot {
-            open_connections: open_connections.clone(),
+            connections: connections.clone(),
+            busy: Cell::new(false),
         })
+    }
+
+    /// Marks the connection as inside a request (bytes of it received) or idle.
+    fn set_busy(&self, busy: bool) {
+        if self.busy.replace(busy) == busy {
+            return;
+        }
+        let count = self.connections.busy.get();
+        self.connections
+            .busy
+            .set(if busy { count + 1 } else { count - 1 });
+    }
+
+    fn draining(&self) -> bool {
+        self.connections.draining.get()
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let open = self.open_connections.get();
+        self.set_busy(false);
+        let open = self.connections.open.get();
         assert!(open > 0);
-        self.open_connections.set(open - 1);
+        self.connections.open.set(open - 1);
     }
 }
 
@@ -314,17 +359,20 @@ struct Connection {
     pipe: Option<SplicePipe>,
     /// Longest wait for the client to take bytes of a response.
     write_timeout: Duration,
+    /// `None` for a connection refused at the limit (it is not counted).
+    slot: Option<ConnectionSlot>,
 }
 
 async fn serve_connection<H: Handler>(
     stream: TcpStream,
     limits: HttpLimits,
     handler: Rc<H>,
-    _slot: ConnectionSlot,
+    slot: ConnectionSlot,
 ) {
     let _ = stream.set_nodelay(true);
     let write_timeout = Duration::from_millis(limits.idle_timeout_ms);
     let mut connection = Connection::new(stream, limits.parse_limits(), write_timeout);
+    connection.slot = Some(slot);
     let close = connection.run(&limits, &*handler).await;
     if let Close::Io(error) = close {
         tracing::debug!("connection closed: {error}");
@@ -335,6 +383,7 @@ impl Connection {
     fn new(stream: TcpStream, parse_limits: ParseLimits, write_timeout: Duration) -> Self {
         Connection {
             write_timeout,
+            slot: None,
             stream,
             reader: RequestReader::new(parse_limits),
             outgoing: Vec::with_capacity(1024),
@@ -385,8 +434,10 @@ impl Connection {
                 (Response::error(500, &text), true)
             }
         };
-        // After a panic the handler's state is suspect for this connection: close it.
-        let keep_alive = meta.keep_alive && !panicked && !wire::wants_close(&response);
+        // After a panic the handler's state is suspect for this connection: close it. While
+        // draining for shutdown, every answer is the connection's last.
+        let draining = self.slot.as_ref().is_some_and(ConnectionSlot::draining);
+        let keep_alive = meta.keep_alive && !panicked && !draining && !wire::wants_close(&response);
         wire::encode_head(&mut self.outgoing, &response, keep_alive);
         if !is_head {
             self.queue_body(limits, response.body).await?;
@@ -470,6 +521,12 @@ impl Connection {
         };
         if !in_request {
             self.reader.release_idle_buffer(IDLE_BUFFER_BYTES_MAX);
+            if let Some(slot) = &self.slot {
+                slot.set_busy(false);
+                if slot.draining() {
+                    return Ok(false);
+                }
+            }
         }
         let buffer = self.reader.take_buffer(spare);
         let read = compio::time::timeout(wait, self.stream.append(buffer)).await;
@@ -486,6 +543,9 @@ impl Connection {
         let received = result?;
         if received == 0 {
             return Ok(false);
+        }
+        if let Some(slot) = &self.slot {
+            slot.set_busy(true);
         }
         if head_started.is_none() && !self.reader.reading_body() {
             *head_started = Some(Instant::now());

@@ -105,6 +105,11 @@ impl TestServer {
         }
     }
 
+    /// Starts the shutdown without waiting for the server thread.
+    pub fn trigger_shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).unwrap();
         stream
