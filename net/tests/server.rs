@@ -366,3 +366,20 @@ fn shutdown_finishes_requests_in_progress() {
         assert!(answer.is_none_or(|r| r.text() != "Get /echo?after-shutdown"));
     }
 }
+
+// Proves a 204 or 304 answer goes out without the body the handler attached (it would be
+// read as the start of the next response), and the connection stays usable.
+#[test]
+fn no_body_for_204_and_304() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    for code in [204, 304] {
+        client.send(&get(&format!("/status?code={code}")));
+        let response = client.next(false).unwrap();
+        assert_eq!(response.status, code);
+        assert_eq!(response.header("content-length"), None);
+        assert!(response.body.is_empty());
+    }
+    client.send(&get("/echo?next"));
+    assert_eq!(client.next(false).unwrap().text(), "Get /echo?next");
+}

@@ -439,7 +439,8 @@ impl Connection {
         let draining = self.slot.as_ref().is_some_and(ConnectionSlot::draining);
         let keep_alive = meta.keep_alive && !panicked && !draining && !wire::wants_close(&response);
         wire::encode_head(&mut self.outgoing, &response, keep_alive);
-        if !is_head {
+        // HEAD gets the GET's head only; 1xx/204/304 never carry a body, whatever was given.
+        if !is_head && wire::status_allows_body(response.status) {
             self.queue_body(limits, response.body).await?;
         }
         let more_buffered = self.reader.buffered_bytes() > 0;
@@ -461,7 +462,8 @@ impl Connection {
             }
             super::Body::Bytes(bytes) => {
                 // Large bodies go out with the queued heads in one writev, without a copy.
-                let head = bytes::Bytes::from(std::mem::take(&mut self.outgoing));
+                let queued = std::mem::replace(&mut self.outgoing, Vec::with_capacity(1024));
+                let head = bytes::Bytes::from(queued);
                 let write = self.stream.write_vectored_all([head, bytes]);
                 let BufResult(result, _) = send_file::timed(self.write_timeout, write).await?;
                 result?;

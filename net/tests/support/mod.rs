@@ -61,6 +61,7 @@ impl Handler for TestHandler {
             }
             "/panic" => panic!("test handler asked to panic"),
             "/status" => {
+                // Always with a body, also for statuses that must not carry one.
                 let code = query_number(&request, "code").unwrap_or(200) as u16;
                 Response::error(code, "as asked")
             }
