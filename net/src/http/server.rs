@@ -25,14 +25,15 @@ use crate::limits::{
 };
 use crate::runtime::{Either, select2};
 
-/// Limits of one serving core. `connections_max` counts this core's connections.
+/// Limits of one `serve*` call (one listener on one core): `connections_max` counts the
+/// connections that listener accepted, so a core serving two listeners may hold twice as many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Request line plus headers; more gets 431.
     pub header_bytes_max: usize,
     /// Request body (declared or decoded); more gets 413.
     pub body_bytes_max: u64,
-    /// Open connections on this core; one more is answered 503 and closed.
+    /// Open connections of this listener on this core; one more is answered 503 and closed.
     pub connections_max: usize,
     /// Time from the first byte of a request head to its end; then 408 and close.
     pub header_timeout_ms: u64,
