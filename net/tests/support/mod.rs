@@ -178,7 +178,7 @@ impl ResponseReader {
 
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
-        // Retry EINTR: the server's runtime thread in this process gets signals.
+        // Retry EINTR as read_exact would (plain read does not).
         let read = loop {
             match self.stream.read(&mut chunk) {
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
