@@ -383,3 +383,54 @@ fn no_body_for_204_and_304() {
     client.send(&get("/echo?next"));
     assert_eq!(client.next(false).unwrap().text(), "Get /echo?next");
 }
+
+// Proves large in-memory bodies (sent with the head in one writev, no copy) arrive
+// byte-exact, back to back on one connection.
+#[test]
+fn large_bytes_bodies_byte_exact() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    for len in [65_537u64, 200_000, 1 << 20] {
+        client.send(&get(&format!("/big?len={len}")));
+        let response = client.next(false).unwrap();
+        assert_eq!(response.body.len() as u64, len);
+        assert!(
+            response.body == body_file_expected(len),
+            "len {len} differs"
+        );
+    }
+}
+
+// Proves a file region reaching past the end of its file (a handler bug or a truncated file)
+// ends the connection after the bytes that exist, on both the copy and the splice path,
+// instead of hanging or sending other bytes.
+#[test]
+fn region_past_end_of_file_closes_connection() {
+    // The threshold picks the path: never splice (copy), always splice.
+    for zero_copy_min_bytes in [u64::MAX, 0] {
+        let mut limits = limits();
+        limits.zero_copy_min_bytes = zero_copy_min_bytes;
+        let server = TestServer::start(limits);
+        let mut stream = server.connect();
+        // The region starts at offset 3, so this ends 1000 bytes past the end of the file.
+        let oversized = support::FILE_BYTES - 3 + 1000;
+        stream
+            .write_all(&get(&format!("/file?len={oversized}")))
+            .unwrap();
+        let mut received = Vec::new();
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            match std::io::Read::read(&mut stream, &mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(count) => received.extend_from_slice(&chunk[..count]),
+            }
+        }
+        let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = &received[head_end..];
+        assert!((body.len() as u64) < oversized, "sent {} bytes", body.len());
+        assert!(
+            body == &body_file_expected(body.len() as u64)[..],
+            "wrong bytes"
+        );
+    }
+}

@@ -59,6 +59,10 @@ impl Handler for TestHandler {
                     len,
                 })
             }
+            "/big" => {
+                let len = query_number(&request, "len").unwrap_or(0);
+                Response::new(200).body_bytes(body_file_expected(len))
+            }
             "/panic" => panic!("test handler asked to panic"),
             "/status" => {
                 // Always with a body, also for statuses that must not carry one.
