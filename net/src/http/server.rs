@@ -178,7 +178,9 @@ pub async fn serve_until<H: Handler>(
 }
 
 /// Serves an already bound listener (e.g. from [`bind_reuseport`] on port 0) until `shutdown`
-/// completes. Connections already open keep being served by their own tasks.
+/// completes; then stops accepting, lets requests in progress finish (their answers close the
+/// connection; at most `SHUTDOWN_DRAIN_MS_MAX`) and returns. Idle keep-alive connections end
+/// when the core's runtime does.
 pub async fn serve_listener<H: Handler>(
     listener: std::net::TcpListener,
     limits: HttpLimits,
