@@ -112,7 +112,9 @@ impl<M> MeshEndpoint<M> {
         }
     }
 
-    /// The next message from any core.
+    /// The next message from any core. One task per core receives: the endpoint parks a
+    /// single waker, so a second task awaiting `recv` on the same endpoint could sleep through
+    /// a message.
     pub async fn recv(&self) -> M {
         std::future::poll_fn(|context| self.poll_recv(context)).await
     }

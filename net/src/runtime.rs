@@ -223,7 +223,25 @@ fn build_runtime_with(driver: DriverKind, tuned: bool) -> io::Result<Runtime> {
 }
 
 /// Why io_uring cannot be used here, with how to enable it; `None` when it works.
+///
+/// The probe runs on a short-lived thread of its own: tearing a ring down queues kernel task
+/// work on the thread that made it, which would interrupt that thread's next blocking call
+/// with EINTR.
 pub fn io_uring_unavailable_reason() -> Option<String> {
+    std::thread::Builder::new()
+        .name("kelp-uring-probe".to_string())
+        .spawn(probe_io_uring)
+        .map_or_else(
+            |error| Some(format!("cannot start the io_uring probe thread: {error}")),
+            |probe| {
+                probe
+                    .join()
+                    .unwrap_or_else(|_| Some("io_uring probe panicked".into()))
+            },
+        )
+}
+
+fn probe_io_uring() -> Option<String> {
     // struct io_uring_params is 120 bytes; all zero asks for defaults.
     let mut params = [0u32; 30];
     // SAFETY: io_uring_setup(2) with a valid params buffer; the returned fd is closed below.

@@ -339,3 +339,98 @@ fn handler_panic_gives_500() {
     fresh.send(&get("/echo"));
     assert_eq!(fresh.next(false).unwrap().status, 200);
 }
+
+// Proves shutdown lets a request in progress finish (its answer says `Connection: close`),
+// and stops accepting new connections.
+#[test]
+fn shutdown_finishes_requests_in_progress() {
+    let server = TestServer::start(limits());
+    let mut busy = ResponseReader::new(server.connect());
+    // Wait until the server serves (it builds its test file first).
+    busy.send(&get("/echo"));
+    assert_eq!(busy.next(false).unwrap().status, 200);
+    busy.send(&get("/sleep?ms=300"));
+    std::thread::sleep(Duration::from_millis(100));
+    server.trigger_shutdown();
+    let response = busy.next(false).unwrap();
+    assert_eq!(response.text(), "slept 300");
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(busy.closed());
+    let addr = server.addr;
+    drop(server);
+    // Nothing listens any more (unless another process took the port in between).
+    if let Ok(stream) = std::net::TcpStream::connect(addr) {
+        let mut reader = ResponseReader::new(stream);
+        reader.send(&get("/echo?after-shutdown"));
+        let answer = reader.next(false);
+        assert!(answer.is_none_or(|r| r.text() != "Get /echo?after-shutdown"));
+    }
+}
+
+// Proves a 204 or 304 answer goes out without the body the handler attached (it would be
+// read as the start of the next response), and the connection stays usable.
+#[test]
+fn no_body_for_204_and_304() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    for code in [204, 304] {
+        client.send(&get(&format!("/status?code={code}")));
+        let response = client.next(false).unwrap();
+        assert_eq!(response.status, code);
+        assert_eq!(response.header("content-length"), None);
+        assert!(response.body.is_empty());
+    }
+    client.send(&get("/echo?next"));
+    assert_eq!(client.next(false).unwrap().text(), "Get /echo?next");
+}
+
+// Proves large in-memory bodies (sent with the head in one writev, no copy) arrive
+// byte-exact, back to back on one connection.
+#[test]
+fn large_bytes_bodies_byte_exact() {
+    let server = TestServer::start(limits());
+    let mut client = ResponseReader::new(server.connect());
+    for len in [65_537u64, 200_000, 1 << 20] {
+        client.send(&get(&format!("/big?len={len}")));
+        let response = client.next(false).unwrap();
+        assert_eq!(response.body.len() as u64, len);
+        assert!(
+            response.body == body_file_expected(len),
+            "len {len} differs"
+        );
+    }
+}
+
+// Proves a file region reaching past the end of its file (a handler bug or a truncated file)
+// ends the connection after the bytes that exist, on both the copy and the splice path,
+// instead of hanging or sending other bytes.
+#[test]
+fn region_past_end_of_file_closes_connection() {
+    // The threshold picks the path: never splice (copy), always splice.
+    for zero_copy_min_bytes in [u64::MAX, 0] {
+        let mut limits = limits();
+        limits.zero_copy_min_bytes = zero_copy_min_bytes;
+        let server = TestServer::start(limits);
+        let mut stream = server.connect();
+        // The region starts at offset 3, so this ends 1000 bytes past the end of the file.
+        let oversized = support::FILE_BYTES - 3 + 1000;
+        stream
+            .write_all(&get(&format!("/file?len={oversized}")))
+            .unwrap();
+        let mut received = Vec::new();
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            match std::io::Read::read(&mut stream, &mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(count) => received.extend_from_slice(&chunk[..count]),
+            }
+        }
+        let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = &received[head_end..];
+        assert!((body.len() as u64) < oversized, "sent {} bytes", body.len());
+        assert!(
+            body == &body_file_expected(body.len() as u64)[..],
+            "wrong bytes"
+        );
+    }
+}

@@ -138,6 +138,17 @@ impl RequestReader {
         self.buffer = buffer;
     }
 
+    /// Frees a large receive buffer while nothing is buffered, so an idle connection holds at
+    /// most `keep_bytes_max` of receive memory (a small buffer is kept: reusing it spares an
+    /// allocation per request). A large one would also pin the allocation shared with the
+    /// last request's body.
+    pub fn release_idle_buffer(&mut self, keep_bytes_max: usize) {
+        let idle = self.buffer.is_empty() && matches!(self.state, State::Head);
+        if idle && self.buffer.capacity() > keep_bytes_max {
+            self.buffer = BytesMut::new();
+        }
+    }
+
     /// Bytes received and not yet consumed by a request.
     pub fn buffered_bytes(&self) -> usize {
         self.buffer.len()

@@ -19,19 +19,21 @@ use super::send_file::{self, SplicePipe};
 use super::{Handler, Method, Response, wire};
 use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, HEADER_BYTES_MAX_DEFAULT,
-    HEADER_TIMEOUT_MS_DEFAULT, IDLE_TIMEOUT_MS_DEFAULT, LINGER_BYTES_MAX, LINGER_MS_MAX,
-    LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES, ZERO_COPY_MIN_BYTES_DEFAULT,
+    HEADER_TIMEOUT_MS_DEFAULT, IDLE_BUFFER_BYTES_MAX, IDLE_TIMEOUT_MS_DEFAULT, LINGER_BYTES_MAX,
+    LINGER_MS_MAX, LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES,
+    SHUTDOWN_DRAIN_MS_MAX, ZERO_COPY_MIN_BYTES_DEFAULT,
 };
 use crate::runtime::{Either, select2};
 
-/// Limits of one serving core. `connections_max` counts this core's connections.
+/// Limits of one `serve*` call (one listener on one core): `connections_max` counts the
+/// connections that listener accepted, so a core serving two listeners may hold twice as many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Request line plus headers; more gets 431.
     pub header_bytes_max: usize,
     /// Request body (declared or decoded); more gets 413.
     pub body_bytes_max: u64,
-    /// Open connections on this core; one more is answered 503 and closed.
+    /// Open connections of this listener on this core; one more is answered 503 and closed.
     pub connections_max: usize,
     /// Time from the first byte of a request head to its end; then 408 and close.
     pub header_timeout_ms: u64,
@@ -176,7 +178,9 @@ pub async fn serve_until<H: Handler>(
 }
 
 /// Serves an already bound listener (e.g. from [`bind_reuseport`] on port 0) until `shutdown`
-/// completes. Connections already open keep being served by their own tasks.
+/// completes; then stops accepting, lets requests in progress finish (their answers close the
+/// connection; at most `SHUTDOWN_DRAIN_MS_MAX`) and returns. Idle keep-alive connections end
+/// when the core's runtime does.
 pub async fn serve_listener<H: Handler>(
     listener: std::net::TcpListener,
     limits: HttpLimits,
@@ -186,7 +190,7 @@ pub async fn serve_listener<H: Handler>(
     limits.assert_valid();
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
-    let open_connections = Rc::new(Cell::new(0usize));
+    let connections = Rc::new(CoreConnections::default());
     let mut shutdown = std::pin::pin!(shutdown);
     // Multishot accept on io_uring: one submission yields connections until it is cancelled.
     let mut incoming = listener.incoming();
@@ -194,7 +198,11 @@ pub async fn serve_listener<H: Handler>(
         let accepted = match select2(incoming.next(), shutdown.as_mut()).await {
             Either::Left(Some(accepted)) => accepted,
             Either::Left(None) => return Ok(()),
-            Either::Right(()) => return Ok(()),
+            Either::Right(()) => {
+                drop(incoming);
+                drain(&connections).await;
+                return Ok(());
+            }
         };
         let stream = match accepted {
             Ok(stream) => stream,
@@ -205,7 +213,7 @@ pub async fn serve_listener<H: Handler>(
             }
             Err(error) => return Err(error),
         };
-        let slot = ConnectionSlot::take(&open_connections, limits.connections_max);
+        let slot = ConnectionSlot::take(&connections, limits.connections_max);
         let handler = handler.clone();
         compio::runtime::spawn(async move {
             match slot {
@@ -217,6 +225,20 @@ pub async fn serve_listener<H: Handler>(
     }
 }
 
+/// After shutdown: lets requests in progress finish (bounded by `SHUTDOWN_DRAIN_MS_MAX`);
+/// idle keep-alive connections are not waited for.
+async fn drain(connections: &CoreConnections) {
+    connections.draining.set(true);
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
+    while connections.busy.get() > 0 && Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if connections.busy.get() > 0 {
+        let busy = connections.busy.get();
+        tracing::warn!("shutdown: {busy} requests still in progress after the drain time");
+    }
+}
+
 /// Out of file descriptors or a connection reset while queued: the listener still works.
 fn is_transient_accept_error(error: &io::Error) -> bool {
     matches!(
@@ -225,30 +247,57 @@ fn is_transient_accept_error(error: &io::Error) -> bool {
     ) || error.kind() == io::ErrorKind::ConnectionAborted
 }
 
-/// One counted connection; the count drops when this does.
+/// This core's connections: how many are open, how many are inside a request, and whether the
+/// listener is draining (shutting down: finish requests in progress, start no new ones).
+#[derive(Default)]
+struct CoreConnections {
+    open: Cell<usize>,
+    busy: Cell<usize>,
+    draining: Cell<bool>,
+}
+
+/// One counted connection; the counts drop when this does.
 struct ConnectionSlot {
-    open_connections: Rc<Cell<usize>>,
+    connections: Rc<CoreConnections>,
+    busy: Cell<bool>,
 }
 
 impl ConnectionSlot {
-    fn take(open_connections: &Rc<Cell<usize>>, connections_max: usize) -> Option<Self> {
-        let open = open_connections.get();
+    fn take(connections: &Rc<CoreConnections>, connections_max: usize) -> Option<Self> {
+        let open = connections.open.get();
         assert!(open <= connections_max);
         if open == connections_max {
             return None;
         }
-        open_connections.set(open + 1);
+        connections.open.set(open + 1);
         Some(ConnectionSlot {
-            open_connections: open_connections.clone(),
+            connections: connections.clone(),
+            busy: Cell::new(false),
         })
+    }
+
+    /// Marks the connection as inside a request (bytes of it received) or idle.
+    fn set_busy(&self, busy: bool) {
+        if self.busy.replace(busy) == busy {
+            return;
+        }
+        let count = self.connections.busy.get();
+        self.connections
+            .busy
+            .set(if busy { count + 1 } else { count - 1 });
+    }
+
+    fn draining(&self) -> bool {
+        self.connections.draining.get()
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let open = self.open_connections.get();
+        self.set_busy(false);
+        let open = self.connections.open.get();
         assert!(open > 0);
-        self.open_connections.set(open - 1);
+        self.connections.open.set(open - 1);
     }
 }
 
@@ -313,17 +362,20 @@ struct Connection {
     pipe: Option<SplicePipe>,
     /// Longest wait for the client to take bytes of a response.
     write_timeout: Duration,
+    /// `None` for a connection refused at the limit (it is not counted).
+    slot: Option<ConnectionSlot>,
 }
 
 async fn serve_connection<H: Handler>(
     stream: TcpStream,
     limits: HttpLimits,
     handler: Rc<H>,
-    _slot: ConnectionSlot,
+    slot: ConnectionSlot,
 ) {
     let _ = stream.set_nodelay(true);
     let write_timeout = Duration::from_millis(limits.idle_timeout_ms);
     let mut connection = Connection::new(stream, limits.parse_limits(), write_timeout);
+    connection.slot = Some(slot);
     let close = connection.run(&limits, &*handler).await;
     if let Close::Io(error) = close {
         tracing::debug!("connection closed: {error}");
@@ -334,6 +386,7 @@ impl Connection {
     fn new(stream: TcpStream, parse_limits: ParseLimits, write_timeout: Duration) -> Self {
         Connection {
             write_timeout,
+            slot: None,
             stream,
             reader: RequestReader::new(parse_limits),
             outgoing: Vec::with_capacity(1024),
@@ -384,15 +437,21 @@ impl Connection {
                 (Response::error(500, &text), true)
             }
         };
-        // After a panic the handler's state is suspect for this connection: close it.
-        let keep_alive = meta.keep_alive && !panicked && !wire::wants_close(&response);
+        // After a panic the handler's state is suspect for this connection: close it. While
+        // draining for shutdown, every answer is the connection's last.
+        let draining = self.slot.as_ref().is_some_and(ConnectionSlot::draining);
+        let keep_alive = meta.keep_alive && !panicked && !draining && !wire::wants_close(&response);
         wire::encode_head(&mut self.outgoing, &response, keep_alive);
-        if !is_head {
+        // HEAD gets the GET's head only; 1xx/204/304 never carry a body, whatever was given.
+        if !is_head && wire::status_allows_body(response.status) {
             self.queue_body(limits, response.body).await?;
         }
         let more_buffered = self.reader.buffered_bytes() > 0;
         if !keep_alive || !more_buffered || self.outgoing.len() >= PIPELINE_BATCH_BYTES_MAX {
             self.flush().await?;
+        }
+        if !keep_alive {
+            self.linger().await?;
         }
         Ok(keep_alive)
     }
@@ -406,7 +465,8 @@ impl Connection {
             }
             super::Body::Bytes(bytes) => {
                 // Large bodies go out with the queued heads in one writev, without a copy.
-                let head = bytes::Bytes::from(std::mem::take(&mut self.outgoing));
+                let queued = std::mem::replace(&mut self.outgoing, Vec::with_capacity(1024));
+                let head = bytes::Bytes::from(queued);
                 let write = self.stream.write_vectored_all([head, bytes]);
                 let BufResult(result, _) = send_file::timed(self.write_timeout, write).await?;
                 result?;
@@ -464,6 +524,15 @@ impl Connection {
             Some(missing) => (missing as usize).clamp(READ_CHUNK_BYTES, 1 << 20),
             None => READ_CHUNK_BYTES,
         };
+        if !in_request {
+            self.reader.release_idle_buffer(IDLE_BUFFER_BYTES_MAX);
+            if let Some(slot) = &self.slot {
+                slot.set_busy(false);
+                if slot.draining() {
+                    return Ok(false);
+                }
+            }
+        }
         let buffer = self.reader.take_buffer(spare);
         let read = compio::time::timeout(wait, self.stream.append(buffer)).await;
         let BufResult(result, buffer) = match read {
@@ -479,6 +548,9 @@ impl Connection {
         let received = result?;
         if received == 0 {
             return Ok(false);
+        }
+        if let Some(slot) = &self.slot {
+            slot.set_busy(true);
         }
         if head_started.is_none() && !self.reader.reading_body() {
             *head_started = Some(Instant::now());
@@ -503,6 +575,13 @@ impl Connection {
             self.outgoing.extend_from_slice(bytes);
         }
         self.flush().await?;
+        self.linger().await
+    }
+
+    /// Shuts our side down and reads what the client still sends (bounded in bytes and
+    /// time), so that unread request bytes do not make the kernel reset the connection and
+    /// destroy a response the client has not read yet.
+    async fn linger(&mut self) -> Result<(), Close> {
         self.stream.shutdown().await?;
         let deadline = Instant::now() + Duration::from_millis(LINGER_MS_MAX);
         let mut drained = 0usize;

@@ -38,8 +38,7 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, response: &Response, keep_alive: bo
         push_header_text(out, value);
         out.extend_from_slice(b"\r\n");
     }
-    // 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6).
-    if !(status < 200 || status == 204 || status == 304) {
+    if status_allows_body(status) {
         out.extend_from_slice(b"Content-Length: ");
         push_decimal(out, response.body.len());
         out.extend_from_slice(b"\r\n");
@@ -51,6 +50,11 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, response: &Response, keep_alive: bo
     } else {
         b"\r\nConnection: close\r\n\r\n"
     });
+}
+
+/// 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6, §15.3.5, §15.4.5).
+pub(crate) fn status_allows_body(status: u16) -> bool {
+    !(status < 200 || status == 204 || status == 304)
 }
 
 /// Header text without CR/LF, so a handler value cannot split the response.

@@ -228,3 +228,31 @@ proptest! {
         prop_assert_eq!(parse_split(&input, &cuts), whole);
     }
 }
+
+// Proves an idle connection does not keep the large buffer a big upload grew: after the
+// request is taken, releasing leaves at most the small limit, and a small buffer is reused.
+#[test]
+fn idle_buffer_released_after_big_body() {
+    let limits = ParseLimits {
+        header_bytes_max: 1024,
+        body_bytes_max: 1 << 20,
+    };
+    let mut reader = RequestReader::new(limits);
+    reader.feed(b"POST / HTTP/1.1\r\nContent-Length: 300000\r\n\r\n");
+    reader.feed(&vec![7u8; 300_000]);
+    let Ok(Event::Request(request, _)) = reader.next_event() else {
+        panic!("request expected")
+    };
+    assert_eq!(request.body.len(), 300_000);
+    reader.release_idle_buffer(8192);
+    assert!(reader.take_buffer(0).capacity() <= 8192);
+
+    let mut reader = RequestReader::new(limits);
+    reader.feed(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(matches!(reader.next_event(), Ok(Event::Request(..))));
+    let kept = reader.take_buffer(0);
+    let capacity = kept.capacity();
+    reader.restore_buffer(kept);
+    reader.release_idle_buffer(8192);
+    assert_eq!(reader.take_buffer(0).capacity(), capacity);
+}
