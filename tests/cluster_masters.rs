@@ -88,8 +88,11 @@ fn three_masters_fail_over_without_repeating_a_fid() {
     let answer = assign_retrying(&survivor, "count=1", Duration::from_secs(15));
     let failover = killed_at.elapsed();
     record(&mut seen, &answer);
+    eprintln!("failover: first assignment {failover:?} after the leader was killed");
+    // Election timeouts are 500-1000 ms; the new leader also waits up to 1.5 pulses (1.5 s)
+    // for the volume server's heartbeat before it assigns.
     assert!(
-        failover < Duration::from_secs(15),
+        failover < Duration::from_secs(6),
         "failover took {failover:?}"
     );
     let survivors: Vec<&MasterProcess> = masters
