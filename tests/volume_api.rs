@@ -384,6 +384,18 @@ fn continue_limit_and_malformed() {
         "server must answer 100 Continue: {trace}"
     );
     assert_eq!(get(server.port, "/1,09000000aa").body.len(), 100_000);
+    let tail = request(
+        server.port,
+        "GET",
+        "/1,09000000aa",
+        &[("Range", "bytes=99990-")],
+        b"",
+    );
+    assert_eq!(
+        (tail.status, tail.body.as_slice()),
+        (206, &[7u8; 10][..]),
+        "range sent from the file"
+    );
     let huge = vec![1u8; 2 << 20];
     let refused = request(server.port, "POST", "/1,0a000000aa", &[], &huge);
     assert_eq!(refused.status, 413);
@@ -448,5 +460,33 @@ fn data_survives_sigkill() {
     assert_eq!(
         request(server.port, "POST", "/1,10000000aa", &[], b"after").status,
         201
+    );
+}
+
+// Proves concurrent fsync=true writes (group commit) are all acknowledged and readable, and a
+// master that does not answer is retried and logged, not fatal.
+#[test]
+fn concurrent_durable_writes() {
+    let server = server_with_volume();
+    let port = server.port;
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let path = format!("/1,{:x}000000aa?fsync=true", 0x20 + i);
+                request(port, "POST", &path, &[], format!("durable {i}").as_bytes()).status
+            })
+        })
+        .collect();
+    for writer in writers {
+        assert_eq!(writer.join().unwrap(), 201);
+    }
+    for i in 0..8 {
+        let path = format!("/1,{:x}000000aa", 0x20 + i);
+        assert_eq!(get(port, &path).text(), format!("durable {i}"));
+    }
+    assert!(
+        server.log_text().contains("heartbeat failed, retrying"),
+        "{}",
+        server.log_text()
     );
 }

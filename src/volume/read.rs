@@ -109,7 +109,7 @@ fn representation_headers(meta: &NeedleMeta, ask: &ReadAsk<'_>) -> Vec<(String, 
         headers.push(("Content-Encoding".to_string(), "gzip".to_string()));
     }
     for (name, value) in &meta.pairs {
-        if is_header_safe(name) && is_header_safe(value) {
+        if is_pair_name_allowed(name) && is_header_safe(value) {
             headers.push((name.clone(), value.clone()));
         }
     }
@@ -134,6 +134,39 @@ fn disposition(name: &str) -> String {
             .collect();
         format!("inline; filename=\"{escaped}\"")
     }
+}
+
+/// Headers a stored pair may not set: framing and connection management (a pair named
+/// Content-Length would corrupt the response) and the ones this module sets itself.
+const RESERVED_HEADERS: [&str; 16] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "date",
+    "content-type",
+    "content-range",
+    "content-encoding",
+    "content-disposition",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+];
+
+/// A pair name becomes a header only when it is an HTTP token and not reserved.
+fn is_pair_name_allowed(name: &str) -> bool {
+    let is_token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    is_token
+        && !RESERVED_HEADERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name))
 }
 
 /// Stored pairs become headers only when they cannot split or corrupt the response.
@@ -205,6 +238,27 @@ mod tests {
             ..ReadAsk::default()
         };
         assert_eq!(plan(&meta(), &cached, 6).status, 304);
+    }
+
+    // Proves stored pairs cannot set framing or representation headers, nor inject lines.
+    #[test]
+    fn pairs_cannot_override_framing() {
+        let hostile = NeedleMeta {
+            pairs: vec![
+                ("Content-Length".to_string(), "0".to_string()),
+                ("Transfer-Encoding".to_string(), "chunked".to_string()),
+                ("Bad Name".to_string(), "x".to_string()),
+                ("Split".to_string(), "a\r\nInjected: 1".to_string()),
+                ("Owner".to_string(), "me".to_string()),
+            ],
+            ..meta()
+        };
+        let plan = plan(&hostile, &ReadAsk::default(), 6);
+        assert_eq!(header(&plan, "Content-Length"), None);
+        assert_eq!(header(&plan, "Transfer-Encoding"), None);
+        assert_eq!(header(&plan, "Bad Name"), None);
+        assert_eq!(header(&plan, "Split"), None);
+        assert_eq!(header(&plan, "Owner"), Some("me"));
     }
 
     // Proves gzip is served as stored to clients that accept it and flagged for inflation

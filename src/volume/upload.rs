@@ -259,6 +259,24 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        // Proves no request (any body, type, disposition, query) makes upload parsing panic.
+        #[test]
+        fn arbitrary_requests_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            content_type in "(multipart/form-data; boundary=[a-z]{0,3}|text/plain|.{0,20})",
+            disposition in ".{0,30}",
+            query in ".{0,30}",
+        ) {
+            let mut request = input(b"");
+            request.body = Bytes::from(body);
+            request.content_type = Some(&content_type);
+            request.content_disposition = Some(&disposition);
+            request.query = &query;
+            let _ = parse(request);
+        }
+    }
+
     // Proves over-long names are cut at 255 bytes on a character boundary.
     #[test]
     fn long_names_are_truncated() {
