@@ -126,7 +126,8 @@ impl Master {
             election_timeout_min: config.raft_election_ms,
             election_timeout_max: config.raft_election_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(super::limits::SNAPSHOT_EVERY_ENTRIES),
-            max_in_snapshot_log_to_keep: 100,
+            max_in_snapshot_log_to_keep: super::limits::LOG_KEPT_AFTER_SNAPSHOT,
+            purge_batch_size: super::limits::PURGE_BATCH_ENTRIES,
             ..Config::default()
         }
         .validate()
