@@ -226,3 +226,57 @@ fn late_master_catches_up_from_a_snapshot() {
         "installed snapshot is persisted"
     );
 }
+
+// Proves five masters started together form one group of five voters: with the leader and
+// one more master SIGKILLed, the remaining three (a quorum only if all five vote) elect a
+// leader and serve assignments above every key handed out before.
+#[test]
+fn five_masters_survive_losing_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut masters: Vec<MasterProcess> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| MasterProcess::start(dir.path(), &format!("m{i}"), *port, &peers, &[]))
+        .collect();
+    let leader = wait_for_leader(
+        &masters.iter().collect::<Vec<_>>(),
+        5,
+        Duration::from_secs(20),
+    );
+    let addresses: Vec<String> = masters.iter().map(|m| m.address.clone()).collect();
+    let _volume_server = FakeVolumeServer::start(addresses.clone(), "", "", 7);
+    let mut seen = KeyRanges::default();
+    for round in 0..10 {
+        let through = &addresses[round % 5];
+        record(
+            &mut seen,
+            &assign_retrying(through, "count=1", Duration::from_secs(10)),
+        );
+    }
+    let leader_index = addresses.iter().position(|a| *a == leader).unwrap();
+    let other_index = (leader_index + 1) % 5;
+    masters[leader_index].kill();
+    masters[other_index].kill();
+    let survivors: Vec<&MasterProcess> = masters
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader_index && *i != other_index)
+        .map(|(_, m)| m)
+        .collect();
+    let new_leader = wait_for_leader(&survivors, 5, Duration::from_secs(15));
+    assert_ne!(new_leader, leader);
+    for round in 0..10 {
+        let through = survivors[round % 3].address.clone();
+        record(
+            &mut seen,
+            &assign_retrying(&through, "count=1", Duration::from_secs(10)),
+        );
+    }
+    assert_eq!(seen.keys, 20);
+}
