@@ -151,7 +151,7 @@ fn submit_redirect_and_lookup() {
 }
 
 // Proves `/col/delete` drops the collection's volumes on the volume servers and from
-// lookups, and an unknown collection is a 404.
+// lookups, and an unknown collection is a 400 (SeaweedFS's answer).
 #[test]
 fn collection_delete_drops_its_volumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,7 +179,8 @@ fn collection_delete_drops_its_volumes() {
     .unwrap();
     assert_eq!(lookup.status, 404);
     let unknown = get(&master.address, "/col/delete?collection=nothing").unwrap();
-    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.status, 400, "as SeaweedFS answers");
+    assert_eq!(unknown.json()["error"], "collection nothing does not exist");
 }
 
 // Proves a volume server that stops heartbeating is dropped after three missed beats: its

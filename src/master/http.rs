@@ -17,7 +17,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use super::limits::{
-    ASSIGN_COUNT_MAX, GROW_COUNT_MAX, OUTBOUND_CALL_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX,
+    ASSIGN_COUNT_MAX, CONNECTIONS_MAX, GROW_COUNT_MAX, HEADER_READ_TIMEOUT_MS,
+    OUTBOUND_CALL_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX,
 };
 use super::node::{Master, MasterError};
 use super::params::{AssignOptions, Query, volume_id_of};
@@ -45,7 +46,14 @@ pub async fn serve_listener(
     master: Arc<Master>,
     listener: tokio::net::TcpListener,
 ) -> Result<(), String> {
+    // Bounded: past the limit, accepting waits until a connection closes.
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
+        let permit = connections
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -57,11 +65,14 @@ pub async fn serve_listener(
         let _ = stream.set_nodelay(true);
         let master = master.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request| {
                 let master = master.clone();
                 async move { Ok::<_, Infallible>(route(master, request).await) }
             });
             let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
                 .keep_alive(true)
                 .pipeline_flush(true)
                 .serve_connection(TokioIo::new(stream), service);

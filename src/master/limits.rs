@@ -15,6 +15,12 @@ pub const ASSIGN_COUNT_MAX: u64 = 100_000;
 /// Largest `count` of `/vol/grow`.
 pub const GROW_COUNT_MAX: u32 = 100;
 
+/// Open client connections one master serves at once; more wait to be accepted.
+pub const CONNECTIONS_MAX: usize = 4096;
+
+/// A client must send a request's headers within this time (the connection is closed then).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+
 /// Largest request body the master reads (heartbeats, Raft RPCs, `/submit` uploads).
 pub const REQUEST_BODY_BYTES_MAX: usize = 256 * 1024 * 1024;
 
@@ -37,6 +43,11 @@ pub const PENDING_VOLUME_PULSES: u32 = 3;
 
 /// Log entries since the last snapshot that trigger a new snapshot (and a log purge).
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 500;
+
+/// Log entries kept after a snapshot (so a slightly lagging follower needs no snapshot), and
+/// how many entries one purge drops at least (each purge rewrites the log file).
+pub const LOG_KEPT_AFTER_SNAPSHOT: u64 = 100;
+pub const PURGE_BATCH_ENTRIES: u64 = 256;
 
 /// Bootstrap: rounds (each `bootstrap_round_ms`) a master must see no leader and be the lowest
 /// reachable peer before it starts a new single-master cluster.

@@ -24,8 +24,6 @@ pub enum MasterError {
     BadRequest(String),
     /// 406: the topology cannot satisfy the request.
     NotAcceptable(String),
-    /// 404: no such volume or collection.
-    NotFound(String),
     /// 503: not the leader, no leader, or still warming up; retry.
     Unavailable(String),
     /// 500/502: Raft or a volume server failed.
@@ -37,7 +35,6 @@ impl MasterError {
         match self {
             MasterError::BadRequest(_) => 400,
             MasterError::NotAcceptable(_) => 406,
-            MasterError::NotFound(_) => 404,
             MasterError::Unavailable(_) => 503,
             MasterError::Internal(_) => 500,
         }
@@ -47,7 +44,6 @@ impl MasterError {
         match self {
             MasterError::BadRequest(m)
             | MasterError::NotAcceptable(m)
-            | MasterError::NotFound(m)
             | MasterError::Unavailable(m)
             | MasterError::Internal(m) => m,
         }
@@ -130,7 +126,8 @@ impl Master {
             election_timeout_min: config.raft_election_ms,
             election_timeout_max: config.raft_election_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(super::limits::SNAPSHOT_EVERY_ENTRIES),
-            max_in_snapshot_log_to_keep: 100,
+            max_in_snapshot_log_to_keep: super::limits::LOG_KEPT_AFTER_SNAPSHOT,
+            purge_batch_size: super::limits::PURGE_BATCH_ENTRIES,
             ..Config::default()
         }
         .validate()
@@ -477,8 +474,9 @@ impl Master {
         let volumes = self.lock_topology().collection_volumes(collection);
         let known = self.state().collections.contains(collection);
         if volumes.is_empty() && !known {
-            return Err(MasterError::NotFound(format!(
-                "collection {collection:?} does not exist"
+            // SeaweedFS's answer, word for word.
+            return Err(MasterError::BadRequest(format!(
+                "collection {collection} does not exist"
             )));
         }
         let mut failures = BTreeMap::new();
