@@ -1,9 +1,6 @@
 //! cargo-fuzz target: arbitrary bytes, fed whole and then split at a fuzzer-chosen point, into
 //! Kelp's HTTP request reader. It must never panic, and both feeds must agree.
-//!
-//! Wire-in (fuzz/ crate, owned by `engine`): copy to `fuzz/fuzz_targets/http_request.rs`, add
-//! `kelp-net = { path = "../net" }` to fuzz/Cargo.toml and a `[[bin]] name = "http_request"`
-//! with `path = "fuzz_targets/http_request.rs"`, `test = false`, `doc = false`, `bench = false`.
+
 #![no_main]
 
 use kelp_net::http::parse::{Event, ParseLimits, RequestReader};
