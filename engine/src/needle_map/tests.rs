@@ -29,6 +29,14 @@ fn check(map: &NeedleMap, reference: &Reference) {
     for (key, value) in reference {
         assert_eq!(map.get(*key), Some(*value), "key {key}");
     }
+    let mut probes: Vec<u64> = reference.keys().copied().collect();
+    probes.extend(reference.keys().map(|key| key.wrapping_add(1)));
+    probes.extend([0, 1, u64::MAX, 1 << 56]);
+    let mut values = vec![None; probes.len()];
+    map.get_many(&probes, &mut values);
+    for (key, value) in probes.iter().zip(&values) {
+        assert_eq!(*value, reference.get(key).copied(), "get_many of {key}");
+    }
     for (key, _) in reference.iter().take(64) {
         for probe in [key.wrapping_sub(1), key.wrapping_add(1)] {
             assert_eq!(
@@ -54,11 +62,10 @@ fn check_structure(map: &NeedleMap) {
     assert!(map.tail.len() <= usize::from(geometry.block_entries_max));
     let mut all_bounds = Vec::new();
     for (segment, bound) in map.segments.iter().zip(&map.segment_bounds) {
-        assert_eq!(segment.bounds.len(), segment.blocks.len());
         assert!(!segment.blocks.is_empty());
         assert!(segment.blocks.len() <= usize::from(geometry.segment_blocks_max));
-        assert_eq!(segment.bounds[0], *bound);
-        all_bounds.extend_from_slice(&segment.bounds);
+        assert_eq!(segment.blocks[0].bound, *bound);
+        all_bounds.extend(segment.blocks.iter().map(|block| block.bound));
     }
     assert!(all_bounds.windows(2).all(|w| w[0] < w[1]));
     let blocks = map.segments.iter().flat_map(|s| s.blocks.iter());
