@@ -219,8 +219,28 @@ impl Block {
         let shift = key_width.saturating_sub(16);
         let guess = ((delta >> shift) * u64::from(self.key_multiplier)) >> 16;
         let guess = (guess as usize).min(count - 1);
-        let index = search::last_at_or_below(count, guess, delta, |i| self.key_delta_at(i));
+        self.prefetch_window(guess);
+        let index =
+            search::last_at_or_below::<{ search::RECORD_WINDOW_HALF }>(count, guess, delta, |i| {
+                self.key_delta_at(i)
+            });
         (self.key_delta_at(index) == delta).then_some(index)
+    }
+
+    /// Starts loading every cache line of the search window around `guess` at once, so the
+    /// binary search's probes do not each wait for memory in turn.
+    #[inline(always)]
+    fn prefetch_window(&self, guess: usize) {
+        let count = self.count as usize;
+        let half = search::RECORD_WINDOW_HALF;
+        let len = count.min(2 * half);
+        let low = guess.saturating_sub(half).min(count - len);
+        let record_width = self.record_width as usize;
+        let first_byte = low * record_width / 8;
+        let end_byte = ((low + len) * record_width).div_ceil(8) + 8;
+        for byte in (first_byte..end_byte.min(self.data.len())).step_by(64) {
+            super::prefetch(self.data.as_ptr().wrapping_add(byte));
+        }
     }
 
     #[inline(always)]

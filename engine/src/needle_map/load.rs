@@ -59,7 +59,7 @@ impl NeedleMap {
     /// A new map holding this map's entries overridden by `changes` (in file order).
     fn rebuild_with(self, mut changes: Vec<Entry>) -> NeedleMap {
         // Stable: entries of one key stay in file order, so the last of each run wins.
-        changes.sort_by_key(|e| e.0);
+        changes = sort_stable_by_key(changes);
         let mut rebuilt = NeedleMap::with_geometry(self.geometry);
         let mut old = self.iter().peekable();
         let mut index = 0;
@@ -87,4 +87,50 @@ impl NeedleMap {
         }
         rebuilt
     }
+}
+
+/// Below this many entries a plain stable sort is as fast as the bucket pass.
+const BUCKET_SORT_ENTRIES_MIN: usize = 1 << 16;
+
+/// Buckets of the first pass: 2^16 counters (512 KiB) stay in L2 while entries stream by.
+const BUCKET_BITS: u32 = 16;
+
+/// Stable sort by key. Large inputs take one pass that scatters entries into 2^16 buckets by
+/// the top bits of `key - smallest key` (keys of a volume spread evenly over their range, so
+/// buckets are small), then a stable sort of each bucket while it is in cache: a few times
+/// faster than a comparison sort of the whole array.
+pub(super) fn sort_stable_by_key(mut entries: Vec<Entry>) -> Vec<Entry> {
+    if entries.len() < BUCKET_SORT_ENTRIES_MIN {
+        entries.sort_by_key(|e| e.0);
+        return entries;
+    }
+    let key_min = entries.iter().map(|e| e.0).min().expect("not empty");
+    let key_max = entries.iter().map(|e| e.0).max().expect("not empty");
+    let shift = super::block::bits_needed(key_max - key_min).saturating_sub(BUCKET_BITS);
+    let bucket_of = |key: u64| ((key - key_min) >> shift) as usize;
+    let mut starts = vec![0usize; (1 << BUCKET_BITS) + 1];
+    for entry in &entries {
+        starts[bucket_of(entry.0) + 1] += 1;
+    }
+    for bucket in 1..starts.len() {
+        starts[bucket] += starts[bucket - 1];
+    }
+    let mut next = starts.clone();
+    let placeholder = (
+        0,
+        NeedleValue {
+            offset_units: 0,
+            size: 0,
+        },
+    );
+    let mut sorted = vec![placeholder; entries.len()];
+    for entry in entries {
+        let bucket = bucket_of(entry.0);
+        sorted[next[bucket]] = entry;
+        next[bucket] += 1;
+    }
+    for bucket in starts.windows(2) {
+        sorted[bucket[0]..bucket[1]].sort_by_key(|e| e.0);
+    }
+    sorted
 }

@@ -215,7 +215,7 @@ impl NeedleMap {
         debug_assert!(key < self.tail_start);
         let count = self.segment_bounds.len();
         let guess = self.segment_guess.index(key, count);
-        search::last_at_or_below(count, guess, key, |i| self.segment_bounds[i])
+        search::last_bound_at_or_below(count, guess, key, |i| self.segment_bounds[i])
     }
 
     #[inline(always)]
@@ -228,7 +228,7 @@ impl NeedleMap {
     #[inline(always)]
     fn locate_block(&self, segment: usize, guess: usize, key: u64) -> usize {
         let blocks = &self.segments[segment].blocks;
-        search::last_at_or_below(blocks.len(), guess, key, |i| blocks[i].bound)
+        search::last_bound_at_or_below(blocks.len(), guess, key, |i| blocks[i].bound)
     }
 
     /// `values[i] = self.get(keys[i])` for every `i`. Works through the keys in groups of

@@ -2,8 +2,13 @@
 //! any range, so a linear guess lands within a few places of the answer; a branch-free binary
 //! search over a small window around the guess settles it without mispredicted branches.
 
-/// Places on each side of a guess that the window search covers.
-const WINDOW_HALF: usize = 8;
+/// Places on each side of a guess searched for a block bound or segment bound: their guesses
+/// are off by at most one or two for a volume's keys.
+pub(super) const BOUND_WINDOW_HALF: usize = 4;
+
+/// Places on each side of a guess searched for a key in a block: the keys of one block stray
+/// further from a straight line (about sqrt(count) / 2 places).
+pub(super) const RECORD_WINDOW_HALF: usize = 16;
 
 /// Linear interpolation of an index from a key delta, in integer arithmetic on the top 16
 /// bits of the delta: `index ~ delta * (count - 1) / span`.
@@ -44,29 +49,58 @@ pub(super) fn guess_parameters(span: u64, count: usize) -> (u32, u64) {
 }
 
 /// The last index `i < count` with `value_at(i) <= target`, where `value_at` ascends and
-/// `value_at(0) <= target`. Searches the window around `guess` when it brackets the answer,
-/// else everything.
+/// `value_at(0) <= target`. Searches the `2 * HALF` places around `guess` when they bracket
+/// the answer, else everything.
+///
+/// No branch depends on a loaded value except the bracket check, which a good guess makes
+/// predictable: a mispredicted branch waiting on a cache miss would throw away the work the
+/// CPU has started on the next lookups, so lookups would no longer overlap.
 #[inline(always)]
-pub(super) fn last_at_or_below(
+pub(super) fn last_at_or_below<const HALF: usize>(
     count: usize,
     guess: usize,
     target: u64,
     value_at: impl Fn(usize) -> u64,
 ) -> usize {
     debug_assert!(guess < count);
-    let at_guess = value_at(guess) <= target;
-    let above_guess = guess + 1 == count || value_at(guess + 1) > target;
-    if at_guess && above_guess {
-        return guess; // Two independent loads, no search: the common case for bounds.
-    }
-    let low = guess.saturating_sub(WINDOW_HALF);
-    let high = (guess + WINDOW_HALF).min(count);
-    let bracketed = value_at(low) <= target && (high == count || value_at(high) > target);
+    // The window keeps its length near the ends (it slides instead of shrinking), so the
+    // search loop runs the same number of times for every key of a block.
+    let len = count.min(2 * HALF);
+    let low = guess.saturating_sub(HALF).min(count - len);
+    let high = low + len;
+    let bracketed = (value_at(low) <= target) & (high == count || value_at(high) > target);
     if bracketed {
         branch_free_search(low, high - low, target, &value_at)
     } else {
         branch_free_search(0, count, target, &value_at)
     }
+}
+
+/// `last_at_or_below` for block and segment bounds, whose guesses are exact or off by one:
+/// reads the five places from `guess - 1` with independent loads (their cache misses
+/// overlap) and counts, falling back to the window search only when they do not bracket
+/// the answer. Each bound of a segment sits in its own 64-byte block header, so a binary
+/// search there would wait for one cache miss per probe.
+#[inline(always)]
+pub(super) fn last_bound_at_or_below(
+    count: usize,
+    guess: usize,
+    target: u64,
+    value_at: impl Fn(usize) -> u64,
+) -> usize {
+    const SPAN: usize = 4;
+    debug_assert!(guess < count);
+    if count <= SPAN {
+        return branch_free_search(0, count, target, &value_at);
+    }
+    let low = guess.saturating_sub(1).min(count - SPAN - 1);
+    let above = (1..SPAN)
+        .map(|i| usize::from(value_at(low + i) <= target))
+        .sum::<usize>();
+    if (value_at(low) <= target) & (value_at(low + SPAN) > target) {
+        return low + above;
+    }
+    last_at_or_below::<BOUND_WINDOW_HALF>(count, guess, target, value_at)
 }
 
 /// The last index in `low..low + len` with `value_at(i) <= target`, given

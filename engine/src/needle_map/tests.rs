@@ -353,3 +353,22 @@ fn appended_needles_are_compact() {
         assert_eq!(map.get(*key), Some(*value));
     }
 }
+
+/// The bucket sort used by bulk loads orders by key and keeps entries of one key in input
+/// order (the last one must win), for inputs large enough to take the bucket pass.
+#[test]
+fn bucket_sort_is_stable() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    for key_range in [1_000u64, 1 << 40, u64::MAX] {
+        let entries: Vec<_> = (0..100_000u64)
+            .map(|sequence| {
+                let key = rng.random_range(0..key_range);
+                (key, value(sequence, 0))
+            })
+            .collect();
+        let mut expected = entries.clone();
+        expected.sort_by_key(|e| e.0);
+        assert_eq!(super::load::sort_stable_by_key(entries), expected);
+    }
+}
