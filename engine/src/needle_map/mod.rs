@@ -13,10 +13,13 @@
 //! - segments: blocks are grouped in segments of at most `segment_blocks_max`, so a split or
 //!   removal moves a bounded number of block headers, never the whole map.
 //!
-//! A lookup is a binary search over segment bounds (a small, cache-resident array), an
-//! interpolation search over the block headers of one segment (each header carries its
-//! block's bound), and an interpolation search over the packed records of one block: about
-//! two cache misses, header then record.
+//! A lookup interpolates its way down (see `search.rs`): over the segment bounds (a small,
+//! cache-resident array), over the 64-byte block headers of one segment (each carries its
+//! block's bound), then over the packed records of one block: about two cache misses, header
+//! then record. `get_many` overlaps those misses across a group of keys with prefetches.
+//!
+//! Memory: a header per `block_entries_max` needles plus the packed records; needles
+//! appended back to back by a volume take about 4.5 bytes each (BENCHMARKS.md).
 
 mod block;
 mod limits;
