@@ -1,1 +1,27 @@
-//! Volumes: a sans-I/O core plus a blocking `std::fs` backend.
+//! Volumes: a sans-I/O core (`VolumeCore`) plus a blocking `std::fs` backend (`FileVolume`)
+//! that recovers by itself when opened.
+//!
+//! A volume is `<collection>_<id>.dat` + `.idx` + `.vif` (`<id>.*` for the default
+//! collection). See `engine/FORMAT.md` for the bytes and the crash guarantees.
+
+mod core;
+mod file;
+pub mod offline;
+mod recovery;
+pub mod scan;
+
+/// The key index (`crate::needle_map`), named in one place.
+pub(crate) mod map {
+    pub use crate::needle_map::{NeedleMap, NeedleValue};
+}
+
+pub use self::core::{
+    AppendError, AppendKind, AppendPlan, IdxAppend, ReadError, ReadOnlyReason, ReadPlan,
+    VolumeConfig, VolumeCore, VolumeStats,
+};
+pub use self::file::{
+    DeleteError, FileReadError, FileVolume, NeedleBuf, NeedleLocation, OpenError, OpenOptions,
+    OpenProblem, VolumeIoError, VolumePaths, WriteError, WriteOutcome, base_name, default_config,
+};
+pub use self::map::{NeedleMap, NeedleValue};
+pub use self::recovery::RecoveryReport;

@@ -1,0 +1,17 @@
+//! Fid parsing never panics, and a parsed fid without a `_` suffix prints back to text
+//! that parses to the same fid.
+#![no_main]
+
+use kelp_engine::format::FileId;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    if let Ok(fid) = FileId::parse(text) {
+        if fid.key != 0 {
+            assert_eq!(FileId::parse(&fid.to_string()), Ok(fid));
+        }
+    }
+});
