@@ -3,10 +3,11 @@
 //! `HashMap<u64, (u64, u32)>` (ahash) measured in the same run.
 //!
 //! Run: `cargo bench -p kelp-engine --bench needle_map` (release profile).
-//! `KELP_BENCH_NEEDLES=n` changes the needle count (default 10,000,000).
+//! `KELP_BENCH_NEEDLES=n` changes the needle count (default 10,000,000);
+//! `KELP_BENCH_SKIP_INSERTS=1` skips the (slow, for random keys) one-by-one insert runs.
 //!
-//! The `.idx` decoding here is the bench's own (17-byte entries of SeaweedFS's 5-byte-offset
-//! build): `kelp_engine::format` had no idx decoder when this was written.
+//! The `.idx` files are written and parsed with `kelp_engine::format::idx` (17-byte entries of
+//! SeaweedFS's 5-byte-offset build, as the peer writes them).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use kelp_engine::format::idx::{self, IdxEntry, OffsetWidth};
 use kelp_engine::needle_map::{NeedleMap, NeedleValue};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -50,7 +52,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-const IDX_ENTRY_BYTES: usize = 17;
+const IDX_WIDTH: OffsetWidth = OffsetWidth::Five;
 const ROUNDS: usize = 3;
 
 type HashBaseline = HashMap<u64, (u64, u32), ahash::RandomState>;
@@ -142,26 +144,33 @@ fn run_workload(workload: &Workload, directory: &Path) {
     }
     println!(
         ".idx load ({count} entries, {} MB): kelp {:.3} s, hashmap {:.3} s (median of {ROUNDS})",
-        count * IDX_ENTRY_BYTES / 1_000_000,
+        count * IDX_WIDTH.entry_bytes() / 1_000_000,
         median(load.0),
         median(load.1),
     );
 
+    if std::env::var_os("KELP_BENCH_SKIP_INSERTS").is_none() {
+        report_inserts(&workload.entries);
+    }
+    report_lookups(&map, &hash, workload);
+}
+
+fn report_inserts(entries: &[(u64, NeedleValue)]) {
+    let count = entries.len();
     let mut inserts = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         inserts
             .0
-            .push(seconds(|| drop(black_box(insert_all(&workload.entries)))));
-        inserts.1.push(seconds(|| {
-            drop(black_box(insert_all_hash(&workload.entries)))
-        }));
+            .push(seconds(|| drop(black_box(insert_all(entries)))));
+        inserts
+            .1
+            .push(seconds(|| drop(black_box(insert_all_hash(entries)))));
     }
     println!(
         "inserts in file order: kelp {:.1} M/s, hashmap {:.1} M/s",
         count as f64 / median(inserts.0) / 1e6,
         count as f64 / median(inserts.1) / 1e6,
     );
-    report_lookups(&map, &hash, workload);
 }
 
 /// Runs `build`, returning its result with the heap bytes and RSS it added.
@@ -262,33 +271,33 @@ fn insert_all_hash(entries: &[(u64, NeedleValue)]) -> HashBaseline {
 }
 
 fn write_idx(path: &Path, entries: &[(u64, NeedleValue)]) {
-    let mut bytes = Vec::with_capacity(entries.len() * IDX_ENTRY_BYTES);
-    for &(key, value) in entries {
-        bytes.extend_from_slice(&key.to_be_bytes());
-        bytes.extend_from_slice(&(value.offset_units as u32).to_be_bytes());
-        bytes.push((value.offset_units >> 32) as u8);
-        bytes.extend_from_slice(&value.size.to_be_bytes());
+    let entry_bytes = IDX_WIDTH.entry_bytes();
+    let mut bytes = vec![0u8; entries.len() * entry_bytes];
+    for (&(key, value), out) in entries.iter().zip(bytes.chunks_exact_mut(entry_bytes)) {
+        let entry = IdxEntry {
+            key,
+            offset_units: value.offset_units,
+            size: value.size,
+        };
+        entry.encode(IDX_WIDTH, out).expect("offsets fit 40 bits");
     }
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 fn read_idx(path: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert!(
-        bytes.len().is_multiple_of(IDX_ENTRY_BYTES),
-        "{}: torn entry",
-        path.display()
-    );
-    bytes
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// The entries of an `.idx` image; a torn tail is a bug of `write_idx` here.
 fn decode_idx(bytes: &[u8]) -> impl Iterator<Item = (u64, NeedleValue)> + '_ {
-    bytes.chunks_exact(IDX_ENTRY_BYTES).map(|entry| {
-        let key = u64::from_be_bytes(entry[0..8].try_into().expect("8 bytes"));
-        let offset_low = u32::from_be_bytes(entry[8..12].try_into().expect("4 bytes"));
-        let offset_units = u64::from(offset_low) | u64::from(entry[12]) << 32;
-        let size = u32::from_be_bytes(entry[13..17].try_into().expect("4 bytes"));
-        (key, NeedleValue { offset_units, size })
+    let (entries, torn) = idx::parse_entries(bytes, IDX_WIDTH);
+    assert!(torn.is_none(), "torn .idx: {torn:?}");
+    entries.map(|entry| {
+        let value = NeedleValue {
+            offset_units: entry.offset_units,
+            size: entry.size,
+        };
+        (entry.key, value)
     })
 }
 
