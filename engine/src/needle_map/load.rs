@@ -8,6 +8,10 @@ use super::{Geometry, NeedleMap, NeedleValue};
 /// (patches); above it the whole map is rebuilt in one sorted merge.
 const OUT_OF_ORDER_REBUILD_RATIO: usize = 16;
 
+/// Out-of-order entries after which a load that is mostly out of order reserves room for the
+/// rest of the input at once.
+const OUT_OF_ORDER_RESERVE_AFTER: usize = 1024;
+
 impl NeedleMap {
     /// Builds a map from index entries in file order: the last entry for a key wins and an
     /// entry of size `TOMBSTONE_SIZE` removes the key.
@@ -26,7 +30,12 @@ impl NeedleMap {
         // appended entry of its key, so it is set aside and applied afterwards, in order.
         let mut out_of_order: Vec<Entry> = Vec::new();
         let mut appended_last: Option<u64> = None;
-        for (key, value) in entries {
+        let entries_hint = entries.size_hint().0;
+        for (seen, (key, value)) in entries.enumerate() {
+            if out_of_order.len() == OUT_OF_ORDER_RESERVE_AFTER && out_of_order.len() * 2 > seen {
+                // Mostly out of order (random keys): size the buffer once instead of doubling.
+                out_of_order.reserve(entries_hint.saturating_sub(seen));
+            }
             if appended_last.is_none_or(|last| key > last) {
                 if value.size == TOMBSTONE_SIZE {
                     continue; // Removes nothing: no earlier entry has this key.
