@@ -372,3 +372,24 @@ fn bucket_sort_is_stable() {
         assert_eq!(super::load::sort_stable_by_key(entries), expected);
     }
 }
+
+/// A large bulk load in random order (the bucket-sort and rebuild path), with rewrites of
+/// keys and tombstones, keeps the last entry of each key.
+#[test]
+fn large_random_bulk_load_keeps_last_entry() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let entries: Vec<_> = (0..150_000u64)
+        .map(|sequence| {
+            let key = rng.random_range(0..100_000u64) * 0x9E37_79B9;
+            let size = if rng.random_ratio(1, 10) {
+                TOMBSTONE_SIZE
+            } else {
+                rng.random_range(0..20_000)
+            };
+            (key, value(sequence, size))
+        })
+        .collect();
+    let map = NeedleMap::from_sorted_or_not(entries.iter().copied());
+    check(&map, &reference_load(&entries));
+}
