@@ -1,19 +1,22 @@
 //! A sealed block: up to `block_entries_max` entries with strictly increasing keys, bit-packed
 //! with frame-of-reference so one entry is read without decoding the others.
 //!
-//! Layout of `data` (little-endian bit stream, each section starts right after the previous):
-//! - keys: `count` values of `key_width` bits, `key - base_key` (absent when the block is
-//!   dense: keys are exactly `base_key + i`);
-//! - offsets: `count` values (plus one "end" value in derived mode) of `offset_width` bits,
-//!   `offset_units - base_offset`;
-//! - sizes: `count` values of `size_width` bits, `size - base_size` in plain mode, or in
-//!   derived mode the residual against the size implied by the gap to the next offset (an
-//!   append-only volume stores needles back to back, so the residual is the 0..=7 padding).
+//! `data` is a little-endian bit stream of fixed-width records, one per entry:
+//! `key - base_key` (`key_width` bits; none when the block is dense: keys are exactly
+//! `base_key + i`), `offset_units - base_offset` (`offset_width` bits), then the size
+//! (`size_width` bits): `size - base_size` in plain mode, or in derived mode the residual
+//! against the size implied by the gap to the next record's offset (an append-only volume
+//! stores needles back to back, so the residual is the 0..=7 padding). Derived mode adds one
+//! last record whose offset is the end of the last needle.
 //!
+//! A record holds key, offset and size together, so a lookup that lands on a key finds its
+//! value in the same cache line. Keys are found by interpolation: the guess
+//! `delta * (count - 1) / key_span` is within a few records for the near-uniform keys of a
+//! volume, then a short scan (or, past a few steps, a binary search) settles it.
 //! `data` has 8 spare bytes at the end so every field is one unaligned 64-bit load.
 
-use super::NeedleValue;
 use super::limits::{OFFSET_UNITS_BITS_MAX, PACKED_FIELD_BITS_MAX, TOMBSTONE_SIZE};
+use super::{NeedleValue, search};
 
 /// Keys are `base_key + i`: no key bits are stored and a lookup is a subtraction.
 const FLAG_DENSE: u8 = 1;
@@ -26,21 +29,35 @@ const NEEDLE_OVERHEAD_BYTES: i64 = 28;
 
 pub(super) type Entry = (u64, NeedleValue);
 
+/// Aligned to a cache line: the header of a lookup's block is one memory access.
+#[repr(align(64))]
 pub(super) struct Block {
     data: Box<[u8]>,
     /// Out-of-order changes, sorted by key; `TOMBSTONE_SIZE` hides a key of the packed part.
     /// Boxed so a block without patches (nearly all) pays 8 header bytes, not 24.
     #[allow(clippy::box_collection)]
     patches: Option<Box<Vec<Entry>>>,
+    /// Start of the key range this block covers (its segment's blocks are searched by it);
+    /// at most `base_key`.
+    pub(super) bound: u64,
     base_key: u64,
     base_offset: u64,
-    base_size: i64,
+    /// Plain mode: the smallest size. Derived mode: the smallest residual, as an `i32`.
+    base_size: u32,
+    /// Turns a key delta into a guess of its record index (see `search::guess_parameters`;
+    /// the shift is `key_width - 16`).
+    key_multiplier: u32,
     count: u16,
     key_width: u8,
     offset_width: u8,
     size_width: u8,
+    record_width: u8,
     flags: u8,
 }
+
+// A segment's blocks are an array of these headers: a lookup's interpolated guess lands on
+// one cache line holding the bound and everything needed to read the block.
+const _: () = assert!(size_of::<Block>() == 64);
 
 /// How offsets and sizes of one block are packed.
 struct FieldPlan {
@@ -81,7 +98,8 @@ impl FieldPlan {
         });
         let (size_min, size_max) = min_max(residuals);
         let size_width = bits_needed(size_max.abs_diff(size_min));
-        (size_width <= 32).then_some(FieldPlan {
+        let base_fits = i32::try_from(size_min).is_ok();
+        (size_width <= 32 && base_fits).then_some(FieldPlan {
             offset_base: offset_min as u64,
             offset_width: bits_needed((offset_max - offset_min) as u64),
             size_base: size_min,
@@ -116,21 +134,27 @@ impl Block {
             _ => plain,
         };
         assert!(plan.offset_width <= OFFSET_UNITS_BITS_MAX + 1);
-        let key_bits = count * key_width as usize;
-        let total_bits = key_bits + plan.bits(count);
-        let mut data = vec![0u8; total_bits.div_ceil(8) + 8].into_boxed_slice();
-        write_keys(&mut data, entries, key_width);
-        write_values(&mut data, key_bits, entries, &plan);
+        let record_width = key_width + plan.offset_width + plan.size_width;
+        let records = plan.offset_count(count);
+        let mut data = vec![0u8; (records * record_width as usize).div_ceil(8) + 8];
+        write_records(&mut data, entries, key_width, &plan);
         let block = Block {
-            data,
+            data: data.into_boxed_slice(),
             patches: None,
             base_key,
             base_offset: plan.offset_base,
-            base_size: plan.size_base,
+            bound: base_key,
+            base_size: if plan.derived {
+                plan.size_base as i32 as u32
+            } else {
+                plan.size_base as u32
+            },
+            key_multiplier: key_multiplier(key_span, count, key_width),
             count: count as u16,
             key_width: key_width as u8,
             offset_width: plan.offset_width as u8,
             size_width: plan.size_width as u8,
+            record_width: record_width as u8,
             flags: if dense { FLAG_DENSE } else { 0 } | if plan.derived { FLAG_DERIVED } else { 0 },
         };
         debug_assert!(
@@ -162,6 +186,22 @@ impl Block {
         Some(self.value_at(index))
     }
 
+    /// Starts loading the cache line of the record `find(key)` will look at first.
+    #[inline(always)]
+    pub(super) fn prefetch_record(&self, key: u64) {
+        let delta = key.wrapping_sub(self.base_key);
+        let index = if self.flags & FLAG_DENSE != 0 {
+            delta
+        } else {
+            let shift = u32::from(self.key_width).saturating_sub(16);
+            let delta = delta.min((1 << self.key_width) - 1);
+            ((delta >> shift) * u64::from(self.key_multiplier)) >> 16
+        };
+        let index = (index as usize).min(self.count as usize - 1);
+        let byte = index * self.record_width as usize / 8;
+        super::prefetch(self.data.as_ptr().wrapping_add(byte));
+    }
+
     /// Index of `key` among the packed entries.
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
@@ -175,47 +215,62 @@ impl Block {
         if delta >> key_width != 0 {
             return None;
         }
-        // Branch-free binary search: the loop runs log2(count) times whatever the data, so
-        // the CPU overlaps the memory loads of consecutive lookups.
-        let mut low = 0usize;
-        let mut len = count;
-        while len > 1 {
-            let half = len / 2;
-            let probe = read_bits(&self.data, (low + half) * key_width as usize, key_width);
-            low = if probe <= delta { low + half } else { low };
-            len -= half;
+        // delta < 2^key_width, so delta >> shift < 2^16 and the product fits.
+        let shift = key_width.saturating_sub(16);
+        let guess = ((delta >> shift) * u64::from(self.key_multiplier)) >> 16;
+        let guess = (guess as usize).min(count - 1);
+        self.prefetch_window(guess);
+        let index =
+            search::last_at_or_below::<{ search::RECORD_WINDOW_HALF }>(count, guess, delta, |i| {
+                self.key_delta_at(i)
+            });
+        (self.key_delta_at(index) == delta).then_some(index)
+    }
+
+    /// Starts loading every cache line of the search window around `guess` at once, so the
+    /// binary search's probes do not each wait for memory in turn.
+    #[inline(always)]
+    fn prefetch_window(&self, guess: usize) {
+        let count = self.count as usize;
+        let half = search::RECORD_WINDOW_HALF;
+        let len = count.min(2 * half);
+        let low = guess.saturating_sub(half).min(count - len);
+        let record_width = self.record_width as usize;
+        let first_byte = low * record_width / 8;
+        let end_byte = ((low + len) * record_width).div_ceil(8) + 8;
+        for byte in (first_byte..end_byte.min(self.data.len())).step_by(64) {
+            super::prefetch(self.data.as_ptr().wrapping_add(byte));
         }
-        (read_bits(&self.data, low * key_width as usize, key_width) == delta).then_some(low)
+    }
+
+    #[inline(always)]
+    fn key_delta_at(&self, index: usize) -> u64 {
+        let bit = index * self.record_width as usize;
+        read_bits(&self.data, bit, u32::from(self.key_width))
     }
 
     fn key_at(&self, index: usize) -> u64 {
         if self.flags & FLAG_DENSE != 0 {
             return self.base_key + index as u64;
         }
-        let key_width = u32::from(self.key_width);
-        self.base_key + read_bits(&self.data, index * key_width as usize, key_width)
+        self.base_key + self.key_delta_at(index)
     }
 
     #[inline]
     fn value_at(&self, index: usize) -> NeedleValue {
         let offset_width = u32::from(self.offset_width);
-        let size_width = u32::from(self.size_width);
-        let offsets_bit = self.count as usize * self.key_width as usize;
-        let offset_bit = offsets_bit + index * offset_width as usize;
+        let record_width = self.record_width as usize;
+        let offset_bit = index * record_width + self.key_width as usize;
         let offset = self.base_offset + read_bits(&self.data, offset_bit, offset_width);
-        let derived = self.flags & FLAG_DERIVED != 0;
-        let offset_count = self.count as usize + usize::from(derived);
-        let size_bit = offsets_bit + offset_count * offset_width as usize;
-        let mut size = read_bits(
-            &self.data,
-            size_bit + index * size_width as usize,
-            size_width,
-        ) as i64
-            + self.base_size;
-        if derived {
-            let next_bit = offset_bit + offset_width as usize;
+        let size_bit = offset_bit + offset_width as usize;
+        let mut size = read_bits(&self.data, size_bit, u32::from(self.size_width)) as i64;
+        if self.flags & FLAG_DERIVED != 0 {
+            size += i64::from(self.base_size as i32);
+            let next_bit = offset_bit + record_width;
             let next = self.base_offset + read_bits(&self.data, next_bit, offset_width);
             size += implied_size(offset as i64, next as i64);
+        } else {
+            size += i64::from(self.base_size);
         }
         debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));
         NeedleValue {
@@ -299,42 +354,37 @@ impl Block {
     }
 }
 
+fn key_multiplier(key_span: u64, count: usize, key_width: u32) -> u32 {
+    let (shift, multiplier) = search::guess_parameters(key_span, count);
+    assert_eq!(shift, key_width.saturating_sub(16));
+    u32::try_from(multiplier).expect("count < 2^16")
+}
+
 fn push_live(out: &mut Vec<Entry>, entry: Entry) {
     if entry.1.size != TOMBSTONE_SIZE {
         out.push(entry);
     }
 }
 
-fn write_keys(data: &mut [u8], entries: &[Entry], key_width: u32) {
-    if key_width == 0 {
-        return;
-    }
+fn write_records(data: &mut [u8], entries: &[Entry], key_width: u32, plan: &FieldPlan) {
+    let record_width = (key_width + plan.offset_width + plan.size_width) as usize;
     let base_key = entries[0].0;
-    for (i, entry) in entries.iter().enumerate() {
-        write_bits(data, i * key_width as usize, key_width, entry.0 - base_key);
-    }
-}
-
-fn write_values(data: &mut [u8], offsets_bit: usize, entries: &[Entry], plan: &FieldPlan) {
-    let offset_width = plan.offset_width as usize;
-    let sizes_bit = offsets_bit + plan.offset_count(entries.len()) * offset_width;
     let end = end_offsets(entries).1;
     for (i, entry) in entries.iter().enumerate() {
-        let offset = entry.1.offset_units as i64;
+        let bit = i * record_width;
+        if key_width > 0 {
+            write_bits(data, bit, key_width, entry.0 - base_key);
+        }
+        let offset_bit = bit + key_width as usize;
         let offset_delta = entry.1.offset_units - plan.offset_base;
-        write_bits(
-            data,
-            offsets_bit + i * offset_width,
-            plan.offset_width,
-            offset_delta,
-        );
+        write_bits(data, offset_bit, plan.offset_width, offset_delta);
         let size_value = if plan.derived {
             let next = entries.get(i + 1).map_or(end, |n| n.1.offset_units as i64);
-            size_residual(entry.1.size, offset, next)
+            size_residual(entry.1.size, entry.1.offset_units as i64, next)
         } else {
             i64::from(entry.1.size)
         };
-        let size_bit = sizes_bit + i * plan.size_width as usize;
+        let size_bit = offset_bit + plan.offset_width as usize;
         write_bits(
             data,
             size_bit,
@@ -343,7 +393,7 @@ fn write_values(data: &mut [u8], offsets_bit: usize, entries: &[Entry], plan: &F
         );
     }
     if plan.derived {
-        let end_bit = offsets_bit + entries.len() * offset_width;
+        let end_bit = entries.len() * record_width + key_width as usize;
         write_bits(
             data,
             end_bit,

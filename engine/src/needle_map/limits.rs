@@ -12,6 +12,10 @@ pub const BLOCK_PATCHES_MAX: usize = 16;
 /// Blocks in one segment. A block split or removal moves at most this many block headers.
 pub const SEGMENT_BLOCKS_MAX: usize = 256;
 
+/// Keys `NeedleMap::get_many` works on at once: enough cache misses in flight to hide memory
+/// latency, few enough that the group's state stays in registers and L1.
+pub const LOOKUP_GROUP_MAX: usize = 16;
+
 /// Widest packed field, in bits. A value of this width plus a bit shift of at most 7 fits one
 /// unaligned 64-bit load, so a block never spans keys further apart than 2^56.
 pub const PACKED_FIELD_BITS_MAX: u32 = 56;

@@ -13,12 +13,18 @@
 //! - segments: blocks are grouped in segments of at most `segment_blocks_max`, so a split or
 //!   removal moves a bounded number of block headers, never the whole map.
 //!
-//! A lookup is two binary searches over bounds (segments, then blocks of one segment) and one
-//! over the packed keys of one block.
+//! A lookup interpolates its way down (see `search.rs`): over the segment bounds (a small,
+//! cache-resident array), over the 64-byte block headers of one segment (each carries its
+//! block's bound), then over the packed records of one block: about two cache misses, header
+//! then record. `get_many` overlaps those misses across a group of keys with prefetches.
+//!
+//! Memory: a header per `block_entries_max` needles plus the packed records; needles
+//! appended back to back by a volume take about 4.5 bytes each (BENCHMARKS.md).
 
 mod block;
 mod limits;
 mod load;
+mod search;
 #[cfg(test)]
 mod tests;
 
@@ -26,8 +32,8 @@ use std::ops::Range;
 
 use block::{Block, Entry};
 pub use limits::{
-    BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, OFFSET_UNITS_BITS_MAX, SEGMENT_BLOCKS_MAX,
-    TOMBSTONE_SIZE,
+    BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, LOOKUP_GROUP_MAX, OFFSET_UNITS_BITS_MAX,
+    SEGMENT_BLOCKS_MAX, TOMBSTONE_SIZE,
 };
 
 /// Where a needle is: its offset in 8-byte units (40 bits used) and its size field.
@@ -41,6 +47,8 @@ pub struct NeedleMap {
     geometry: Geometry,
     /// `segment_bounds[i]` is where segment `i` starts; `segment_bounds[0] == 0`.
     segment_bounds: Vec<u64>,
+    /// Interpolates a key to an index in `segment_bounds`.
+    segment_guess: search::Guess,
     segments: Vec<Segment>,
     tail: Vec<Entry>,
     /// Keys `>= tail_start` live in `tail`; 0 when there are no blocks.
@@ -50,9 +58,34 @@ pub struct NeedleMap {
 }
 
 struct Segment {
-    /// `bounds[i]` is where block `i` starts; `bounds[0]` equals the segment's bound.
-    bounds: Vec<u64>,
+    /// Ascending `bound`s; the first block's bound equals the segment's bound.
     blocks: Vec<Block>,
+    /// The blocks' bounds again, 8 to a cache line instead of 1 per 64-byte header: a lookup
+    /// searches these (they stay in cache) and then touches one header.
+    bounds: Vec<u64>,
+    /// Interpolates `key - segment bound` to an index in `blocks`.
+    guess: search::Guess,
+}
+
+impl Segment {
+    fn with_capacity(blocks_max: usize) -> Segment {
+        Segment {
+            blocks: Vec::with_capacity(blocks_max),
+            bounds: Vec::with_capacity(blocks_max),
+            guess: search::Guess::default(),
+        }
+    }
+
+    /// Called after every change of the blocks or their bounds: O(blocks), cheap next to the
+    /// block encoding that comes with any such change.
+    fn refresh_index(&mut self) {
+        self.bounds.clear();
+        self.bounds
+            .extend(self.blocks.iter().map(|block| block.bound));
+        let first = self.bounds[0];
+        let last = self.bounds[self.bounds.len() - 1];
+        self.guess = search::Guess::new(last - first, self.bounds.len());
+    }
 }
 
 impl Default for NeedleMap {
@@ -82,6 +115,7 @@ impl NeedleMap {
         NeedleMap {
             geometry,
             segment_bounds: Vec::new(),
+            segment_guess: search::Guess::default(),
             segments: Vec::new(),
             tail: Vec::new(),
             tail_start: 0,
@@ -157,8 +191,8 @@ impl NeedleMap {
             .segments
             .iter()
             .map(|segment| {
-                segment.bounds.capacity() * size_of::<u64>()
-                    + segment.blocks.capacity() * size_of::<Block>()
+                segment.blocks.capacity() * size_of::<Block>()
+                    + segment.bounds.capacity() * size_of::<u64>()
                     + segment.blocks.iter().map(Block::heap_bytes).sum::<usize>()
             })
             .sum();
@@ -183,10 +217,67 @@ impl NeedleMap {
     /// Indices of the segment and block whose range holds `key` (`key < tail_start`).
     #[inline]
     fn locate(&self, key: u64) -> (usize, usize) {
+        let segment = self.locate_segment(key);
+        let guess = self.guess_block(segment, key);
+        (segment, self.locate_block(segment, guess, key))
+    }
+
+    #[inline(always)]
+    fn locate_segment(&self, key: u64) -> usize {
         debug_assert!(key < self.tail_start);
-        let segment = last_at_or_below(&self.segment_bounds, key);
-        let block = last_at_or_below(&self.segments[segment].bounds, key);
-        (segment, block)
+        let count = self.segment_bounds.len();
+        let guess = self.segment_guess.index(key, count);
+        search::last_bound_at_or_below(count, guess, key, |i| self.segment_bounds[i])
+    }
+
+    #[inline(always)]
+    fn guess_block(&self, segment: usize, key: u64) -> usize {
+        let delta = key - self.segment_bounds[segment];
+        let blocks = &self.segments[segment].blocks;
+        self.segments[segment].guess.index(delta, blocks.len())
+    }
+
+    #[inline(always)]
+    fn locate_block(&self, segment: usize, guess: usize, key: u64) -> usize {
+        let bounds = &self.segments[segment].bounds;
+        search::last_bound_at_or_below(bounds.len(), guess, key, |i| bounds[i])
+    }
+
+    /// `values[i] = self.get(keys[i])` for every `i`. Works through the keys in groups of
+    /// `LOOKUP_GROUP_MAX`, prefetching each stage's memory for the whole group before using
+    /// it, so the cache misses of a group overlap instead of following one another.
+    pub fn get_many(&self, keys: &[u64], values: &mut [Option<NeedleValue>]) {
+        assert_eq!(keys.len(), values.len(), "one value slot per key");
+        let groups = keys.chunks(LOOKUP_GROUP_MAX);
+        for (keys, values) in groups.zip(values.chunks_mut(LOOKUP_GROUP_MAX)) {
+            self.get_group(keys, values);
+        }
+    }
+
+    fn get_group(&self, keys: &[u64], values: &mut [Option<NeedleValue>]) {
+        assert!(keys.len() <= LOOKUP_GROUP_MAX);
+        const IN_TAIL: usize = usize::MAX;
+        let mut located = [(IN_TAIL, 0usize); LOOKUP_GROUP_MAX];
+        // Stage 1: the bounds are mostly in cache; start loading each key's block header.
+        for (slot, &key) in located.iter_mut().zip(keys) {
+            if key < self.tail_start {
+                *slot = self.locate(key);
+                prefetch(&self.segments[slot.0].blocks[slot.1]);
+            }
+        }
+        // Stage 2: with the headers in, start loading each key's likely record.
+        for (slot, &key) in located.iter().zip(keys) {
+            if slot.0 != IN_TAIL {
+                self.segments[slot.0].blocks[slot.1].prefetch_record(key);
+            }
+        }
+        for ((slot, &key), value) in located.iter().zip(keys).zip(values) {
+            *value = if slot.0 == IN_TAIL {
+                self.get(key)
+            } else {
+                self.segments[slot.0].blocks[slot.1].get(key)
+            };
+        }
     }
 
     fn tail_insert(&mut self, key: u64, value: NeedleValue) -> Option<NeedleValue> {
@@ -228,26 +319,34 @@ impl NeedleMap {
         self.tail_start = new_tail_start;
     }
 
-    fn push_block(&mut self, bound: u64, block: Block) {
+    fn push_block(&mut self, bound: u64, mut block: Block) {
         let segment_max = usize::from(self.geometry.segment_blocks_max);
+        assert!(bound <= block.base_key());
+        block.bound = bound;
         match self.segments.last_mut() {
             Some(last) if last.blocks.len() < segment_max => {
-                assert!(*last.bounds.last().expect("segments are never empty") < bound);
-                last.bounds.push(bound);
+                assert!(last.blocks.last().expect("segments are never empty").bound < bound);
                 last.blocks.push(block);
+                last.refresh_index();
             }
             _ => {
                 assert!(self.segments.is_empty() == (bound == 0));
-                let mut segment = Segment {
-                    bounds: Vec::with_capacity(segment_max),
-                    blocks: Vec::with_capacity(segment_max),
-                };
-                segment.bounds.push(bound);
+                let mut segment = Segment::with_capacity(segment_max);
                 segment.blocks.push(block);
+                segment.refresh_index();
                 self.segment_bounds.push(bound);
                 self.segments.push(segment);
+                self.refresh_segment_guess();
             }
         }
+    }
+
+    /// Called after every change of `segment_bounds`.
+    fn refresh_segment_guess(&mut self) {
+        self.segment_guess = match self.segment_bounds.last() {
+            Some(last) => search::Guess::new(*last, self.segment_bounds.len()),
+            None => search::Guess::default(),
+        };
     }
 
     fn rewrite_if_full(&mut self, segment: usize, block: usize) {
@@ -288,29 +387,26 @@ impl NeedleMap {
         self.replace_blocks(segment_index, range, blocks);
     }
 
-    fn replace_blocks(&mut self, segment_index: usize, range: Range<usize>, blocks: Vec<Block>) {
+    fn replace_blocks(
+        &mut self,
+        segment_index: usize,
+        range: Range<usize>,
+        mut blocks: Vec<Block>,
+    ) {
         let segment_bound = self.segment_bounds[segment_index];
         let segment = &mut self.segments[segment_index];
-        let first_bound = segment.bounds[range.start];
-        let bounds: Vec<u64> = blocks
-            .iter()
-            .enumerate()
-            .map(|(i, block)| {
-                if i == 0 {
-                    first_bound
-                } else {
-                    block.base_key()
-                }
-            })
-            .collect();
-        segment.bounds.splice(range.clone(), bounds);
+        if let Some(first) = blocks.first_mut() {
+            // Blocks after the first start at their smallest key (Block::encode's default).
+            first.bound = segment.blocks[range.start].bound;
+        }
         segment.blocks.splice(range, blocks);
         if segment.blocks.is_empty() {
             self.remove_segment(segment_index);
             return;
         }
         // The first block of a segment always covers from the segment's bound.
-        segment.bounds[0] = segment_bound;
+        segment.blocks[0].bound = segment_bound;
+        segment.refresh_index();
         if segment.blocks.len() > usize::from(self.geometry.segment_blocks_max) {
             self.split_segment(segment_index);
         }
@@ -323,8 +419,10 @@ impl NeedleMap {
             self.tail_start = 0;
         } else if segment_index == 0 {
             self.segment_bounds[0] = 0;
-            self.segments[0].bounds[0] = 0;
+            self.segments[0].blocks[0].bound = 0;
+            self.segments[0].refresh_index();
         }
+        self.refresh_segment_guess();
     }
 
     /// Cuts an overfull segment into equal parts (two, unless a rewrite produced many blocks
@@ -338,20 +436,20 @@ impl NeedleMap {
         let mut pieces = Vec::with_capacity(parts - 1);
         for part in (1..parts).rev() {
             let start = len * part / parts;
-            let mut piece = Segment {
-                bounds: Vec::with_capacity(segment_max),
-                blocks: Vec::with_capacity(segment_max),
-            };
-            piece.bounds.extend(segment.bounds.drain(start..));
+            let mut piece = Segment::with_capacity(segment_max);
             piece.blocks.extend(segment.blocks.drain(start..));
+            piece.refresh_index();
             pieces.push(piece);
         }
-        segment.bounds.shrink_to(segment_max);
         segment.blocks.shrink_to(segment_max);
+        segment.refresh_index();
         let at = segment_index + 1;
-        self.segment_bounds
-            .splice(at..at, pieces.iter().rev().map(|piece| piece.bounds[0]));
+        self.segment_bounds.splice(
+            at..at,
+            pieces.iter().rev().map(|piece| piece.blocks[0].bound),
+        );
         self.segments.splice(at..at, pieces.into_iter().rev());
+        self.refresh_segment_guess();
     }
 }
 
@@ -374,22 +472,16 @@ fn encode_runs(entries: &[Entry], per_block: usize, out: &mut Vec<Block>) {
     }
 }
 
-/// Index of the last bound `<= key`; the caller knows `bounds[0] <= key`.
-#[inline]
-fn last_at_or_below(bounds: &[u64], key: u64) -> usize {
-    debug_assert!(bounds.first().is_some_and(|first| *first <= key));
-    let mut low = 0usize;
-    let mut len = bounds.len();
-    while len > 1 {
-        let half = len / 2;
-        low = if bounds[low + half] <= key {
-            low + half
-        } else {
-            low
-        };
-        len -= half;
+/// Asks the CPU to start loading the cache line at `pointer`; a hint that never faults.
+#[inline(always)]
+pub(crate) fn prefetch<T>(pointer: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect and does not fault on any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(pointer.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
     }
-    low
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = pointer;
 }
 
 /// Ascending iterator over a map's live entries; decodes one block at a time.

@@ -29,6 +29,14 @@ fn check(map: &NeedleMap, reference: &Reference) {
     for (key, value) in reference {
         assert_eq!(map.get(*key), Some(*value), "key {key}");
     }
+    let mut probes: Vec<u64> = reference.keys().copied().collect();
+    probes.extend(reference.keys().map(|key| key.wrapping_add(1)));
+    probes.extend([0, 1, u64::MAX, 1 << 56]);
+    let mut values = vec![None; probes.len()];
+    map.get_many(&probes, &mut values);
+    for (key, value) in probes.iter().zip(&values) {
+        assert_eq!(*value, reference.get(key).copied(), "get_many of {key}");
+    }
     for (key, _) in reference.iter().take(64) {
         for probe in [key.wrapping_sub(1), key.wrapping_add(1)] {
             assert_eq!(
@@ -54,11 +62,10 @@ fn check_structure(map: &NeedleMap) {
     assert!(map.tail.len() <= usize::from(geometry.block_entries_max));
     let mut all_bounds = Vec::new();
     for (segment, bound) in map.segments.iter().zip(&map.segment_bounds) {
-        assert_eq!(segment.bounds.len(), segment.blocks.len());
         assert!(!segment.blocks.is_empty());
         assert!(segment.blocks.len() <= usize::from(geometry.segment_blocks_max));
-        assert_eq!(segment.bounds[0], *bound);
-        all_bounds.extend_from_slice(&segment.bounds);
+        assert_eq!(segment.blocks[0].bound, *bound);
+        all_bounds.extend(segment.blocks.iter().map(|block| block.bound));
     }
     assert!(all_bounds.windows(2).all(|w| w[0] < w[1]));
     let blocks = map.segments.iter().flat_map(|s| s.blocks.iter());
@@ -345,4 +352,44 @@ fn appended_needles_are_compact() {
     for (key, value) in entries.iter().step_by(97) {
         assert_eq!(map.get(*key), Some(*value));
     }
+}
+
+/// The bucket sort used by bulk loads orders by key and keeps entries of one key in input
+/// order (the last one must win), for inputs large enough to take the bucket pass.
+#[test]
+fn bucket_sort_is_stable() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    for key_range in [1_000u64, 1 << 40, u64::MAX] {
+        let entries: Vec<_> = (0..100_000u64)
+            .map(|sequence| {
+                let key = rng.random_range(0..key_range);
+                (key, value(sequence, 0))
+            })
+            .collect();
+        let mut expected = entries.clone();
+        expected.sort_by_key(|e| e.0);
+        assert_eq!(super::load::sort_stable_by_key(entries), expected);
+    }
+}
+
+/// A large bulk load in random order (the bucket-sort and rebuild path), with rewrites of
+/// keys and tombstones, keeps the last entry of each key.
+#[test]
+fn large_random_bulk_load_keeps_last_entry() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let entries: Vec<_> = (0..150_000u64)
+        .map(|sequence| {
+            let key = rng.random_range(0..100_000u64) * 0x9E37_79B9;
+            let size = if rng.random_ratio(1, 10) {
+                TOMBSTONE_SIZE
+            } else {
+                rng.random_range(0..20_000)
+            };
+            (key, value(sequence, size))
+        })
+        .collect();
+    let map = NeedleMap::from_sorted_or_not(entries.iter().copied());
+    check(&map, &reference_load(&entries));
 }
