@@ -109,11 +109,8 @@ async fn serve_core(
     let main_addr = SocketAddr::new(config.ip, config.port);
     let core_addr = SocketAddr::new(config.ip, shard::core_port(config.port, core_index));
     // Bind both before serving, so a taken port fails the start with its address.
-    let bind = |addr: SocketAddr| {
-        bind_reuseport(addr).map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))
-    };
-    let main_listener = bind(main_addr)?;
-    let core_listener = bind(core_addr)?;
+    let main_listener = bind_reuseport(main_addr)?;
+    let core_listener = bind_reuseport(core_addr)?;
     let handler = Rc::new(VolumeHandler {
         state: state.clone(),
     });

@@ -74,6 +74,12 @@ impl HttpLimits {
 /// A TCP listener with SO_REUSEADDR and SO_REUSEPORT, so every core can bind the same address
 /// and the kernel spreads connections across cores.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    // Every step's error names the address: a start-up failure must say which port it was.
+    listen_reuseport(addr)
+        .map_err(|error| io::Error::new(error.kind(), format!("listen on {addr}: {error}")))
+}
+
+fn listen_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -91,11 +97,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     // SAFETY: `storage` holds a sockaddr of `length` bytes matching `family`.
     let bound = unsafe { libc::bind(fd, (&raw const storage).cast(), length) };
     if bound < 0 {
-        let error = io::Error::last_os_error();
-        return Err(io::Error::new(
-            error.kind(),
-            format!("bind {addr}: {error}"),
-        ));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: listen(2) on the socket bound above.
     if unsafe { libc::listen(fd, LISTEN_BACKLOG_MAX) } < 0 {
