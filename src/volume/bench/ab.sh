@@ -4,7 +4,8 @@
 # master), wrk drives POSTs of 1 KB and 64 KB and GETs of 1 KB at 16 and 64 connections,
 # A and B interleaved within each round (the order flips every round); prints one line per
 # run, then medians and the B/A ratio.
-# usage: src/volume/bench/ab.sh A_BIN B_BIN [ROUNDS=3] [SECONDS=3]   (needs wrk, curl, python3)
+# usage: [MULTIPART=1] src/volume/bench/ab.sh A_BIN B_BIN [ROUNDS=3] [SECONDS=3]
+#        (needs wrk, curl, python3; MULTIPART=1 sends POST bodies as multipart/form-data)
 set -euo pipefail
 bin_a=$1; bin_b=$2; rounds=${3:-3}; dur=${4:-3}
 here=$(cd "$(dirname "$0")" && pwd)
