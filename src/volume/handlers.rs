@@ -194,7 +194,7 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
-    let deleted = state.store.borrow_mut().delete(path.fid, now_unix_ns());
+    let deleted = store::delete(&state.store, path.fid, now_unix_ns()).await;
     let deleted = match deleted {
         Ok(deleted) => deleted,
         Err(StoreError::VolumeNotHere { volume_id }) => {

@@ -12,8 +12,8 @@ use compio::BufResult;
 use kelp_engine::format::needle::{self, FLAG_GZIP, Needle};
 use kelp_engine::format::{OffsetWidth, ReplicaPlacement, SuperBlock, Ttl};
 use kelp_engine::volume::{
-    AppendError, AppendPlan, DeleteError, FileReadError, FileVolume, IdxAppend, OpenOptions,
-    ReadError, ReadPlan, VolumeConfig,
+    AppendError, AppendPlan, FileReadError, FileVolume, IdxAppend, OpenOptions, ReadError,
+    ReadPlan, VolumeConfig,
 };
 use kelp_net::http::{Body, FileRegion};
 use std::cell::RefCell;
@@ -284,16 +284,7 @@ impl CoreStore {
             .core_mut()
             .plan_write(&needle, now_ns)
             .map_err(|error| append_error(fid, error))?;
-        Ok(Planned {
-            plan,
-            generation: local.generation,
-            dat: local.volume.dat_file(),
-            dat_path: local.volume.paths().dat.clone(),
-            written: Written {
-                crc: kelp_engine::format::crc32c(&upload.data),
-                copies: superblock.placement.copy_count(),
-            },
-        })
+        Ok(planned_on(local, plan))
     }
 
     /// The `.dat` write of `append` finished with `result`: make the key readable and
@@ -326,30 +317,32 @@ impl CoreStore {
         Ok((idx_append, local.idx_for_ring.clone(), idx_path))
     }
 
-    pub fn delete(&mut self, fid: FileId, _now_ns: u64) -> Result<Deleted, StoreError> {
+    /// Reserves the delete marker of `fid` after checking the cookie in `header`, the
+    /// 16 bytes read at `existing.offset`. A wrong cookie reads as "not found", as for GETs.
+    fn plan_delete(
+        &mut self,
+        fid: FileId,
+        existing: &ReadPlan,
+        header: &[u8],
+        now_ns: u64,
+    ) -> Result<Planned, StoreError> {
+        self.check_cookie(fid, existing, header)
+            .map_err(|error| match error {
+                StoreError::CookieMismatch { fid } => StoreError::NotFound { fid },
+                other => other,
+            })?;
         let local = self
             .volumes
             .get_mut(&fid.volume_id)
             .ok_or(StoreError::VolumeNotHere {
                 volume_id: fid.volume_id,
             })?;
-        let copies = local
+        let plan = local
             .volume
-            .core()
-            .config()
-            .superblock
-            .placement
-            .copy_count();
-        let size = match local.volume.delete(fid.key, fid.cookie, false) {
-            Ok(size) => size,
-            Err(DeleteError::Read(error)) => return Err(read_error(fid, error)),
-            Err(DeleteError::Append(error)) => return Err(append_error(fid, error)),
-            Err(DeleteError::Io(error)) => return Err(failed(error)),
-        };
-        Ok(Deleted {
-            size: u64::from(size),
-            copies,
-        })
+            .core_mut()
+            .plan_delete(fid.key, fid.cookie, now_ns)
+            .map_err(|error| append_error(fid, error))?;
+        Ok(planned_on(local, plan))
     }
 
     /// Handles to fdatasync for a durable write of `volume_id`.
@@ -451,7 +444,19 @@ struct Planned {
     generation: u64,
     dat: Arc<File>,
     dat_path: PathBuf,
-    written: Written,
+    /// Copies the volume's placement asks for.
+    copies: usize,
+}
+
+fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
+    let superblock = local.volume.core().config().superblock;
+    Planned {
+        plan,
+        generation: local.generation,
+        dat: local.volume.dat_file(),
+        dat_path: local.volume.paths().dat.clone(),
+        copies: superblock.placement.copy_count(),
+    }
 }
 
 /// Writes `upload` as `fid` with positional writes through this core's ring, following
@@ -470,15 +475,47 @@ pub async fn write(
         let header = read_exact(dat, plan.offset, needle::HEADER_BYTES, fid).await?;
         store.borrow().check_cookie(fid, &plan, &header)?;
     }
-    let mut planned = store.borrow_mut().plan_write(fid, upload, now_ns)?;
+    let planned = store.borrow_mut().plan_write(fid, upload, now_ns)?;
+    let copies = planned.copies;
+    append(store, fid, planned).await?;
+    Ok(Written {
+        crc: kelp_engine::format::crc32c(&upload.data),
+        copies,
+    })
+}
+
+/// Deletes `fid` through the ring: a 16-byte read for the cookie check, then the delete
+/// marker and its tombstone `.idx` entry appended as `write` appends a needle.
+pub async fn delete(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    now_ns: u64,
+) -> Result<Deleted, StoreError> {
+    let existing = store.borrow().existing(fid)?;
+    let (existing, dat) = existing.ok_or(StoreError::NotFound { fid })?;
+    let header = read_exact(dat, existing.offset, needle::HEADER_BYTES, fid).await?;
+    let planned = store
+        .borrow_mut()
+        .plan_delete(fid, &existing, &header, now_ns)?;
+    let copies = planned.copies;
+    append(store, fid, planned).await?;
+    Ok(Deleted {
+        size: u64::from(existing.size),
+        copies,
+    })
+}
+
+/// Steps 2-3 of the engine's append protocol on the ring: the record at its reserved
+/// offset, then `complete` (or `abort`), then the `.idx` entry at the offset `complete` gave.
+async fn append(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    mut planned: Planned,
+) -> Result<(), StoreError> {
     let record = std::mem::take(&mut planned.plan.record);
     let BufResult(result, record) =
         kelp_net::fs::write_all_at(planned.dat.clone(), planned.plan.offset, record).await;
     planned.plan.record = record;
-    let written = Written {
-        crc: planned.written.crc,
-        copies: planned.written.copies,
-    };
     let (idx_append, idx, idx_path) = store.borrow_mut().finish_append(fid, planned, result)?;
     let entry = idx_append.bytes().to_vec();
     let BufResult(result, _) = kelp_net::fs::write_all_at(idx, idx_append.offset, entry).await;
@@ -488,8 +525,7 @@ pub async fn write(
             idx_append.offset,
             idx_path.display()
         ),
-    })?;
-    Ok(written)
+    })
 }
 
 /// Reads `fid`. Records up to the whole-read size come in one positional read through the
@@ -735,7 +771,8 @@ mod tests {
 
     // Proves ring writes in flight together land at distinct offsets, each key reads back
     // its own bytes (small ones from memory, a large one located in the file), an overwrite
-    // with another cookie is refused, and the files reopen (recovery) with every key.
+    // or delete with another cookie is refused, a ring delete hides the key, and the files
+    // reopen (recovery) with every live key and without the deleted one.
     #[test]
     fn concurrent_ring_writes_read_back_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -767,6 +804,17 @@ mod tests {
             };
             let refused = write(&store, stranger, &upload(vec![9; 10]), 3).await;
             assert!(matches!(refused, Err(StoreError::CookieMismatch { .. })));
+            let refused = delete(&store, stranger, 4).await;
+            assert!(matches!(refused, Err(StoreError::NotFound { .. })));
+            let deleted = delete(&store, fid(5), 5).await.unwrap();
+            // The needle's size field: the data plus its length/flags fields.
+            assert!(deleted.size > data_of(5).len() as u64, "{}", deleted.size);
+            assert!(matches!(
+                read(&store, fid(5), 6).await,
+                Err(StoreError::NotFound { .. })
+            ));
+            let again = delete(&store, fid(5), 7).await;
+            assert!(matches!(again, Err(StoreError::NotFound { .. })));
         });
         let core = store.borrow();
         assert_eq!(core.get(7).unwrap().volume.core().appends_in_flight(), 0);
@@ -774,8 +822,9 @@ mod tests {
         drop(store);
         let reopened = open_dir(&config).unwrap().pop().unwrap();
         let volume = &reopened.get(7).unwrap().volume;
-        assert_eq!(volume.stats().live_count, 12);
-        for key in 1..=12u64 {
+        assert_eq!(volume.stats().live_count, 11, "key 5 stays deleted");
+        assert!(volume.read(5, 0xabcd).is_err());
+        for key in (1..=12u64).filter(|&key| key != 5) {
             let data = volume.read(key, 0xabcd).unwrap();
             assert_eq!(data.needle().data, &data_of(key)[..]);
         }
