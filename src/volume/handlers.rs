@@ -2,7 +2,7 @@
 
 use super::core::{CoreState, Registry, VolumeSettings, all_snapshots};
 use super::read::ReadAsk;
-use super::store::{NeedleData, StoreError};
+use super::store::{self, NeedleData, StoreError};
 use super::upload::{UploadError, UploadInput};
 use super::{codec, fid, query, read, replicate, upload};
 use bytes::Bytes;
@@ -37,10 +37,7 @@ pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
-    let found = state
-        .store
-        .borrow()
-        .read(path.fid, now_unix_ns() / 1_000_000_000);
+    let found = store::read(&state.store, path.fid, now_unix_ns()).await;
     let found = match found {
         Ok(found) => found,
         Err(StoreError::VolumeNotHere { volume_id }) => {
@@ -149,10 +146,7 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
             );
         }
     };
-    let written = state
-        .store
-        .borrow_mut()
-        .write(path.fid, &upload, now_unix_ns());
+    let written = store::write(&state.store, path.fid, &upload, now_unix_ns()).await;
     let written = match written {
         Ok(written) => written,
         Err(StoreError::VolumeNotHere { volume_id }) => {
@@ -200,7 +194,7 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
-    let deleted = state.store.borrow_mut().delete(path.fid, now_unix_ns());
+    let deleted = store::delete(&state.store, path.fid, now_unix_ns()).await;
     let deleted = match deleted {
         Ok(deleted) => deleted,
         Err(StoreError::VolumeNotHere { volume_id }) => {

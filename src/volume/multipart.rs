@@ -3,6 +3,7 @@
 //! a slice of the request body.
 
 use bytes::Bytes;
+use memchr::memmem;
 use std::fmt;
 
 /// The file part of a multipart body.
@@ -76,6 +77,11 @@ pub fn parse_file_part(body: &Bytes, boundary: &str) -> Result<FilePart, Multipa
     assert!(!boundary.is_empty() && boundary.len() <= BOUNDARY_BYTES_MAX);
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
+    // A part's data ends at the first `\r\n--boundary` after it. One SIMD searcher, built
+    // once per body, scans the data; comparing the boundary at every byte cost half the CPU
+    // of 64 KB uploads.
+    let closer = format!("\r\n--{boundary}");
+    let closer = memmem::Finder::new(closer.as_bytes());
     let first = find(body, delimiter, 0).ok_or(MultipartError::NoFirstDelimiter)?;
     let mut cursor = first + delimiter.len();
     let mut first_part: Option<FilePart> = None;
@@ -91,8 +97,10 @@ pub fn parse_file_part(body: &Bytes, boundary: &str) -> Result<FilePart, Multipa
                 .ok_or(MultipartError::UnterminatedHeaders)?;
             (end, end + 4)
         };
-        let close =
-            find_delimiter(body, delimiter, data_start).ok_or(MultipartError::UnterminatedPart)?;
+        let close = closer
+            .find(&body[data_start..])
+            .map(|at| data_start + at)
+            .ok_or(MultipartError::UnterminatedPart)?;
         let part = part_from(body, &body[headers_start..headers_end], data_start, close);
         if part.filename.is_some() {
             return Ok(part);
@@ -101,18 +109,6 @@ pub fn parse_file_part(body: &Bytes, boundary: &str) -> Result<FilePart, Multipa
         cursor = close + 2 + delimiter.len();
     }
     first_part.ok_or(MultipartError::NoParts)
-}
-
-/// Offset of the `\r\n--boundary` that ends a part starting at `from` (the data ends there).
-fn find_delimiter(body: &[u8], delimiter: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    loop {
-        let hit = find(body, delimiter, at)?;
-        if hit >= from + 2 && &body[hit - 2..hit] == b"\r\n" {
-            return Some(hit - 2);
-        }
-        at = hit + 1;
-    }
 }
 
 fn part_from(body: &Bytes, headers: &[u8], data_start: usize, data_end: usize) -> FilePart {
@@ -163,10 +159,7 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if from > haystack.len() || needle.is_empty() {
         return None;
     }
-    haystack[from..]
-        .windows(needle.len())
-        .position(|window| window == needle)
-        .map(|at| at + from)
+    memmem::find(&haystack[from..], needle).map(|at| at + from)
 }
 
 #[cfg(test)]
@@ -243,6 +236,16 @@ mod tests {
         );
     }
 
+    // Proves the boundary text inside the data ends the part only after a CRLF, as RFC 2046
+    // says: `--XyZ` at the start of data or after a bare LF is data.
+    #[test]
+    fn boundary_text_without_crlf_is_data() {
+        let headers = "Content-Disposition: form-data; name=\"f\"; filename=\"a\"";
+        let data = "--XyZ a--XyZ\n--XyZ\r--XyZ end";
+        let part = parse_file_part(&body(&[(headers, data)], "XyZ"), "XyZ").unwrap();
+        assert_eq!(&part.data[..], data.as_bytes());
+    }
+
     proptest::proptest! {
         // Proves arbitrary bytes never make the parser panic.
         #[test]
@@ -256,6 +259,21 @@ mod tests {
             let mut data = b"--b\r\nContent-Disposition: form-data; filename=\"x\"\r\n\r\n".to_vec();
             data.extend_from_slice(&tail);
             let _ = parse_file_part(&Bytes::from(data), "b");
+        }
+
+        // Proves the SIMD search finds what a byte-by-byte search finds, from any start.
+        #[test]
+        fn find_matches_naive_search(
+            haystack in proptest::collection::vec(0u8..4, 0..300),
+            needle in proptest::collection::vec(0u8..4, 1..6),
+            from in 0usize..310,
+        ) {
+            let naive = if from > haystack.len() {
+                None
+            } else {
+                haystack[from..].windows(needle.len()).position(|w| w == &needle[..]).map(|at| at + from)
+            };
+            proptest::prop_assert_eq!(find(&haystack, &needle, from), naive);
         }
 
         // Proves any data survives a round trip through the multipart encoding.

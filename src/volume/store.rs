@@ -8,13 +8,15 @@ use super::master_link::VolumeReport;
 use super::read::NeedleMeta;
 use super::upload::{self, Upload};
 use bytes::Bytes;
-use kelp_engine::format::needle::{FLAG_GZIP, Needle};
+use compio::BufResult;
+use kelp_engine::format::needle::{self, FLAG_GZIP, Needle};
 use kelp_engine::format::{OffsetWidth, ReplicaPlacement, SuperBlock, Ttl};
 use kelp_engine::volume::{
-    AppendError, DeleteError, FileReadError, FileVolume, OpenOptions, ReadError, VolumeConfig,
-    WriteError,
+    AppendError, AppendPlan, FileReadError, FileVolume, IdxAppend, OpenOptions, ReadError,
+    ReadPlan, VolumeConfig,
 };
 use kelp_net::http::{Body, FileRegion};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
@@ -161,9 +163,14 @@ impl fmt::Display for StoreError {
 
 struct LocalVolume {
     volume: FileVolume,
-    /// A second handle on the `.idx` for fdatasync through the ring (group commit).
-    idx_for_sync: Arc<File>,
+    /// A second handle on the `.idx` (read-write) for appends and fdatasync through the
+    /// ring; positional writes at offsets the `VolumeCore` hands out, so the two handles
+    /// never disagree.
+    idx_for_ring: Arc<File>,
     collection: String,
+    /// Which incarnation of this volume id: a ring write that planned on one must not
+    /// complete on a volume deleted and created again while its I/O was in flight.
+    generation: u64,
 }
 
 /// The volumes one core owns.
@@ -172,6 +179,7 @@ pub struct CoreStore {
     volumes: HashMap<u32, LocalVolume>,
     size_limit_bytes: u64,
     read_whole_bytes_max: u64,
+    generations: u64,
 }
 
 impl CoreStore {
@@ -184,6 +192,7 @@ impl CoreStore {
                 .zero_copy_min_bytes
                 .unwrap_or(READ_WHOLE_RECORD_BYTES_MAX)
                 .max(1),
+            generations: 0,
         }
     }
 
@@ -209,25 +218,34 @@ impl CoreStore {
             .ok_or(StoreError::VolumeNotHere { volume_id })
     }
 
-    pub fn read(&self, fid: FileId, _now_s: u64) -> Result<Found, StoreError> {
+    /// Where the live record of `fid.key` is, when there is one: an overwrite must check
+    /// its cookie first (the map keeps none).
+    fn existing(&self, fid: FileId) -> Result<Option<(ReadPlan, Arc<File>)>, StoreError> {
         let local = self.get(fid.volume_id)?;
-        let record_len = match local.volume.core().plan_read(fid.key) {
-            Ok(plan) => plan.len,
-            Err(error) => return Err(read_error(fid, error)),
-        };
-        if record_len <= self.read_whole_bytes_max {
-            read_whole(&local.volume, fid)
-        } else {
-            read_located(&local.volume, fid)
+        Ok(local
+            .volume
+            .core()
+            .plan_read(fid.key)
+            .ok()
+            .map(|plan| (plan, local.volume.dat_file())))
+    }
+
+    fn check_cookie(&self, fid: FileId, plan: &ReadPlan, header: &[u8]) -> Result<(), StoreError> {
+        let local = self.get(fid.volume_id)?;
+        match local.volume.core().check_cookie(plan, header, fid.cookie) {
+            Ok(()) => Ok(()),
+            Err(ReadError::CookieMismatch { .. }) => Err(StoreError::CookieMismatch { fid }),
+            Err(error) => Err(failed(error)),
         }
     }
 
-    pub fn write(
+    /// Reserves the `.dat` region for `upload` (step 1 of the engine's append protocol).
+    fn plan_write(
         &mut self,
         fid: FileId,
         upload: &Upload,
-        _now_ns: u64,
-    ) -> Result<Written, StoreError> {
+        now_ns: u64,
+    ) -> Result<Planned, StoreError> {
         let size_limit_bytes = self.size_limit_bytes;
         let local = self
             .volumes
@@ -261,46 +279,76 @@ impl CoreStore {
             pairs: upload.pairs_json.as_deref().map(str::as_bytes),
             ..Needle::default()
         };
-        local
+        let plan = local
             .volume
-            .write(&needle, false)
-            .map_err(|error| write_error(fid, error))?;
-        Ok(Written {
-            crc: kelp_engine::format::crc32c(&upload.data),
-            copies: superblock.placement.copy_count(),
-        })
+            .core_mut()
+            .plan_write(&needle, now_ns)
+            .map_err(|error| append_error(fid, error))?;
+        Ok(planned_on(local, plan))
     }
 
-    pub fn delete(&mut self, fid: FileId, _now_ns: u64) -> Result<Deleted, StoreError> {
+    /// The `.dat` write of `append` finished with `result`: make the key readable and
+    /// return the `.idx` entry to write (step 3), or give the reservation back (step 4).
+    fn finish_append(
+        &mut self,
+        fid: FileId,
+        planned: Planned,
+        result: std::io::Result<()>,
+    ) -> Result<(IdxAppend, Arc<File>, PathBuf), StoreError> {
+        let local = match self.volumes.get_mut(&fid.volume_id) {
+            Some(local) if local.generation == planned.generation => local,
+            _ => {
+                let context = format!("{fid}: volume deleted while the write was in flight");
+                return Err(StoreError::Failed { context });
+            }
+        };
+        let core = local.volume.core_mut();
+        if let Err(error) = result {
+            let context = format!(
+                "{fid}: write needle at offset {} of {}: {error}",
+                planned.plan.offset,
+                planned.dat_path.display()
+            );
+            core.abort(planned.plan);
+            return Err(StoreError::Failed { context });
+        }
+        let idx_append = core.complete(&planned.plan);
+        let idx_path = local.volume.paths().idx.clone();
+        Ok((idx_append, local.idx_for_ring.clone(), idx_path))
+    }
+
+    /// Reserves the delete marker of `fid` after checking the cookie in `header`, the
+    /// 16 bytes read at `existing.offset`. A wrong cookie reads as "not found", as for GETs.
+    fn plan_delete(
+        &mut self,
+        fid: FileId,
+        existing: &ReadPlan,
+        header: &[u8],
+        now_ns: u64,
+    ) -> Result<Planned, StoreError> {
+        self.check_cookie(fid, existing, header)
+            .map_err(|error| match error {
+                StoreError::CookieMismatch { fid } => StoreError::NotFound { fid },
+                other => other,
+            })?;
         let local = self
             .volumes
             .get_mut(&fid.volume_id)
             .ok_or(StoreError::VolumeNotHere {
                 volume_id: fid.volume_id,
             })?;
-        let copies = local
+        let plan = local
             .volume
-            .core()
-            .config()
-            .superblock
-            .placement
-            .copy_count();
-        let size = match local.volume.delete(fid.key, fid.cookie, false) {
-            Ok(size) => size,
-            Err(DeleteError::Read(error)) => return Err(read_error(fid, error)),
-            Err(DeleteError::Append(error)) => return Err(append_error(fid, error)),
-            Err(DeleteError::Io(error)) => return Err(failed(error)),
-        };
-        Ok(Deleted {
-            size: u64::from(size),
-            copies,
-        })
+            .core_mut()
+            .plan_delete(fid.key, fid.cookie, now_ns)
+            .map_err(|error| append_error(fid, error))?;
+        Ok(planned_on(local, plan))
     }
 
     /// Handles to fdatasync for a durable write of `volume_id`.
     pub fn sync_files(&self, volume_id: u32) -> Option<Vec<Arc<File>>> {
         let local = self.volumes.get(&volume_id)?;
-        Some(vec![local.volume.dat_file(), local.idx_for_sync.clone()])
+        Some(vec![local.volume.dat_file(), local.idx_for_ring.clone()])
     }
 
     pub fn create(&mut self, volume_id: u32, settings: &VolumeSettings) -> Result<(), StoreError> {
@@ -324,13 +372,19 @@ impl CoreStore {
 
     fn insert(&mut self, volume: FileVolume, collection: String) -> Result<(), StoreError> {
         let idx_path = &volume.paths().idx;
-        let idx_for_sync = File::open(idx_path).map_err(|e| StoreError::Failed {
-            context: format!("open {} for sync: {e}", idx_path.display()),
-        })?;
+        let idx_for_ring = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(idx_path)
+            .map_err(|e| StoreError::Failed {
+                context: format!("open {} for ring appends: {e}", idx_path.display()),
+            })?;
+        self.generations += 1;
         let local = LocalVolume {
             volume,
-            idx_for_sync: Arc::new(idx_for_sync),
+            idx_for_ring: Arc::new(idx_for_ring),
             collection,
+            generation: self.generations,
         };
         self.volumes.insert(local.volume.id(), local);
         Ok(())
@@ -384,6 +438,156 @@ impl CoreStore {
     }
 }
 
+/// A reserved append whose `.dat` write is (about to be) in flight on the ring.
+struct Planned {
+    plan: AppendPlan,
+    generation: u64,
+    dat: Arc<File>,
+    dat_path: PathBuf,
+    /// Copies the volume's placement asks for.
+    copies: usize,
+}
+
+fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
+    let superblock = local.volume.core().config().superblock;
+    Planned {
+        plan,
+        generation: local.generation,
+        dat: local.volume.dat_file(),
+        dat_path: local.volume.paths().dat.clone(),
+        copies: superblock.placement.copy_count(),
+    }
+}
+
+/// Writes `upload` as `fid` with positional writes through this core's ring, following
+/// the engine's append protocol: plan (reserve), `.dat` write, complete (the key becomes
+/// readable) or abort, then the `.idx` entry at the offset `complete` gave, so entries go in
+/// completion order. Several writes may be in flight at distinct offsets; the store is
+/// never borrowed across an await.
+pub async fn write(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    upload: &Upload,
+    now_ns: u64,
+) -> Result<Written, StoreError> {
+    let existing = store.borrow().existing(fid)?;
+    if let Some((plan, dat)) = existing {
+        let header = read_exact(dat, plan.offset, needle::HEADER_BYTES, fid).await?;
+        store.borrow().check_cookie(fid, &plan, &header)?;
+    }
+    let planned = store.borrow_mut().plan_write(fid, upload, now_ns)?;
+    let copies = planned.copies;
+    append(store, fid, planned).await?;
+    Ok(Written {
+        crc: kelp_engine::format::crc32c(&upload.data),
+        copies,
+    })
+}
+
+/// Deletes `fid` through the ring: a 16-byte read for the cookie check, then the delete
+/// marker and its tombstone `.idx` entry appended as `write` appends a needle.
+pub async fn delete(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    now_ns: u64,
+) -> Result<Deleted, StoreError> {
+    let existing = store.borrow().existing(fid)?;
+    let (existing, dat) = existing.ok_or(StoreError::NotFound { fid })?;
+    let header = read_exact(dat, existing.offset, needle::HEADER_BYTES, fid).await?;
+    let planned = store
+        .borrow_mut()
+        .plan_delete(fid, &existing, &header, now_ns)?;
+    let copies = planned.copies;
+    append(store, fid, planned).await?;
+    Ok(Deleted {
+        size: u64::from(existing.size),
+        copies,
+    })
+}
+
+/// Steps 2-3 of the engine's append protocol on the ring: the record at its reserved
+/// offset, then `complete` (or `abort`), then the `.idx` entry at the offset `complete` gave.
+async fn append(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    mut planned: Planned,
+) -> Result<(), StoreError> {
+    let record = std::mem::take(&mut planned.plan.record);
+    let BufResult(result, record) =
+        kelp_net::fs::write_all_at(planned.dat.clone(), planned.plan.offset, record).await;
+    planned.plan.record = record;
+    let (idx_append, idx, idx_path) = store.borrow_mut().finish_append(fid, planned, result)?;
+    let entry = idx_append.bytes().to_vec();
+    let BufResult(result, _) = kelp_net::fs::write_all_at(idx, idx_append.offset, entry).await;
+    result.map_err(|error| StoreError::Failed {
+        context: format!(
+            "{fid}: write index entry at offset {} of {}: {error}",
+            idx_append.offset,
+            idx_path.display()
+        ),
+    })
+}
+
+/// Reads `fid`. Records up to the whole-read size come in one positional read through the
+/// ring (CRC checked) and are sent from memory; larger ones are located and sent from the
+/// file.
+pub async fn read(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    now_ns: u64,
+) -> Result<Found, StoreError> {
+    let (plan, dat, generation) = {
+        let store = store.borrow();
+        let local = store.get(fid.volume_id)?;
+        let plan = local
+            .volume
+            .core()
+            .plan_read(fid.key)
+            .map_err(|error| read_error(fid, error))?;
+        if plan.len > store.read_whole_bytes_max {
+            return read_located(&local.volume, fid);
+        }
+        (plan, local.volume.dat_file(), local.generation)
+    };
+    let record = read_exact(dat, plan.offset, plan.len as usize, fid).await?;
+    let store = store.borrow();
+    let local = store.get(fid.volume_id)?;
+    if local.generation != generation {
+        return Err(StoreError::NotFound { fid });
+    }
+    let needle = local
+        .volume
+        .core()
+        .finish_read(&plan, &record, fid.cookie, now_ns)
+        .map_err(|error| read_error(fid, error))?;
+    let meta = meta_of(&needle);
+    let data_len = needle.data.len();
+    let data_range = needle::DATA_PREFIX_BYTES..needle::DATA_PREFIX_BYTES + data_len;
+    assert!(std::ptr::eq(
+        needle.data.as_ptr(),
+        record[data_range.start..].as_ptr()
+    ));
+    Ok(Found {
+        meta,
+        data: NeedleData::Bytes(Bytes::from(record).slice(data_range)),
+        data_len: data_len as u64,
+    })
+}
+
+async fn read_exact(
+    dat: Arc<File>,
+    offset: u64,
+    len: usize,
+    fid: FileId,
+) -> Result<Vec<u8>, StoreError> {
+    let buffer = Vec::with_capacity(len);
+    let BufResult(result, buffer) = kelp_net::fs::append_exact_at(dat, offset, len, buffer).await;
+    result.map_err(|error| StoreError::Failed {
+        context: format!("{fid}: read {len} bytes at offset {offset} of the .dat: {error}"),
+    })?;
+    Ok(buffer)
+}
+
 fn settings_of(local: &LocalVolume) -> VolumeSettings {
     let superblock = local.volume.core().config().superblock;
     VolumeSettings {
@@ -391,21 +595,6 @@ fn settings_of(local: &LocalVolume) -> VolumeSettings {
         replication: superblock.placement.to_string(),
         ttl: superblock.ttl.to_string(),
     }
-}
-
-fn read_whole(volume: &FileVolume, fid: FileId) -> Result<Found, StoreError> {
-    let buffer = volume
-        .read(fid.key, fid.cookie)
-        .map_err(|error| file_read_error(fid, error))?;
-    let meta = meta_of(&buffer.needle());
-    let range = buffer.data_range();
-    let data_len = range.len() as u64;
-    let record = Bytes::from(buffer.into_record());
-    Ok(Found {
-        meta,
-        data: NeedleData::Bytes(record.slice(range)),
-        data_len,
-    })
 }
 
 fn read_located(volume: &FileVolume, fid: FileId) -> Result<Found, StoreError> {
@@ -490,15 +679,6 @@ fn append_error(fid: FileId, error: AppendError) -> StoreError {
     }
 }
 
-fn write_error(fid: FileId, error: WriteError) -> StoreError {
-    match error {
-        WriteError::Append(error) => append_error(fid, error),
-        WriteError::CookieMismatch { .. } => StoreError::CookieMismatch { fid },
-        WriteError::Read(error) => failed(error),
-        WriteError::Io(error) => failed(error),
-    }
-}
-
 /// Open every volume in `config.dir` (recovery runs in the engine), each into the store of
 /// the core that owns it.
 pub fn open_dir(config: &Config) -> Result<Vec<CoreStore>, String> {
@@ -536,4 +716,147 @@ fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
     }
     found.sort_by_key(|(_, id)| *id);
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        Config {
+            dir: dir.to_path_buf(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            public_url: String::new(),
+            data_center: String::new(),
+            rack: String::new(),
+            volumes_max: 8,
+            masters: Vec::new(),
+            cores: 1,
+            file_bytes_max: 1 << 20,
+            connections_max: None,
+            zero_copy_min_bytes: None,
+        }
+    }
+
+    fn upload(data: Vec<u8>) -> Upload {
+        Upload {
+            data: Bytes::from(data),
+            name: None,
+            mime: None,
+            gzipped: false,
+            pairs_json: None,
+            last_modified_unix_s: 1_700_000_000,
+            ttl: None,
+            fsync: false,
+            is_replica_copy: false,
+        }
+    }
+
+    fn fid(key: u64) -> FileId {
+        FileId {
+            volume_id: 7,
+            key,
+            cookie: 0xabcd,
+        }
+    }
+
+    fn settings() -> VolumeSettings {
+        VolumeSettings {
+            collection: String::new(),
+            replication: "000".to_string(),
+            ttl: String::new(),
+        }
+    }
+
+    // Proves ring writes in flight together land at distinct offsets, each key reads back
+    // its own bytes (small ones from memory, a large one located in the file), an overwrite
+    // or delete with another cookie is refused, a ring delete hides the key, and the files
+    // reopen (recovery) with every live key and without the deleted one.
+    #[test]
+    fn concurrent_ring_writes_read_back_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let mut stores = open_dir(&config).unwrap();
+        let mut core_store = stores.pop().unwrap();
+        core_store.create(7, &settings()).unwrap();
+        let store = RefCell::new(core_store);
+        let data_of = |key: u64| vec![key as u8; 100 + key as usize * 7000];
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let writes = (1..=12u64).map(|key| {
+                let store = &store;
+                async move {
+                    let written = write(store, fid(key), &upload(data_of(key)), 1).await;
+                    written.unwrap().crc
+                }
+            });
+            let crcs = futures_join_all(writes).await;
+            for (key, crc) in (1..=12u64).zip(crcs) {
+                assert_eq!(crc, kelp_engine::format::crc32c(&data_of(key)));
+                let found = read(&store, fid(key), 2).await.unwrap();
+                let body = found.data.to_bytes().unwrap();
+                assert_eq!(&body[..], &data_of(key)[..], "key {key}");
+            }
+            let stranger = FileId {
+                cookie: 1,
+                ..fid(3)
+            };
+            let refused = write(&store, stranger, &upload(vec![9; 10]), 3).await;
+            assert!(matches!(refused, Err(StoreError::CookieMismatch { .. })));
+            let refused = delete(&store, stranger, 4).await;
+            assert!(matches!(refused, Err(StoreError::NotFound { .. })));
+            let deleted = delete(&store, fid(5), 5).await.unwrap();
+            // The needle's size field: the data plus its length/flags fields.
+            assert!(deleted.size > data_of(5).len() as u64, "{}", deleted.size);
+            assert!(matches!(
+                read(&store, fid(5), 6).await,
+                Err(StoreError::NotFound { .. })
+            ));
+            let again = delete(&store, fid(5), 7).await;
+            assert!(matches!(again, Err(StoreError::NotFound { .. })));
+        });
+        let core = store.borrow();
+        assert_eq!(core.get(7).unwrap().volume.core().appends_in_flight(), 0);
+        drop(core);
+        drop(store);
+        let reopened = open_dir(&config).unwrap().pop().unwrap();
+        let volume = &reopened.get(7).unwrap().volume;
+        assert_eq!(volume.stats().live_count, 11, "key 5 stays deleted");
+        assert!(volume.read(5, 0xabcd).is_err());
+        for key in (1..=12u64).filter(|&key| key != 5) {
+            let data = volume.read(key, 0xabcd).unwrap();
+            assert_eq!(data.needle().data, &data_of(key)[..]);
+        }
+    }
+
+    /// Polls every future on this thread until all are done (no extra crate needed).
+    async fn futures_join_all<F: std::future::Future>(
+        futures: impl Iterator<Item = F>,
+    ) -> Vec<F::Output> {
+        let handles: Vec<_> = futures.map(Box::pin).collect();
+        let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+        let mut handles: Vec<_> = handles.into_iter().map(Some).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (slot, output) in handles.iter_mut().zip(outputs.iter_mut()) {
+                if let Some(future) = slot {
+                    match future.as_mut().poll(cx) {
+                        std::task::Poll::Ready(value) => {
+                            *output = Some(value);
+                            *slot = None;
+                        }
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        outputs.into_iter().map(|o| o.unwrap()).collect()
+    }
 }

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The volume server benchmark (BENCHMARKS.md, "Volume server"): wrk against
-#   kelp1 = kelp volume --cores 1            (port 24610)
+#   kelp1 = kelp volume --cores 1            (port 24610 with PORT_BASE=24000)
 #   kelp2 = kelp volume --cores 2, main port (24600; half the requests go to the other core)
 #   weed  = SeaweedFS 4.48 volume server     (24080, master 24333, volume size limit 30 GB)
 #   ceil1/ceil2 = net's fixed_body example, 1 KiB from memory, 1 / 2 cores (24710 / 24700)
 # 1 KB and 64 KB GETs and POSTs at 16 and 64 connections, systems interleaved within each
 # round; prints one line per run, then medians and ratios (summarize.py).
-# usage: src/volume/bench/run.sh [ROUNDS=3] [SECONDS=4]   (after cargo build --release
-#        --bin kelp -p kelp --example fixed_body -p kelp-net; needs wrk, curl, python3)
+# usage: [PORT_BASE=24000] src/volume/bench/run.sh [ROUNDS=3] [SECONDS=4]   (after cargo build
+#        --release --bin kelp -p kelp --example fixed_body -p kelp-net; needs wrk, curl, python3)
+# Ports are PORT_BASE + 600/610/700/710/080/333 (the numbers above are for 24000); SeaweedFS
+# also listens on those + 10000 (gRPC).
 set -euo pipefail
-rounds=${1:-3}; dur=${2:-4}
+rounds=${1:-3}; dur=${2:-4}; base=${PORT_BASE:-24000}
+p_kelp1=$((base + 610)); p_kelp2=$((base + 600)); p_weed=$((base + 80)); p_master=$((base + 333))
+p_ceil1=$((base + 710)); p_ceil2=$((base + 700)); p_nomaster=$((base + 999))
 here=$(cd "$(dirname "$0")" && pwd)
 release=$here/../../../target/release
 weed=${KELP_PEER_WEED:-$HOME/.cache/kelp-peer/venv/bin/weed}
@@ -19,22 +23,22 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; r
 trap cleanup EXIT
 cd "$work"
 mkdir -p kelp1 kelp2 weed/m weed/v
-"$release/kelp" volume --dir kelp1 --port 24610 --cores 1 --master 127.0.0.1:24999 2>kelp1.log & pids+=($!)
-"$release/kelp" volume --dir kelp2 --port 24600 --cores 2 --master 127.0.0.1:24999 2>kelp2.log & pids+=($!)
-"$release/examples/fixed_body" 24710 1 2>ceil1.log & pids+=($!)
-"$release/examples/fixed_body" 24700 2 2>ceil2.log & pids+=($!)
-"$weed" master -ip=127.0.0.1 -port=24333 -mdir=weed/m -volumeSizeLimitMB=30000 -peers=none \
+"$release/kelp" volume --dir kelp1 --port $p_kelp1 --cores 1 --master 127.0.0.1:$p_nomaster 2>kelp1.log & pids+=($!)
+"$release/kelp" volume --dir kelp2 --port $p_kelp2 --cores 2 --master 127.0.0.1:$p_nomaster 2>kelp2.log & pids+=($!)
+"$release/examples/fixed_body" $p_ceil1 1 2>ceil1.log & pids+=($!)
+"$release/examples/fixed_body" $p_ceil2 2 2>ceil2.log & pids+=($!)
+"$weed" master -ip=127.0.0.1 -port=$p_master -mdir=weed/m -volumeSizeLimitMB=30000 -peers=none \
   -telemetry=false >weed/master.log 2>&1 & pids+=($!)
-"$weed" volume -ip=127.0.0.1 -port=24080 -dir=weed/v -max=20 -preStopSeconds=0 \
-  -master=127.0.0.1:24333 >weed/volume.log 2>&1 & pids+=($!)
-until curl -fsS 127.0.0.1:24333/dir/assign 2>/dev/null | grep -q fid; do sleep 0.5; done
+"$weed" volume -ip=127.0.0.1 -port=$p_weed -dir=weed/v -max=20 -preStopSeconds=0 \
+  -master=127.0.0.1:$p_master >weed/volume.log 2>&1 & pids+=($!)
+until curl -fsS 127.0.0.1:$p_master/dir/assign 2>/dev/null | grep -q fid; do sleep 0.5; done
 sleep 1
-for port in 24610 24600; do
+for port in $p_kelp1 $p_kelp2; do
   for vid in 1 2; do curl -fsS -XPOST "127.0.0.1:$port/admin/volume/create?volume=$vid" >/dev/null; done
 done
-weed_vids=$(curl -fsS 127.0.0.1:24080/status | python3 -c 'import json,sys; print(",".join(str(v["Id"]) for v in json.load(sys.stdin)["Volumes"]))')
+weed_vids=$(curl -fsS 127.0.0.1:$p_weed/status | python3 -c 'import json,sys; print(",".join(str(v["Id"]) for v in json.load(sys.stdin)["Volumes"]))')
 echo "idle RSS: kelp1 $(grep VmRSS /proc/${pids[0]}/status | awk '{print $2}') kB, kelp2 $(grep VmRSS /proc/${pids[1]}/status | awk '{print $2}') kB"
-declare -A port=([kelp1]=24610 [kelp2]=24600 [weed]=24080 [ceil1]=24710 [ceil2]=24700)
+declare -A port=([kelp1]=$p_kelp1 [kelp2]=$p_kelp2 [weed]=$p_weed [ceil1]=$p_ceil1 [ceil2]=$p_ceil2)
 declare -A vids=([kelp1]=1,2 [kelp2]=1,2 [weed]=$weed_vids [ceil1]=1 [ceil2]=1)
 for system in kelp1 kelp2 weed; do
   python3 "$here/populate.py" "${port[$system]}" 1024 1000 1000 "${vids[$system]}"
