@@ -211,9 +211,9 @@ impl Block {
         if delta >> key_width != 0 {
             return None;
         }
-        let hint = self.record_hint();
-        let guess = hint.guess(delta);
-        hint.prefetch_window(guess);
+        // No prefetch here: `NeedleMap::get` and `get_many` have already started loading the
+        // window from the segment's probe, before this header arrived.
+        let guess = self.record_hint().guess(delta);
         let index =
             search::last_at_or_below::<{ search::RECORD_WINDOW_HALF }>(count, guess, delta, |i| {
                 self.key_delta_at(i)
