@@ -201,6 +201,7 @@ fn report_lookups(map: &NeedleMap, hash: &HashBaseline, workload: &Workload) {
         rates[5].push(lookups / seconds(|| lookup_hash(hash, &workload.misses, false)));
     }
     let [hits, hits_many, hits_hash, misses, misses_many, misses_hash] = rates.map(median);
+    report_latency(map, hash, workload);
     println!(
         "lookups per CPU second, hits: kelp get {:.1} M/s, get_many {:.1} M/s, hashmap {:.1} M/s \
          (get/hashmap {:.2}, get_many/hashmap {:.2})",
@@ -219,6 +220,48 @@ fn report_lookups(map: &NeedleMap, hash: &HashBaseline, workload: &Workload) {
         misses / misses_hash,
         misses_many / misses_hash,
     );
+}
+
+/// Dependent lookups: each key is chosen by the value the previous lookup returned, so no
+/// two lookups overlap in the CPU. This is the time of one lookup alone (a request that waits
+/// for its answer), where the loops above measure throughput: independent lookups that the
+/// CPU's out-of-order window overlaps (the shorter a lookup's code, the more of them overlap,
+/// which favours the HashMap's short probe).
+fn report_latency(map: &NeedleMap, hash: &HashBaseline, workload: &Workload) {
+    const CHAIN_LOOKUPS: usize = 2_000_000;
+    let keys = &workload.hits;
+    let mut times = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        times.0.push(seconds(|| {
+            chain(keys, CHAIN_LOOKUPS, |key| {
+                map.get(key).map(|value| value.offset_units)
+            })
+        }));
+        times.1.push(seconds(|| {
+            chain(keys, CHAIN_LOOKUPS, |key| {
+                hash.get(&key).map(|value| value.0)
+            })
+        }));
+    }
+    let (kelp, baseline) = (median(times.0), median(times.1));
+    println!(
+        "dependent lookups (hits, each key picked by the previous result): kelp get {:.0} ns, \
+         hashmap {:.0} ns per lookup ({:.1} / {:.1} M/s)",
+        kelp * 1e9 / CHAIN_LOOKUPS as f64,
+        baseline * 1e9 / CHAIN_LOOKUPS as f64,
+        CHAIN_LOOKUPS as f64 / kelp / 1e6,
+        CHAIN_LOOKUPS as f64 / baseline / 1e6,
+    );
+}
+
+/// `lookups` lookups of `keys`, the next index derived from the previous lookup's offset.
+fn chain(keys: &[u64], lookups: usize, lookup: impl Fn(u64) -> Option<u64>) {
+    let mut index = 0usize;
+    for step in 0..lookups {
+        let offset = lookup(keys[index]).expect("the chain looks up present keys");
+        index = (offset as usize ^ step.wrapping_mul(0x9E37_79B9)) % keys.len();
+    }
+    black_box(index);
 }
 
 fn lookup_many(map: &NeedleMap, keys: &[u64], values: &mut [Option<NeedleValue>], present: bool) {

@@ -186,20 +186,16 @@ impl Block {
         Some(self.value_at(index))
     }
 
-    /// Starts loading the cache line of the record `find(key)` will look at first.
-    #[inline(always)]
-    pub(super) fn prefetch_record(&self, key: u64) {
-        let delta = key.wrapping_sub(self.base_key);
-        let index = if self.flags & FLAG_DENSE != 0 {
-            delta
-        } else {
-            let shift = u32::from(self.key_width).saturating_sub(16);
-            let delta = delta.min((1 << self.key_width) - 1);
-            ((delta >> shift) * u64::from(self.key_multiplier)) >> 16
-        };
-        let index = (index as usize).min(self.count as usize - 1);
-        let byte = index * self.record_width as usize / 8;
-        super::prefetch(self.data.as_ptr().wrapping_add(byte));
+    /// What a lookup needs to start loading this block's records without reading the header.
+    pub(super) fn record_hint(&self) -> RecordHint {
+        RecordHint {
+            base_key: self.base_key,
+            data_address: self.data.as_ptr() as usize,
+            key_multiplier: self.key_multiplier,
+            count: self.count,
+            key_width: self.key_width,
+            record_width: self.record_width,
+        }
     }
 
     /// Index of `key` among the packed entries.
@@ -215,32 +211,14 @@ impl Block {
         if delta >> key_width != 0 {
             return None;
         }
-        // delta < 2^key_width, so delta >> shift < 2^16 and the product fits.
-        let shift = key_width.saturating_sub(16);
-        let guess = ((delta >> shift) * u64::from(self.key_multiplier)) >> 16;
-        let guess = (guess as usize).min(count - 1);
-        self.prefetch_window(guess);
+        // No prefetch here: `NeedleMap::get` and `get_many` have already started loading the
+        // window from the segment's probe, before this header arrived.
+        let guess = self.record_hint().guess(delta);
         let index =
             search::last_at_or_below::<{ search::RECORD_WINDOW_HALF }>(count, guess, delta, |i| {
                 self.key_delta_at(i)
             });
         (self.key_delta_at(index) == delta).then_some(index)
-    }
-
-    /// Starts loading every cache line of the search window around `guess` at once, so the
-    /// binary search's probes do not each wait for memory in turn.
-    #[inline(always)]
-    fn prefetch_window(&self, guess: usize) {
-        let count = self.count as usize;
-        let half = search::RECORD_WINDOW_HALF;
-        let len = count.min(2 * half);
-        let low = guess.saturating_sub(half).min(count - len);
-        let record_width = self.record_width as usize;
-        let first_byte = low * record_width / 8;
-        let end_byte = ((low + len) * record_width).div_ceil(8) + 8;
-        for byte in (first_byte..end_byte.min(self.data.len())).step_by(64) {
-            super::prefetch(self.data.as_ptr().wrapping_add(byte));
-        }
     }
 
     #[inline(always)]
@@ -351,6 +329,69 @@ impl Block {
             + self.patches.as_ref().map_or(0, |p| {
                 size_of::<Vec<Entry>>() + p.capacity() * size_of::<Entry>()
             })
+    }
+}
+
+/// A copy of the header fields that place a key's records in a block's `data`, kept by the
+/// segment next to the block's bound. A lookup that has found its block in that (cache
+/// resident) array starts loading the records at once, so their cache misses overlap the
+/// header's instead of following it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct RecordHint {
+    base_key: u64,
+    /// Where the block's records are. Only ever a prefetch address (a prefetch never faults),
+    /// never dereferenced, so a stale hint could cost speed but not correctness.
+    data_address: usize,
+    key_multiplier: u32,
+    count: u16,
+    /// 0 for a dense block (keys are `base_key + i`).
+    key_width: u8,
+    record_width: u8,
+}
+
+impl RecordHint {
+    /// The record index interpolated from `delta = key - base_key`, clamped to the block.
+    #[inline(always)]
+    fn guess(&self, delta: u64) -> usize {
+        let index = if self.key_width == 0 {
+            delta
+        } else {
+            // delta is clamped below 2^key_width, so delta >> shift < 2^16: the product fits.
+            let key_width = u32::from(self.key_width);
+            let shift = key_width.saturating_sub(16);
+            let delta = delta.min((1 << key_width) - 1);
+            ((delta >> shift) * u64::from(self.key_multiplier)) >> 16
+        };
+        (index.min(u64::from(self.count) - 1)) as usize
+    }
+
+    /// Starts loading every cache line `Block::find(key)` may read, all at once.
+    #[inline(always)]
+    pub(super) fn prefetch_records(&self, key: u64) {
+        let delta = key.wrapping_sub(self.base_key);
+        if self.key_width == 0 {
+            let index = (delta.min(u64::from(self.count) - 1)) as usize;
+            let byte = index * self.record_width as usize / 8;
+            super::prefetch((self.data_address + byte) as *const u8);
+            return;
+        }
+        self.prefetch_window(self.guess(delta));
+    }
+
+    /// Starts loading the cache lines of the search window around record `guess`.
+    #[inline(always)]
+    fn prefetch_window(&self, guess: usize) {
+        let count = self.count as usize;
+        let half = search::RECORD_WINDOW_HALF;
+        let len = count.min(2 * half);
+        let low = guess.saturating_sub(half).min(count - len);
+        let record_width = self.record_width as usize;
+        // Cache lines, not bytes, so the loop runs at most a few times.
+        let first_line = (self.data_address + low * record_width / 8) / 64;
+        let last_line = (self.data_address + ((low + len) * record_width).div_ceil(8) + 7) / 64;
+        for line in first_line..=last_line {
+            super::prefetch((line * 64) as *const u8);
+        }
     }
 }
 

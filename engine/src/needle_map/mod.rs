@@ -14,9 +14,11 @@
 //!   removal moves a bounded number of block headers, never the whole map.
 //!
 //! A lookup interpolates its way down (see `search.rs`): over the segment bounds (a small,
-//! cache-resident array), over the 64-byte block headers of one segment (each carries its
-//! block's bound), then over the packed records of one block: about two cache misses, header
-//! then record. `get_many` overlaps those misses across a group of keys with prefetches.
+//! cache-resident array), over the probes of one segment (32 bytes per block: its bound and a
+//! copy of what places a key's records in its data), then over the packed records of one
+//! block. The probe lets the lookup start loading the block's header and its records at once:
+//! two cache misses in parallel instead of one after the other. `get_many` overlaps those
+//! misses across a group of keys too.
 //!
 //! Memory: a header per `block_entries_max` needles plus the packed records; needles
 //! appended back to back by a volume take about 4.5 bytes each (BENCHMARKS.md).
@@ -30,7 +32,7 @@ mod tests;
 
 use std::ops::Range;
 
-use block::{Block, Entry};
+use block::{Block, Entry, RecordHint};
 pub use limits::{
     BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, LOOKUP_GROUP_MAX, OFFSET_UNITS_BITS_MAX,
     SEGMENT_BLOCKS_MAX, TOMBSTONE_SIZE,
@@ -60,18 +62,28 @@ pub struct NeedleMap {
 struct Segment {
     /// Ascending `bound`s; the first block's bound equals the segment's bound.
     blocks: Vec<Block>,
-    /// The blocks' bounds again, 8 to a cache line instead of 1 per 64-byte header: a lookup
-    /// searches these (they stay in cache) and then touches one header.
-    bounds: Vec<u64>,
+    /// Per block, its bound and where its records are, 2 to a cache line instead of 1 per
+    /// 64-byte header: a lookup searches these (they stay in cache), then loads the block's
+    /// header and records at once (two cache misses in parallel, not one after the other).
+    probes: Vec<Probe>,
     /// Interpolates `key - segment bound` to an index in `blocks`.
     guess: search::Guess,
 }
+
+/// A block's entry in its segment's search array.
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    bound: u64,
+    records: RecordHint,
+}
+
+const _: () = assert!(size_of::<Probe>() == 32);
 
 impl Segment {
     fn with_capacity(blocks_max: usize) -> Segment {
         Segment {
             blocks: Vec::with_capacity(blocks_max),
-            bounds: Vec::with_capacity(blocks_max),
+            probes: Vec::with_capacity(blocks_max),
             guess: search::Guess::default(),
         }
     }
@@ -79,12 +91,14 @@ impl Segment {
     /// Called after every change of the blocks or their bounds: O(blocks), cheap next to the
     /// block encoding that comes with any such change.
     fn refresh_index(&mut self) {
-        self.bounds.clear();
-        self.bounds
-            .extend(self.blocks.iter().map(|block| block.bound));
-        let first = self.bounds[0];
-        let last = self.bounds[self.bounds.len() - 1];
-        self.guess = search::Guess::new(last - first, self.bounds.len());
+        self.probes.clear();
+        self.probes.extend(self.blocks.iter().map(|block| Probe {
+            bound: block.bound,
+            records: block.record_hint(),
+        }));
+        let first = self.probes[0].bound;
+        let last = self.probes[self.probes.len() - 1].bound;
+        self.guess = search::Guess::new(last - first, self.probes.len());
     }
 }
 
@@ -155,7 +169,10 @@ impl NeedleMap {
             return Some(self.tail[index].1);
         }
         let (segment, block) = self.locate(key);
-        self.segments[segment].blocks[block].get(key)
+        let segment = &self.segments[segment];
+        // Start the records' cache misses before `get` waits for the header's.
+        segment.probes[block].records.prefetch_records(key);
+        segment.blocks[block].get(key)
     }
 
     /// Removes `key`; returns the value it had.
@@ -192,7 +209,7 @@ impl NeedleMap {
             .iter()
             .map(|segment| {
                 segment.blocks.capacity() * size_of::<Block>()
-                    + segment.bounds.capacity() * size_of::<u64>()
+                    + segment.probes.capacity() * size_of::<Probe>()
                     + segment.blocks.iter().map(Block::heap_bytes).sum::<usize>()
             })
             .sum();
@@ -239,8 +256,8 @@ impl NeedleMap {
 
     #[inline(always)]
     fn locate_block(&self, segment: usize, guess: usize, key: u64) -> usize {
-        let bounds = &self.segments[segment].bounds;
-        search::last_bound_at_or_below(bounds.len(), guess, key, |i| bounds[i])
+        let probes = &self.segments[segment].probes;
+        search::last_bound_at_or_below(probes.len(), guess, key, |i| probes[i].bound)
     }
 
     /// `values[i] = self.get(keys[i])` for every `i`. Works through the keys in groups of
@@ -258,17 +275,14 @@ impl NeedleMap {
         assert!(keys.len() <= LOOKUP_GROUP_MAX);
         const IN_TAIL: usize = usize::MAX;
         let mut located = [(IN_TAIL, 0usize); LOOKUP_GROUP_MAX];
-        // Stage 1: the bounds are mostly in cache; start loading each key's block header.
+        // Stage 1: the probes are mostly in cache; start loading each key's block header and
+        // records.
         for (slot, &key) in located.iter_mut().zip(keys) {
             if key < self.tail_start {
                 *slot = self.locate(key);
-                prefetch(&self.segments[slot.0].blocks[slot.1]);
-            }
-        }
-        // Stage 2: with the headers in, start loading each key's likely record.
-        for (slot, &key) in located.iter().zip(keys) {
-            if slot.0 != IN_TAIL {
-                self.segments[slot.0].blocks[slot.1].prefetch_record(key);
+                let segment = &self.segments[slot.0];
+                prefetch(&segment.blocks[slot.1]);
+                segment.probes[slot.1].records.prefetch_records(key);
             }
         }
         for ((slot, &key), value) in located.iter().zip(keys).zip(values) {

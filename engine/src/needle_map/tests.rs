@@ -65,6 +65,12 @@ fn check_structure(map: &NeedleMap) {
         assert!(!segment.blocks.is_empty());
         assert!(segment.blocks.len() <= usize::from(geometry.segment_blocks_max));
         assert_eq!(segment.blocks[0].bound, *bound);
+        // The probes a lookup searches (and prefetches by) describe the blocks as they are.
+        assert_eq!(segment.probes.len(), segment.blocks.len());
+        for (probe, block) in segment.probes.iter().zip(&segment.blocks) {
+            assert_eq!(probe.bound, block.bound);
+            assert_eq!(probe.records, block.record_hint());
+        }
         all_bounds.extend(segment.blocks.iter().map(|block| block.bound));
     }
     assert!(all_bounds.windows(2).all(|w| w[0] < w[1]));
