@@ -83,8 +83,10 @@ if [[ -n $kelp_master ]]; then
   kelp_state=ready
 elif "$kelp" server --help 2>/dev/null | grep -q -- '--master-port'; then
   mkdir -p "$work/kelp/data"
+  # The same volume count and size limit as peer.sh gives SeaweedFS (-max=100, 1024 MB): every
+  # workload writes to a collection of its own, and each collection grows a batch of volumes.
   "$kelp" server --dir "$work/kelp/data" --master-port 23343 --volume-port 23390 \
-    >"$work/kelp/server.log" 2>&1 &
+    --max 100 --volume-size-limit-mb 1024 >"$work/kelp/server.log" 2>&1 &
   kelp_pids+=($!)
   kelp_master=127.0.0.1:23343
 elif "$kelp" master --help 2>/dev/null | grep -q -- '--mdir' &&
@@ -115,7 +117,8 @@ measure_kelp_client() {
   local json=$work/run.json
   "$kelp" benchmark --master "$master" -n "$files" -c "$conc" --size "$size" \
     --collection "c$size" --list "$work/list.txt" --json "$json" >"$work/last.txt" 2>&1 || {
-      echo "compare.sh: kelp benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; return 0; }
+      echo "compare.sh: kelp benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2
+      printf '%s\t%s\n' "$system" "$label" >>"$work/failed.tsv"; return 0; }
   python3 - "$json" "$system" "$label" >>"$results" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
@@ -168,14 +171,20 @@ for ((round = 1; round <= rounds; round++)); do
   # 10000), which Kelp's HTTP-only master does not serve; it would wait forever.
 done
 
-table=$(python3 - "$results" "$kelp_state" "$rounds" <<'PY'
+touch "$work/failed.tsv"
+table=$(python3 - "$results" "$kelp_state" "$rounds" "$work/failed.tsv" <<'PY'
 import statistics, sys
 rows, order = {}, []
+failed = {tuple(line.rstrip("\n").split("\t")) for line in open(sys.argv[4]) if line.strip()}
 for line in open(sys.argv[1]):
     system, label, rps, p50, p99 = line.rstrip("\n").split("\t")
     if label not in order:
         order.append(label)
     rows.setdefault((label, system), []).append((float(rps), float(p50), float(p99)))
+for system, base in sorted(failed):
+    for label in (f"{base} write", f"{base} read"):
+        if label not in order:
+            order.append(label)
 kelp_state, rounds = sys.argv[2], sys.argv[3]
 def median(values, i):
     return statistics.median(v[i] for v in values)
@@ -185,7 +194,8 @@ print("|---|---:|---:|---:|---:|---:|")
 for label in order:
     sw = rows.get((label, "SeaweedFS"))
     kp = rows.get((label, "Kelp"))
-    sw_rps = f"{median(sw, 0):,.0f}" if sw else "-"
+    base = label.rsplit(" ", 1)[0]
+    sw_rps = f"{median(sw, 0):,.0f}" if sw else ("failed" if ("SeaweedFS", base) in failed else "-")
     sw_lat = f"{median(sw, 1):.2f} / {median(sw, 2):.2f}" if sw else "-"
     if kp:
         kp_rps = f"{median(kp, 0):,.0f}"
@@ -193,6 +203,8 @@ for label in order:
         kp_lat = f"{median(kp, 1):.2f} / {median(kp, 2):.2f}"
     else:
         kp_rps = "n/a (gRPC)" if label.startswith("weed client") else kelp_state
+        if ("Kelp", base) in failed:
+            kp_rps = "failed"
         ratio, kp_lat = "-", "-"
     print(f"| {label} | {sw_rps} | {kp_rps} | {ratio} | {sw_lat} | {kp_lat} |")
 PY
