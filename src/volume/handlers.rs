@@ -32,18 +32,25 @@ fn store_error_response(error: &StoreError) -> Response {
     Response::error(error.status(), &error.to_string())
 }
 
+/// The answer to a failed store call on a fid: a volume held by another server is a redirect
+/// to it (through the master's lookup); every other failure is its status with a JSON error.
+async fn store_failure(state: &Rc<CoreState>, request: &Request, error: StoreError) -> Response {
+    match error {
+        StoreError::VolumeNotHere { volume_id } => {
+            replicate::redirect(state, volume_id, request).await
+        }
+        error => store_error_response(&error),
+    }
+}
+
 pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
     let path = match fid::parse_path(&request.path) {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
-    let found = store::read(&state.store, path.fid, now_unix_ns()).await;
-    let found = match found {
+    let found = match store::read(&state.store, path.fid, now_unix_ns()).await {
         Ok(found) => found,
-        Err(StoreError::VolumeNotHere { volume_id }) => {
-            return replicate::redirect(state, volume_id, request).await;
-        }
-        Err(error) => return store_error_response(&error),
+        Err(error) => return store_failure(state, request, error).await,
     };
     let headers = &request.headers;
     let ask = ReadAsk {
@@ -146,13 +153,9 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
             );
         }
     };
-    let written = store::write(&state.store, path.fid, &upload, now_unix_ns()).await;
-    let written = match written {
+    let written = match store::write(&state.store, path.fid, &upload, now_unix_ns()).await {
         Ok(written) => written,
-        Err(StoreError::VolumeNotHere { volume_id }) => {
-            return replicate::redirect(state, volume_id, request).await;
-        }
-        Err(error) => return store_error_response(&error),
+        Err(error) => return store_failure(state, request, error).await,
     };
     if upload.fsync
         && let Err(error) = sync_volume(state, path.fid.volume_id).await
@@ -194,13 +197,9 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
-    let deleted = store::delete(&state.store, path.fid, now_unix_ns()).await;
-    let deleted = match deleted {
+    let deleted = match store::delete(&state.store, path.fid, now_unix_ns()).await {
         Ok(deleted) => deleted,
-        Err(StoreError::VolumeNotHere { volume_id }) => {
-            return replicate::redirect(state, volume_id, request).await;
-        }
-        Err(error) => return store_error_response(&error),
+        Err(error) => return store_failure(state, request, error).await,
     };
     if query::flag(&request.query, "fsync")
         && let Err(error) = sync_volume(state, path.fid.volume_id).await
