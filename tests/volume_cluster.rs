@@ -131,7 +131,7 @@ fn replication_fan_out() {
         202
     );
     assert_eq!(get(second.port, "/4,01000000aa").status, 404);
-    let dead = format!("127.0.0.1:{}", support::free_port());
+    let dead = support::dead_address();
     master.set_locations(5, &[first.url(), dead.clone()]);
     first.create_volume(5, "replication=001");
     let failed = request(first.port, "POST", "/5,01000000aa", &[], b"lonely");

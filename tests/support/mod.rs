@@ -19,6 +19,13 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local_addr").port()
 }
 
+/// A loopback address where nothing listens, ever: port 1 is privileged and unused, so a
+/// connection there is refused. (A port from `free_port` may be taken by another test's server
+/// a moment later, which would then answer in place of "nobody".)
+pub fn dead_address() -> String {
+    "127.0.0.1:1".to_string()
+}
+
 /// `count` consecutive free loopback ports (for servers that take `--port` and use port+1, ...).
 pub fn free_port_run(count: u16) -> u16 {
     for _ in 0..200 {

@@ -2,7 +2,7 @@
 //! over std TcpStream, run curl, and a tiny fake master on a std TcpListener.
 #![allow(dead_code)]
 
-use crate::support::{ChildGuard, free_port, free_port_run, port_is_open, wait_until};
+use crate::support::{ChildGuard, dead_address, free_port_run, port_is_open, wait_until};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,7 +34,7 @@ impl VolumeServer {
     pub fn start_in(dir: &Path, cores: usize, master: &str, extra: &[&str]) -> VolumeServer {
         let port = free_port_run(cores as u16 + 1);
         let master = if master.is_empty() {
-            format!("127.0.0.1:{}", free_port())
+            dead_address()
         } else {
             master.to_string()
         };
