@@ -3,6 +3,7 @@
 # (SeaweedFS, Kelp, SeaweedFS, Kelp, ...), one table of medians and ratios at the end.
 #
 #   bench/compare.sh [--rounds 3] [-n 20000] [--kelp-master HOST:PORT] [--out FILE] [--quick]
+#                    [--workloads "65536 16,65536 64"]   (size and connections; default: all six)
 #
 # Workloads: 1 KB, 4 KB and 64 KB files (64 KB with n/8 files), each written then read in random
 # order, with 16 and 64 connections, driven by `kelp benchmark`; plus `weed benchmark` as a second
@@ -20,6 +21,7 @@ n=20000
 kelp_master=""
 out=""
 quick=0
+only_workloads=""
 while (($#)); do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -27,7 +29,8 @@ while (($#)); do
     --kelp-master) kelp_master=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --workloads) only_workloads=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -152,6 +155,13 @@ measure_weed_client() {
 
 workloads=("1024 16" "1024 64" "4096 16" "4096 64" "65536 16" "65536 64")
 ((quick)) && workloads=("1024 16")
+if [[ -n $only_workloads ]]; then
+  IFS=, read -r -a workloads <<<"$only_workloads"
+  for workload in "${workloads[@]}"; do
+    [[ $workload =~ ^[1-9][0-9]*\ [1-9][0-9]*$ ]] || {
+      echo "compare.sh: --workloads takes \"SIZE CONNECTIONS,...\", got \"$workload\"" >&2; exit 2; }
+  done
+fi
 : >"$results"
 for ((round = 1; round <= rounds; round++)); do
   for workload in "${workloads[@]}"; do
@@ -165,8 +175,10 @@ for ((round = 1; round <= rounds; round++)); do
       measure_kelp_client Kelp "$label" "$kelp_master" "$size" "$conc" "$files"
     fi
   done
-  echo "compare.sh: round $round/$rounds: weed benchmark client" >&2
-  measure_weed_client SeaweedFS "weed client 1 KB c16" "$sw_master" 1024 16 "$n"
+  if [[ -z $only_workloads ]]; then
+    echo "compare.sh: round $round/$rounds: weed benchmark client" >&2
+    measure_weed_client SeaweedFS "weed client 1 KB c16" "$sw_master" 1024 16 "$n"
+  fi
   # No weed-client run against Kelp: weed benchmark talks to the master over gRPC (port +
   # 10000), which Kelp's HTTP-only master does not serve; it would wait forever.
 done

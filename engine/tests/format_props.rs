@@ -88,7 +88,8 @@ fn needle_strategy() -> impl Strategy<Value = OwnedNeedle> {
 
 proptest! {
     // Proves every needle Kelp can write decodes to the same fields, at both versions, and
-    // that its record is a multiple of 8 bytes of the announced length.
+    // that its record is a multiple of 8 bytes of the announced length, with the data's CRC32-C
+    // where `encoded_checksum` reads it.
     #[test]
     fn needle_round_trip(owned in needle_strategy(), v3 in any::<bool>()) {
         let version = if v3 { Version::V3 } else { Version::V2 };
@@ -96,6 +97,10 @@ proptest! {
         let mut record = Vec::new();
         let size = needle.encode(version, &mut record).unwrap();
         prop_assert_eq!(record.len() as u64, needle::record_bytes(size, version));
+        prop_assert_eq!(
+            Needle::encoded_checksum(&record, size),
+            kelp_engine::format::crc32c(needle.data)
+        );
         let decoded = Needle::decode(&record, version).unwrap();
         let mut expected = needle.clone();
         if version == Version::V2 {

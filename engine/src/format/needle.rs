@@ -327,6 +327,14 @@ impl<'a> Needle<'a> {
         Ok(size)
     }
 
+    /// The checksum field of a record `encode` wrote, whose `size` field is `size`: it follows
+    /// the header and the body (the CRC32-C of the data), so callers need not hash the data
+    /// a second time.
+    pub fn encoded_checksum(record: &[u8], size: u32) -> u32 {
+        let at = HEADER_BYTES + size as usize;
+        u32::from_be_bytes(record[at..at + 4].try_into().expect("4 bytes"))
+    }
+
     fn encode_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.data.len() as u32).to_be_bytes());
         out.extend_from_slice(self.data);

@@ -188,6 +188,8 @@ pub struct AppendPlan {
     pub record: Vec<u8>,
     /// The needle's `size` field (0 for a delete).
     pub size: u32,
+    /// The CRC32-C of the data, as written in the record (its ETag).
+    pub checksum: u32,
     pub append_at_ns: u64,
 }
 
@@ -396,12 +398,14 @@ impl VolumeCore {
             .map_err(|error| AppendError::BadNeedle { volume_id, error })?;
         assert_eq!(record.len() as u64, record_len);
         assert_eq!(self.dat_end % PADDING_BYTES, 0);
+        let checksum = Needle::encoded_checksum(&record, size);
         let plan = AppendPlan {
             kind,
             key: needle.key,
             offset: self.dat_end,
             record,
             size,
+            checksum,
             append_at_ns,
         };
         self.dat_end = end_bytes;

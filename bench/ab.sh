@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A/B of two kelp binaries under `kelp benchmark`, the workload of compare.sh: each binary runs
+# `kelp server` (master + volume server, --max 100 --volume-size-limit-mb 1024) on its own ports,
+# and the workloads run A, B, B, A, A, B, ... (the order flips every round) with the same client
+# (A's binary). Prints one line per run, then a table of medians and B/A.
+#
+#   bench/ab.sh A_BIN B_BIN [--rounds 3] [-n 20000] [--workloads "65536 16,65536 64"]
+#
+# Ports: 23400-23499. Everything started here is stopped by pid, and its files are removed.
+set -euo pipefail
+(($# >= 2)) || { sed -n '2,9p' "$0"; exit 2; }
+declare -A bin=([A]=$(realpath "$1") [B]=$(realpath "$2"))
+shift 2
+rounds=3
+n=20000
+workloads="1024 16,1024 64,65536 16,65536 64"
+while (($#)); do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    -n) n=$2; shift 2 ;;
+    --workloads) workloads=$2; shift 2 ;;
+    *) echo "ab.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+for system in A B; do
+  [[ -x ${bin[$system]} ]] || { echo "ab.sh: ${bin[$system]} is not an executable" >&2; exit 2; }
+done
+work=$(mktemp -d "${TMPDIR:-/tmp}/kelp-ab.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+declare -A master=([A]=127.0.0.1:23433 [B]=127.0.0.1:23443)
+declare -A volume=([A]=23480 [B]=23490)
+for system in A B; do
+  mkdir -p "$work/$system"
+  "${bin[$system]}" server --dir "$work/$system" --master-port "${master[$system]#*:}" \
+    --volume-port "${volume[$system]}" --max 100 --volume-size-limit-mb 1024 \
+    >"$work/$system.log" 2>&1 &
+  pids+=($!)
+done
+for system in A B; do
+  for _ in $(seq 1 150); do
+    curl -fsS "http://${master[$system]}/dir/assign" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+done
+results=$work/results.tsv
+: >"$results"
+IFS=, read -r -a list <<<"$workloads"
+for ((round = 1; round <= rounds; round++)); do
+  order="A B"; ((round % 2 == 0)) && order="B A"
+  for workload in "${list[@]}"; do
+    read -r size conc <<<"$workload"
+    files=$n; ((size >= 65536)) && files=$((n / 8))
+    label="$((size / 1024)) KB c$conc"
+    for system in $order; do
+      json=$work/run.json
+      "${bin[A]}" benchmark --master "${master[$system]}" -n "$files" -c "$conc" --size "$size" \
+        --collection "c$size" --list "$work/list.txt" --json "$json" >"$work/last.txt" 2>&1 || {
+          echo "ab.sh: benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; exit 1; }
+      python3 - "$json" "$system" "$label" <<'PY' | tee -a "$results"
+import json, sys
+report = json.load(open(sys.argv[1]))
+for phase in report["phases"]:
+    kind = "write" if phase["name"].startswith("Writing") else "read"
+    pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
+    print(f"{sys.argv[2]}\t{sys.argv[3]} {kind}\t{phase['requests_per_second']:.1f}\t{pct[99.0]:.2f}")
+PY
+    done
+  done
+done
+python3 - "$results" "$rounds" <<'PY'
+import statistics, sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    system, label, rps, p99 = line.rstrip("\n").split("\t")
+    if label not in order:
+        order.append(label)
+    rows.setdefault((label, system), []).append((float(rps), float(p99)))
+print(f"\nMedians of {sys.argv[2]} rounds (A and B interleaved).\n")
+print("| workload | A req/s | B req/s | B/A | per-round B/A | A p99 ms | B p99 ms |")
+print("|---|---:|---:|---:|---|---:|---:|")
+for label in order:
+    a, b = rows[(label, "A")], rows[(label, "B")]
+    ma, mb = statistics.median(r for r, _ in a), statistics.median(r for r, _ in b)
+    per = ", ".join(f"{y[0] / x[0]:.2f}" for x, y in zip(a, b))
+    pa, pb = statistics.median(p for _, p in a), statistics.median(p for _, p in b)
+    print(f"| {label} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f} | {per} | {pa:.2f} | {pb:.2f} |")
+PY
