@@ -2,7 +2,10 @@
 # A/B of two kelp binaries under `kelp benchmark`, the workload of compare.sh: each binary runs
 # `kelp server` (master + volume server, --max 100 --volume-size-limit-mb 1024) on its own ports,
 # and the workloads run A, B, B, A, A, B, ... (the order flips every round) with the same client
-# (A's binary). Prints one line per run, then a table of medians and B/A.
+# (A's binary; the write phase, then the read phase, as two runs). Prints one line per run,
+# then a table of medians and B/A, with the server process's CPU time (user + system, all its
+# threads, from /proc/PID/stat) per request: on a shared machine throughput swings with
+# whatever else runs, CPU per request much less.
 #
 #   bench/ab.sh A_BIN B_BIN [--rounds 3] [-n 20000] [--workloads "65536 16,65536 64"]
 #
@@ -33,6 +36,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+declare -A server_pid=()
 declare -A master=([A]=127.0.0.1:23433 [B]=127.0.0.1:23443)
 declare -A volume=([A]=23480 [B]=23490)
 for system in A B; do
@@ -41,6 +45,7 @@ for system in A B; do
     --volume-port "${volume[$system]}" --max 100 --volume-size-limit-mb 1024 \
     >"$work/$system.log" 2>&1 &
   pids+=($!)
+  server_pid[$system]=$!
 done
 for system in A B; do
   for _ in $(seq 1 150); do
@@ -48,6 +53,8 @@ for system in A B; do
     sleep 0.2
   done
 done
+# utime + stime of a process, every thread (dead ones too), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 results=$work/results.tsv
 : >"$results"
 IFS=, read -r -a list <<<"$workloads"
@@ -58,18 +65,23 @@ for ((round = 1; round <= rounds; round++)); do
     files=$n; ((size >= 65536)) && files=$((n / 8))
     label="$((size / 1024)) KB c$conc"
     for system in $order; do
-      json=$work/run.json
-      "${bin[A]}" benchmark --master "${master[$system]}" -n "$files" -c "$conc" --size "$size" \
-        --collection "c$size" --list "$work/list.txt" --json "$json" >"$work/last.txt" 2>&1 || {
-          echo "ab.sh: benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; exit 1; }
-      python3 - "$json" "$system" "$label" <<'PY' | tee -a "$results"
+      for phase in write read; do
+        json=$work/run.json
+        ticks_before=$(cpu_ticks "${server_pid[$system]}")
+        "${bin[A]}" benchmark --master "${master[$system]}" -n "$files" -c "$conc" --size "$size" \
+          --collection "c$size" --list "$work/list.txt" --json "$json" "--$phase-only" \
+          >"$work/last.txt" 2>&1 || {
+            echo "ab.sh: $phase benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; exit 1; }
+        ticks=$(($(cpu_ticks "${server_pid[$system]}") - ticks_before))
+        python3 - "$json" "$system" "$label $phase" "$ticks" "$(getconf CLK_TCK)" <<'PY' | tee -a "$results"
 import json, sys
 report = json.load(open(sys.argv[1]))
-for phase in report["phases"]:
-    kind = "write" if phase["name"].startswith("Writing") else "read"
-    pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
-    print(f"{sys.argv[2]}\t{sys.argv[3]} {kind}\t{phase['requests_per_second']:.1f}\t{pct[99.0]:.2f}")
+(phase,) = report["phases"]
+pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
+cpu_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / max(phase["completed"], 1)
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{phase['requests_per_second']:.1f}\t{pct[99.0]:.2f}\t{cpu_us:.1f}")
 PY
+      done
     done
   done
 done
@@ -77,17 +89,19 @@ python3 - "$results" "$rounds" <<'PY'
 import statistics, sys
 rows, order = {}, []
 for line in open(sys.argv[1]):
-    system, label, rps, p99 = line.rstrip("\n").split("\t")
+    system, label, rps, p99, cpu = line.rstrip("\n").split("\t")
     if label not in order:
         order.append(label)
-    rows.setdefault((label, system), []).append((float(rps), float(p99)))
+    rows.setdefault((label, system), []).append((float(rps), float(p99), float(cpu)))
 print(f"\nMedians of {sys.argv[2]} rounds (A and B interleaved).\n")
-print("| workload | A req/s | B req/s | B/A | per-round B/A | A p99 ms | B p99 ms |")
-print("|---|---:|---:|---:|---|---:|---:|")
+print("Server CPU: user+system µs per request (a write is an assign plus an upload).\n")
+print("| workload | A req/s | B req/s | B/A | per-round B/A | A p99 ms | B p99 ms | A CPU µs/req | B CPU µs/req |")
+print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+med = lambda rows, i: statistics.median(r[i] for r in rows)
 for label in order:
     a, b = rows[(label, "A")], rows[(label, "B")]
-    ma, mb = statistics.median(r for r, _ in a), statistics.median(r for r, _ in b)
+    ma, mb = med(a, 0), med(b, 0)
     per = ", ".join(f"{y[0] / x[0]:.2f}" for x, y in zip(a, b))
-    pa, pb = statistics.median(p for _, p in a), statistics.median(p for _, p in b)
-    print(f"| {label} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f} | {per} | {pa:.2f} | {pb:.2f} |")
+    cpu = f"{med(a, 2):.1f} | {med(b, 2):.1f}"
+    print(f"| {label} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f} | {per} | {med(a, 1):.2f} | {med(b, 1):.2f} | {cpu} |")
 PY

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod conditional;
 pub mod config;
 pub mod core;
+pub mod dat_map;
 pub mod fid;
 pub mod handlers;
 pub mod heartbeat;

@@ -3,6 +3,7 @@
 
 use super::config::Config;
 use super::core::VolumeSettings;
+use super::dat_map::{self, DatMap};
 use super::fid::FileId;
 use super::master_link::VolumeReport;
 use super::read::NeedleMeta;
@@ -24,9 +25,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Records up to this size are read whole (one pread, CRC checked) and sent from memory;
-/// larger ones are located (two small preads) and their data sent from the file.
-pub const READ_WHOLE_RECORD_BYTES_MAX: u64 = 64 * 1024;
+/// Records up to this size are read from the `.dat`'s mapping (CRC checked) and sent from
+/// it; larger ones are located (two small preads) and their data sent from the file (by
+/// splice at and above `--zero-copy-min-bytes`). The same 128 KiB as that threshold: a 64 KB
+/// upload makes a record just over 64 KiB.
+pub const READ_WHOLE_RECORD_BYTES_MAX: u64 = 128 * 1024;
 
 /// Where a needle's data is, for the response body.
 pub enum NeedleData {
@@ -171,6 +174,31 @@ struct LocalVolume {
     /// Which incarnation of this volume id: a ring write that planned on one must not
     /// complete on a volume deleted and created again while its I/O was in flight.
     generation: u64,
+    /// The `.dat` mapped for reads, made at the first read and grown as the volume grows.
+    dat_map: Option<Arc<DatMap>>,
+}
+
+impl LocalVolume {
+    /// The mapping of the `.dat`, (re)made to cover its first `end` bytes. A replaced
+    /// mapping lives on while responses still hold slices of it.
+    fn dat_map(&mut self, end: u64) -> Result<Arc<DatMap>, StoreError> {
+        match &self.dat_map {
+            Some(map) if map.len() >= end => Ok(map.clone()),
+            _ => {
+                let len = dat_map::map_len_for(end);
+                let map = DatMap::new(&self.volume.dat_file(), len).map_err(|error| {
+                    StoreError::Failed {
+                        context: format!(
+                            "map {} bytes of {}: {error}",
+                            len,
+                            self.volume.paths().dat.display()
+                        ),
+                    }
+                })?;
+                Ok(self.dat_map.insert(Arc::new(map)).clone())
+            }
+        }
+    }
 }
 
 /// The volumes one core owns.
@@ -215,6 +243,12 @@ impl CoreStore {
     fn get(&self, volume_id: u32) -> Result<&LocalVolume, StoreError> {
         self.volumes
             .get(&volume_id)
+            .ok_or(StoreError::VolumeNotHere { volume_id })
+    }
+
+    fn get_mut(&mut self, volume_id: u32) -> Result<&mut LocalVolume, StoreError> {
+        self.volumes
+            .get_mut(&volume_id)
             .ok_or(StoreError::VolumeNotHere { volume_id })
     }
 
@@ -385,6 +419,7 @@ impl CoreStore {
             idx_for_ring: Arc::new(idx_for_ring),
             collection,
             generation: self.generations,
+            dat_map: None,
         };
         self.volumes.insert(local.volume.id(), local);
         Ok(())
@@ -528,48 +563,38 @@ async fn append(
         })
 }
 
-/// Reads `fid`. Records up to the whole-read size come in one positional read through the
-/// ring (CRC checked) and are sent from memory; larger ones are located and sent from the
-/// file.
-pub async fn read(
-    store: &RefCell<CoreStore>,
-    fid: FileId,
-    now_ns: u64,
-) -> Result<Found, StoreError> {
-    let (plan, dat, generation) = {
-        let store = store.borrow();
-        let local = store.get(fid.volume_id)?;
-        let plan = local
-            .volume
-            .core()
-            .plan_read(fid.key)
-            .map_err(|error| read_error(fid, error))?;
-        if plan.len > store.read_whole_bytes_max {
-            return read_located(&local.volume, fid);
-        }
-        (plan, local.volume.dat_file(), local.generation)
-    };
-    let record = read_exact(dat, plan.offset, plan.len as usize, fid).await?;
-    let store = store.borrow();
-    let local = store.get(fid.volume_id)?;
-    if local.generation != generation {
-        return Err(StoreError::NotFound { fid });
+/// Reads `fid`. Records up to the whole-read size are read from the `.dat`'s mapping (CRC
+/// checked) and their data sent from it; larger ones are located and sent from the file.
+pub fn read(store: &RefCell<CoreStore>, fid: FileId, now_ns: u64) -> Result<Found, StoreError> {
+    let mut store = store.borrow_mut();
+    let whole_bytes_max = store.read_whole_bytes_max;
+    let local = store.get_mut(fid.volume_id)?;
+    let plan = local
+        .volume
+        .core()
+        .plan_read(fid.key)
+        .map_err(|error| read_error(fid, error))?;
+    if plan.len > whole_bytes_max {
+        return read_located(&local.volume, fid);
     }
+    let map = local.dat_map(plan.offset + plan.len)?;
+    let start = plan.offset as usize;
+    let record = map.slice(start..start + plan.len as usize);
     let needle = local
         .volume
         .core()
-        .finish_read(&plan, &record, fid.cookie, now_ns)
+        .finish_read(&plan, record, fid.cookie, now_ns)
         .map_err(|error| read_error(fid, error))?;
     let meta = meta_of(&needle);
     let data_len = needle.data.len();
-    let data_range = needle::DATA_PREFIX_BYTES..needle::DATA_PREFIX_BYTES + data_len;
     assert!(std::ptr::eq(
         needle.data.as_ptr(),
-        record[data_range.start..].as_ptr()
+        record[needle::DATA_PREFIX_BYTES..].as_ptr()
     ));
+    let data_start = start + needle::DATA_PREFIX_BYTES;
     Ok(Found {
         meta,
-        data: NeedleData::Bytes(Bytes::from(record).slice(data_range)),
+        data: NeedleData::Bytes(map.bytes(data_start..data_start + data_len)),
         data_len: data_len as u64,
     })
 }

@@ -2,6 +2,10 @@
 # The volume server benchmark (BENCHMARKS.md, "Volume server"): wrk against
 #   kelp1 = kelp volume --cores 1            (port 24610 with PORT_BASE=24000)
 #   kelp2 = kelp volume --cores 2, main port (24600; half the requests go to the other core)
+#   kelp2d = the same server, each volume read on its owner core's port (24601 for volume 2 on
+#           core 0, 24602 for volume 1 on core 1; two wrk, each -t1 with half the
+#           connections; req/s summed, p99 the higher of the two), as clients that look
+#           volumes up at the master reach it
 #   weed  = SeaweedFS 4.48 volume server     (24080, master 24333, volume size limit 30 GB)
 #   ceil1/ceil2 = net's fixed_body example, 1 KiB from memory, 1 / 2 cores (24710 / 24700)
 # 1 KB and 64 KB GETs and POSTs at 16 and 64 connections, systems interleaved within each
@@ -50,11 +54,30 @@ run() { # label system lua conns keybase size seconds
   echo "$1 $2 rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}') p50=$(echo "$out" | awk '$1=="50%" {print $2}')" \
     "p99=$(echo "$out" | awk '$1=="99%" {print $2}') non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}' | grep . || echo 0)"
 }
+run_direct() { # label lua conns keybase size seconds: kelp2 through its per-core ports
+  local outs=() i
+  for i in 0 1; do
+    VIDS=1,2 ONLY=$((2 - i)) KEYBASE=$4 COUNT=1000 SIZE=$5 wrk -t1 -c$(($3 / 2)) -d"$6s" --latency \
+      -s "$here/$2" "http://127.0.0.1:$((p_kelp2 + 1 + i))" >"direct$i.txt" 2>&1 &
+    outs+=($!)
+  done
+  wait "${outs[@]}"
+  echo "$1 kelp2d rps=$(awk '/Requests\/sec/ {s += $2} END {print s}' direct0.txt direct1.txt)" \
+    "p50=$(awk '$1=="50%" {print $2}' direct0.txt)" \
+    "p99=$(python3 -c 'import re,sys
+def ms(t):
+    m = re.match(r"([\d.]+)(us|ms|s)", t); v = float(m.group(1))
+    return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+print(f"{max(ms(t) for t in sys.argv[1:]):.2f}ms")' $(awk '$1=="99%" {print $2}' direct0.txt direct1.txt))" \
+    "non2xx=$(cat direct0.txt direct1.txt | awk '/Non-2xx/ {s += $5} END {print s + 0}')"
+}
 seq=0
 for round in $(seq 1 "$rounds"); do
   for c in 16 64; do
     for s in kelp1 kelp2 weed ceil1 ceil2; do run "GET1K/c$c" $s get.lua $c 1000 1024 "$dur"; done
+    run_direct "GET1K/c$c" get.lua $c 1000 1024 "$dur"
     for s in kelp1 kelp2 weed; do run "GET64K/c$c" $s get.lua $c 100000 65536 "$dur"; done
+    run_direct "GET64K/c$c" get.lua $c 100000 65536 "$dur"
     seq=$((seq + 1))
     for s in kelp1 kelp2 weed; do run "POST1K/c$c" $s post.lua $c "$(printf '%x' $((0x10000000 * (seq + 10))))" 1024 "$dur"; done
     # 64 KB writes fill disks fast: 2 s each.

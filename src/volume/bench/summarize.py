@@ -13,15 +13,15 @@ labels = sorted({k[0] for k in rows}, key=lambda l: (l.split('/')[0], int(l.spli
 print('| workload | system | runs | median req/s | median p99 ms | non-2xx |')
 print('|---|---|---|---|---|---|')
 for label in labels:
-    for system in ['kelp1', 'kelp2', 'weed', 'ceil1', 'ceil2']:
+    for system in ['kelp1', 'kelp2', 'kelp2d', 'weed', 'ceil1', 'ceil2']:
         r = rows.get((label, system))
         if not r: continue
         print(f"| {label} | {system} | {len(r['rps'])} | {statistics.median(r['rps']):,.0f} | {statistics.median(r['p99']):.1f} | {r['bad']} |")
 print()
-print('| workload | kelp1/weed req/s | kelp2/weed req/s | kelp1/ceil1 | kelp2/ceil2 |')
-print('|---|---|---|---|---|')
+print('| workload | kelp1/weed req/s | kelp2/weed req/s | kelp2d/weed req/s | kelp1/ceil1 | kelp2/ceil2 | kelp2d/ceil2 |')
+print('|---|---|---|---|---|---|---|')
 med = lambda l, s: statistics.median(rows[(l, s)]['rps']) if (l, s) in rows else None
 for label in labels:
-    w, k1, k2, c1, c2 = (med(label, s) for s in ['weed', 'kelp1', 'kelp2', 'ceil1', 'ceil2'])
+    w, k1, k2, kd, c1, c2 = (med(label, s) for s in ['weed', 'kelp1', 'kelp2', 'kelp2d', 'ceil1', 'ceil2'])
     f = lambda a, b: f"{a / b:.2f}" if a and b else "-"
-    print(f"| {label} | {f(k1, w)} | {f(k2, w)} | {f(k1, c1)} | {f(k2, c2)} |")
+    print(f"| {label} | {f(k1, w)} | {f(k2, w)} | {f(kd, w)} | {f(k1, c1)} | {f(k2, c2)} | {f(kd, c2)} |")

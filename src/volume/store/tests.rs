@@ -48,7 +48,7 @@ fn settings() -> VolumeSettings {
 }
 
 // Proves ring writes in flight together land at distinct offsets, each key reads back
-// its own bytes (small ones from memory, a large one located in the file), an overwrite
+// its own bytes (small ones from the `.dat`'s mapping, a large one located in the file), an overwrite
 // or delete with another cookie is refused, a ring delete hides the key, and the files
 // reopen (recovery) with every live key and without the deleted one.
 #[test]
@@ -59,7 +59,11 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
     let mut core_store = stores.pop().unwrap();
     core_store.create(7, &settings()).unwrap();
     let store = RefCell::new(core_store);
-    let data_of = |key: u64| vec![key as u8; 100 + key as usize * 7000];
+    // Key 12 is past the whole-read size, so it is located and sent from the file.
+    let data_of = |key: u64| match key {
+        12 => vec![12; READ_WHOLE_RECORD_BYTES_MAX as usize + 1000],
+        _ => vec![key as u8; 100 + key as usize * 7000],
+    };
     let runtime = compio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let writes = (1..=12u64).map(|key| {
@@ -72,7 +76,7 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
         let crcs = futures_join_all(writes).await;
         for (key, crc) in (1..=12u64).zip(crcs) {
             assert_eq!(crc, kelp_engine::format::crc32c(&data_of(key)));
-            let found = read(&store, fid(key), 2).await.unwrap();
+            let found = read(&store, fid(key), 2).unwrap();
             let body = found.data.to_bytes().unwrap();
             assert_eq!(&body[..], &data_of(key)[..], "key {key}");
         }
@@ -88,7 +92,7 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
         // The needle's size field: the data plus its length/flags fields.
         assert!(deleted.size > data_of(5).len() as u64, "{}", deleted.size);
         assert!(matches!(
-            read(&store, fid(5), 6).await,
+            read(&store, fid(5), 6),
             Err(StoreError::NotFound { .. })
         ));
         let again = delete(&store, fid(5), 7).await;
@@ -106,6 +110,53 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
         let data = volume.read(key, 0xabcd).unwrap();
         assert_eq!(data.needle().data, &data_of(key)[..]);
     }
+}
+
+// Proves reads keep working as a volume outgrows its first mapping (the map is made again,
+// larger) and that data read through the old mapping stays valid after it is replaced.
+#[test]
+fn reads_across_a_remap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = open_dir(&config(dir.path())).unwrap();
+    let mut core_store = stores.pop().unwrap();
+    core_store.create(7, &settings()).unwrap();
+    let store = RefCell::new(core_store);
+    let needle_bytes = 100_000usize;
+    let needles = dat_map::DAT_MAP_BYTES_MIN as usize / needle_bytes + 2;
+    let runtime = compio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        write(&store, fid(1), &upload(vec![1; needle_bytes]), 1)
+            .await
+            .unwrap();
+        let first = read(&store, fid(1), 2).unwrap().data.to_bytes().unwrap();
+        let first_map_len = store
+            .borrow()
+            .get(7)
+            .unwrap()
+            .dat_map
+            .as_ref()
+            .unwrap()
+            .len();
+        for key in 2..=needles as u64 {
+            let data = vec![key as u8; needle_bytes];
+            write(&store, fid(key), &upload(data), key).await.unwrap();
+        }
+        let last = read(&store, fid(needles as u64), 2).unwrap();
+        let last = last.data.to_bytes().unwrap();
+        assert_eq!(&last[..], &vec![needles as u8; needle_bytes][..]);
+        let map_len = store
+            .borrow()
+            .get(7)
+            .unwrap()
+            .dat_map
+            .as_ref()
+            .unwrap()
+            .len();
+        assert!(map_len > first_map_len, "{map_len} > {first_map_len}");
+        assert_eq!(&first[..], &vec![1u8; needle_bytes][..]);
+        let again = read(&store, fid(1), 2).unwrap().data.to_bytes().unwrap();
+        assert_eq!(again, first);
+    });
 }
 
 /// Polls every future on this thread until all are done (no extra crate needed).
