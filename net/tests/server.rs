@@ -274,6 +274,38 @@ fn connections_max_refuses_with_503() {
     }
 }
 
+// Proves `serve_listeners` counts the connections of all its listeners against one
+// `connections_max` (one core's limit, not one per port), and one shutdown stops them all.
+#[test]
+fn connections_max_counts_every_listener_of_a_core() {
+    let mut two = limits();
+    two.connections_max = 2;
+    let (server, second_addr) = TestServer::start_two_listeners(two);
+    let connect_second = || {
+        let stream = std::net::TcpStream::connect(second_addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    let mut first = ResponseReader::new(server.connect());
+    let mut second = ResponseReader::new(connect_second());
+    first.send(&get("/echo"));
+    second.send(&get("/echo"));
+    assert_eq!(first.next(false).unwrap().status, 200);
+    assert_eq!(second.next(false).unwrap().status, 200);
+    for stream in [server.connect(), connect_second()] {
+        let refused = ResponseReader::new(stream).next(false).unwrap();
+        assert_eq!(refused.status, 503, "{}", refused.text());
+    }
+    server.trigger_shutdown();
+    server.join_within(Duration::from_secs(10));
+    assert!(
+        std::net::TcpStream::connect(second_addr).is_err(),
+        "still listening"
+    );
+}
+
 // Proves the server works on the poll driver (the fallback where io_uring is blocked),
 // including file bodies above the zero-copy threshold.
 #[test]

@@ -25,8 +25,9 @@ pub mod upload;
 use self::config::Config;
 use self::core::{CoreMessage, CoreState, Registry, VolumeHandler};
 use crate::CliResult;
-use kelp_net::http::server::{HttpLimits, bind_reuseport, serve_listener};
+use kelp_net::http::server::{HttpLimits, bind_reuseport, serve_listeners};
 use kelp_net::mesh::MeshEndpoint;
+use kelp_net::runtime::{Either, Shutdown, select2};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,7 @@ pub fn run(args: Args) -> CliResult {
         .collect();
     let per_core = Arc::new(per_core);
     let limits = http_limits(&config);
+    let shutdown = Shutdown::new();
     let result = kelp_net::runtime::run_cores(config.cores, move |context| {
         let taken = per_core[context.core_index]
             .lock()
@@ -81,9 +83,11 @@ pub fn run(args: Args) -> CliResult {
             masters: Default::default(),
             peers: Default::default(),
         });
-        serve_core(state, limits, context.driver.name())
+        serve_core(state, limits, context.driver.name(), shutdown.clone())
     });
-    result.map_err(|e| format!("serving: {e}").into())
+    result.map_err(|e| format!("serving: {e}"))?;
+    tracing::info!("volume server: stopped");
+    Ok(())
 }
 
 fn http_limits(config: &Config) -> HttpLimits {
@@ -104,34 +108,45 @@ async fn serve_core(
     state: Rc<CoreState>,
     limits: HttpLimits,
     driver: &'static str,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let config = state.config.clone();
     let core_index = state.core_index;
     let main_addr = SocketAddr::new(config.ip, config.port);
     let core_addr = SocketAddr::new(config.ip, shard::core_port(config.port, core_index));
     // Bind both before serving, so a taken port fails the start with its address.
-    let main_listener = bind_reuseport(main_addr)?;
-    let core_listener = bind_reuseport(core_addr)?;
+    let listeners = vec![bind_reuseport(main_addr)?, bind_reuseport(core_addr)?];
     let handler = Rc::new(VolumeHandler {
         state: state.clone(),
     });
     compio::runtime::spawn(core::mesh_loop(state.clone())).detach();
     if core_index == 0 {
         compio::runtime::spawn(heartbeat::heartbeat_loop(state.clone())).detach();
+        compio::runtime::spawn(stop_on_signal(shutdown.clone())).detach();
     }
     let volumes = state.store.borrow().len();
     tracing::info!(
         "core {core_index}: {driver}, {volumes} volumes, serving {main_addr} and {core_addr}"
     );
-    let forever = std::future::pending::<()>;
-    let own_port = compio::runtime::spawn(serve_listener(
-        core_listener,
-        limits,
-        handler.clone(),
-        forever(),
-    ));
-    serve_listener(main_listener, limits, handler, forever()).await?;
-    own_port
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("core port task panicked")))
+    let served = serve_listeners(listeners, limits, handler, shutdown).await;
+    for failure in state.store.borrow().sync_all() {
+        tracing::error!("core {core_index}: at shutdown: {failure}");
+    }
+    served
+}
+
+/// Triggers `shutdown` on SIGTERM or SIGINT: every core stops accepting, finishes the
+/// requests in progress and syncs its volumes. A second signal ends the process at once.
+async fn stop_on_signal(shutdown: Shutdown) {
+    let signal = select2(
+        compio::signal::unix::signal(libc::SIGTERM),
+        compio::signal::ctrl_c(),
+    )
+    .await;
+    if let Either::Left(Err(error)) | Either::Right(Err(error)) = signal {
+        tracing::warn!("cannot watch for SIGTERM/SIGINT ({error}); they will end the process");
+        return;
+    }
+    tracing::info!("volume server: stopping: finishing requests in progress, syncing volumes");
+    shutdown.trigger();
 }

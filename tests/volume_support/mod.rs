@@ -92,6 +92,20 @@ impl VolumeServer {
         self.wait_ready();
     }
 
+    /// SIGTERM; asserts the server stops by itself with status 0 (within 10 s), then starts
+    /// it again on the same directory and ports.
+    pub fn stop_and_restart(&mut self) {
+        self.guard.terminate(Duration::from_secs(10));
+        let status = self.guard.child.try_wait().expect("wait").expect("reaped");
+        assert!(
+            status.success(),
+            "a stopped server exits 0, got {status}; log:\n{}",
+            self.log_text()
+        );
+        self.guard = spawn(&self.args, self.port, &self.log);
+        self.wait_ready();
+    }
+
     pub fn core_port(&self, core: usize) -> u16 {
         self.port + 1 + core as u16
     }

@@ -9,7 +9,7 @@ mod wire;
 
 use std::sync::Arc;
 
-pub use server::{HttpLimits, bind_reuseport, serve, serve_listener, serve_until};
+pub use server::{HttpLimits, bind_reuseport, serve, serve_listener, serve_listeners, serve_until};
 
 /// Request method. Methods Kelp does not serve are `Other` (handlers answer 405).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

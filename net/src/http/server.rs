@@ -23,17 +23,18 @@ use crate::limits::{
     LINGER_MS_MAX, LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES,
     SHUTDOWN_DRAIN_MS_MAX, ZERO_COPY_MIN_BYTES_DEFAULT,
 };
-use crate::runtime::{Either, select2};
+use crate::runtime::{Either, Shutdown, select2};
 
-/// Limits of one `serve*` call (one listener on one core): `connections_max` counts the
-/// connections that listener accepted, so a core serving two listeners may hold twice as many.
+/// Limits of one `serve*` call on one core: `connections_max` counts the connections of the
+/// listeners that call serves (one, or all of them for [`serve_listeners`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Request line plus headers; more gets 431.
     pub header_bytes_max: usize,
     /// Request body (declared or decoded); more gets 413.
     pub body_bytes_max: u64,
-    /// Open connections of this listener on this core; one more is answered 503 and closed.
+    /// Open connections of the call's listeners on this core; one more is answered 503 and
+    /// closed.
     pub connections_max: usize,
     /// Time from the first byte of a request head to its end; then 408 and close.
     pub header_timeout_ms: u64,
@@ -190,9 +191,60 @@ pub async fn serve_listener<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     limits.assert_valid();
+    let connections = Rc::new(CoreConnections::default());
+    let served = accept_until(listener, limits, handler, &connections, shutdown).await;
+    drain(&connections).await;
+    served
+}
+
+/// [`serve_listener`] for several listeners of one core (a port shared by every core and the
+/// core's own port): `connections_max` counts their connections together, and all stop and
+/// drain on `shutdown`. Returns the first listener's error, after the others stopped too.
+pub async fn serve_listeners<H: Handler>(
+    listeners: Vec<std::net::TcpListener>,
+    limits: HttpLimits,
+    handler: Rc<H>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    limits.assert_valid();
+    let connections = Rc::new(CoreConnections::default());
+    // One listener failing ends them all: each loop also stops on `stop`.
+    let stop = Shutdown::new();
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let (handler, connections) = (handler.clone(), connections.clone());
+            let (shutdown, stop) = (shutdown.clone(), stop.clone());
+            compio::runtime::spawn(async move {
+                let until = select2(shutdown.wait(), stop.wait());
+                let served = accept_until(listener, limits, handler, &connections, until).await;
+                stop.trigger();
+                served
+            })
+        })
+        .collect();
+    let mut first = Ok(());
+    for accept_loop in loops {
+        let served = accept_loop
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")));
+        first = first.and(served);
+    }
+    drain(&connections).await;
+    first
+}
+
+/// Accepts connections on `listener` and serves each in its own task until `shutdown`
+/// completes, counting them in `connections`.
+async fn accept_until<H: Handler>(
+    listener: std::net::TcpListener,
+    limits: HttpLimits,
+    handler: Rc<H>,
+    connections: &Rc<CoreConnections>,
+    shutdown: impl Future,
+) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
-    let connections = Rc::new(CoreConnections::default());
     let mut shutdown = std::pin::pin!(shutdown);
     // Multishot accept on io_uring: one submission yields connections until it is cancelled.
     let mut incoming = listener.incoming();
@@ -200,11 +252,7 @@ pub async fn serve_listener<H: Handler>(
         let accepted = match select2(incoming.next(), shutdown.as_mut()).await {
             Either::Left(Some(accepted)) => accepted,
             Either::Left(None) => return Ok(()),
-            Either::Right(()) => {
-                drop(incoming);
-                drain(&connections).await;
-                return Ok(());
-            }
+            Either::Right(_) => return Ok(()),
         };
         let stream = match accepted {
             Ok(stream) => stream,
@@ -215,7 +263,7 @@ pub async fn serve_listener<H: Handler>(
             }
             Err(error) => return Err(error),
         };
-        let slot = ConnectionSlot::take(&connections, limits.connections_max);
+        let slot = ConnectionSlot::take(connections, limits.connections_max);
         let handler = handler.clone();
         compio::runtime::spawn(async move {
             match slot {

@@ -110,6 +110,43 @@ impl TestServer {
         }
     }
 
+    /// A server on two listeners of one core (`serve_listeners`); `addr` is the first, the
+    /// second is returned beside it.
+    pub fn start_two_listeners(limits: HttpLimits) -> (TestServer, SocketAddr) {
+        let bind = || kelp_net::http::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listeners = vec![bind(), bind()];
+        let addr = listeners[0].local_addr().unwrap();
+        let second = listeners[1].local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = build_runtime(default_driver()).unwrap();
+            let handler = Rc::new(TestHandler { file: make_file() });
+            runtime
+                .block_on(kelp_net::http::serve_listeners(
+                    listeners, limits, handler, stop,
+                ))
+                .unwrap();
+        });
+        let server = TestServer {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        };
+        (server, second)
+    }
+
+    /// Waits for the server thread to end (after a shutdown), at most `timeout`.
+    pub fn join_within(mut self, timeout: Duration) {
+        let thread = self.thread.take().expect("server thread");
+        let deadline = std::time::Instant::now() + timeout;
+        while !thread.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().expect("server thread panicked");
+    }
+
     /// Starts the shutdown without waiting for the server thread.
     pub fn trigger_shutdown(&self) {
         self.shutdown.trigger();
