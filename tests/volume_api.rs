@@ -5,6 +5,7 @@ mod support;
 mod volume_support;
 
 use std::io::Write as _;
+use std::process::Command;
 use std::time::Duration;
 use volume_support::{VolumeServer, curl, get, request};
 
@@ -543,4 +544,61 @@ fn concurrent_durable_writes() {
         "{}",
         server.log_text()
     );
+}
+
+/// `kelp volume` on 2 cores, started with RLIMIT_NOFILE set to 1024 (soft and hard).
+fn volume_with_fd_limit_1024(dir: &std::path::Path, port: u16, extra: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = Command::new(support::kelp_bin());
+    command
+        .args(["volume", "--dir", &dir.display().to_string()])
+        .args(["--port", &port.to_string(), "--cores", "2"])
+        .args(["--master", &support::dead_address()])
+        .args(extra);
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+// Proves an open-file limit too low for `--max-connections` stops the start with an error
+// naming the flag and the fix, and that without the flag the server starts anyway, with as
+// many connections per core as the limit allows (and says so).
+#[test]
+fn open_file_limit_checked_against_max_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port_run(3);
+    let refused = volume_with_fd_limit_1024(dir.path(), port, &["--max-connections", "5000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("--max-connections 5000"), "{stderr}");
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+    let log_path = dir.path().join("volume.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = volume_with_fd_limit_1024(dir.path(), port, &[])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _guard = support::ChildGuard {
+        child,
+        name: "volume".into(),
+    };
+    support::wait_until("the volume server", Duration::from_secs(20), || {
+        volume_support::healthy(port)
+    });
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("connections per core"), "{log}");
 }

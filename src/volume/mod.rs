@@ -27,7 +27,7 @@ use self::core::{CoreMessage, CoreState, Registry, VolumeHandler};
 use crate::CliResult;
 use kelp_net::http::server::{HttpLimits, bind_reuseport, serve_listeners};
 use kelp_net::mesh::MeshEndpoint;
-use kelp_net::runtime::{Either, Shutdown, select2};
+use kelp_net::runtime::{Either, Shutdown, check_fd_limit, select2};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,9 @@ pub use self::config::Args;
 type CoreSlot = Mutex<Option<(store::CoreStore, MeshEndpoint<CoreMessage>)>>;
 
 pub fn run(args: Args) -> CliResult {
-    let config = Arc::new(Config::from_args(args)?);
+    let mut config = Config::from_args(args)?;
+    config.connections_max = Some(connections_per_core(&config)?);
+    let config = Arc::new(config);
     let stores = store::open_dir(&config)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     {
@@ -89,6 +91,45 @@ pub fn run(args: Args) -> CliResult {
     tracing::info!("volume server: stopped");
     Ok(())
 }
+
+/// Descriptors a volume holds open: its `.dat`, its `.idx`, and the `.idx` handle for ring
+/// appends.
+const VOLUME_FDS: usize = 3;
+
+/// Connections per core that fit RLIMIT_NOFILE beside the volumes' files. An explicit
+/// `--max-connections` that does not fit is an error saying how to raise the limit; the
+/// default is lowered to what fits (the soft limit is raised to the hard one first).
+fn connections_per_core(config: &Config) -> Result<usize, String> {
+    let files = VOLUME_FDS * config.volumes_max as usize;
+    let cores = config.cores;
+    if let Some(per_core) = config.connections_max {
+        return check_fd_limit(per_core * cores + files)
+            .map(|()| per_core)
+            .map_err(|error| format!("--max-connections {per_core} on {cores} cores: {error}"));
+    }
+    let per_core = kelp_net::limits::CONNECTIONS_MAX_DEFAULT;
+    let Err(error) = check_fd_limit(per_core * cores + files) else {
+        return Ok(per_core);
+    };
+    let reserve = error.needed as usize - (per_core * cores + files);
+    let fits = (error.hard_limit as usize).saturating_sub(reserve + files) / cores;
+    if fits < CONNECTIONS_PER_CORE_MIN {
+        return Err(format!(
+            "too few descriptors for the volume server: {error}"
+        ));
+    }
+    check_fd_limit(fits * cores + files)
+        .map_err(|error| format!("too few descriptors for the volume server: {error}"))?;
+    tracing::info!(
+        "open-file limit {}: {fits} connections per core (the default {per_core} needs `ulimit -n {}`)",
+        error.hard_limit,
+        error.needed
+    );
+    Ok(fits)
+}
+
+/// Below this many connections per core the server would hardly serve: refuse to start.
+const CONNECTIONS_PER_CORE_MIN: usize = 64;
 
 fn http_limits(config: &Config) -> HttpLimits {
     let mut limits = HttpLimits {
