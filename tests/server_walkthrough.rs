@@ -96,3 +96,58 @@ fn seed_walkthrough_against_kelp_server() {
         "a restarted server never reuses a fid"
     );
 }
+
+// Proves the master gives out a new volume's owner-core port (`--volume-port + 1 + v % cores`)
+// from its first assignment on, before any heartbeat reports it: clients then reach the core
+// that owns the volume without a cross-core hand-off.
+#[test]
+fn new_volumes_are_assigned_on_their_owner_core_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let master_port = free_port();
+    let volume_port = free_port_run(3);
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let (master_port_text, volume_port_text) = (master_port.to_string(), volume_port.to_string());
+    let args = [
+        "server",
+        "--dir",
+        &data,
+        "--master-port",
+        &master_port_text,
+        "--volume-port",
+        &volume_port_text,
+        "--cores",
+        "2",
+        "--pulse-seconds",
+        "600",
+    ];
+    let log = dir.path().join("server.log");
+    let _server = ChildGuard::spawn_kelp("kelp server", &args, &log);
+    let master = format!("127.0.0.1:{master_port}");
+    let mut assigned = None;
+    wait_until(
+        "a first assignment",
+        Duration::from_secs(20),
+        || match http("GET", &master, "/dir/assign?collection=owners", &[], b"") {
+            Ok(answer) if answer.status == 200 => {
+                assigned = Some(answer.json());
+                true
+            }
+            _ => false,
+        },
+    );
+    for _ in 0..20 {
+        let answer = assigned.take().unwrap_or_else(|| {
+            http("GET", &master, "/dir/assign?collection=owners", &[], b"")
+                .unwrap()
+                .json()
+        });
+        let fid = answer["fid"].as_str().unwrap();
+        let volume_id: u16 = fid.split(',').next().unwrap().parse().unwrap();
+        let owner_port = volume_port + 1 + volume_id % 2;
+        assert_eq!(
+            answer["url"],
+            format!("127.0.0.1:{owner_port}"),
+            "volume {volume_id}: {answer}"
+        );
+    }
+}

@@ -239,11 +239,15 @@ pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response
             return store_error_response(&error);
         }
     }
+    // The owner core's own port (this request was handed to the owner): the master gives it
+    // out for the new volume at once, instead of the shared port until the next heartbeat.
+    let port = super::shard::core_port(state.config.port, state.core_index);
     let json = serde_json::json!({
         "volume": volume_id,
         "collection": settings.collection,
         "replication": settings.replication,
         "ttl": settings.ttl,
+        "port": port,
     });
     Response::json(200, json.to_string())
 }
