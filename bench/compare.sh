@@ -113,23 +113,48 @@ if ((${#kelp_pids[@]})); then
   fi
 fi
 
-# One measurement: SYSTEM CLIENT WORKLOAD MASTER SIZE CONC FILES -> lines in $results:
-# system, workload label, phase, req/s, p50 ms, p99 ms
+# utime + stime, in clock ticks, of every process in PIDS (all their threads, dead ones too).
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+
+# The server processes of SYSTEM, whose CPU a run is charged with (none for --kelp-master).
+server_pids() {
+  case $1 in
+    SeaweedFS) cat "$work/seaweedfs/pids" ;;
+    Kelp) ((${#kelp_pids[@]})) && echo "${kelp_pids[@]}" ;;
+  esac
+}
+
+# One measurement: SYSTEM LABEL MASTER SIZE CONC FILES -> two lines (write, read) in $results:
+# system, workload label, req/s, p50 ms, p99 ms, server CPU us per request ("" when unknown).
+# The write phase and the read phase run as two benchmarks (the second reads the list the
+# first wrote), so the servers' CPU is measured for each.
 measure_kelp_client() {
-  local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6
-  local json=$work/run.json
-  "$kelp" benchmark --master "$master" -n "$files" -c "$conc" --size "$size" \
-    --collection "c$size" --list "$work/list.txt" --json "$json" >"$work/last.txt" 2>&1 || {
-      echo "compare.sh: kelp benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2
-      printf '%s\t%s\n' "$system" "$label" >>"$work/failed.tsv"; return 0; }
-  python3 - "$json" "$system" "$label" >>"$results" <<'PY'
+  local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6 phase
+  local json=$work/run.json pids
+  pids=$(server_pids "$system" | xargs)
+  for phase in write read; do
+    local before="" after=""
+    [[ -n $pids ]] && before=$(cpu_ticks $pids)
+    "$kelp" benchmark --master "$master" -n "$files" -c "$conc" --size "$size" \
+      --collection "c$size" --list "$work/list.txt" --json "$json" "--$phase-only" \
+      >"$work/last.txt" 2>&1 || {
+        echo "compare.sh: kelp benchmark ($phase) on $system failed:" >&2; tail -5 "$work/last.txt" >&2
+        printf '%s\t%s\n' "$system" "$label" >>"$work/failed.tsv"; return 0; }
+    [[ -n $pids ]] && after=$(cpu_ticks $pids)
+    python3 - "$json" "$system" "$label $phase" "$before" "$after" "$(getconf CLK_TCK)" >>"$results" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
-for phase in report["phases"]:
-    kind = "write" if phase["name"].startswith("Writing") else "read"
-    pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
-    print(f"{sys.argv[2]}\t{sys.argv[3]} {kind}\t{phase['requests_per_second']:.1f}\t{pct[50.0]:.2f}\t{pct[99.0]:.2f}")
+(phase,) = report["phases"]
+pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
+before, after, tck = sys.argv[4], sys.argv[5], int(sys.argv[6])
+cpu = f"{(int(after) - int(before)) / tck * 1e6 / max(phase['completed'], 1):.1f}" if before else ""
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{phase['requests_per_second']:.1f}\t{pct[50.0]:.2f}\t{pct[99.0]:.2f}\t{cpu}")
 PY
+  done
 }
 
 measure_weed_client() {
@@ -147,7 +172,7 @@ measure_weed_client() {
       split("write read", kinds, " ")
       for (i = 1; i <= 2; i++) {
         k = kinds[i]
-        if (k in rps) printf "%s\t%s %s\t%s\t%s\t%s\n", name, label, k, rps[k], p50[k], p99[k]
+        if (k in rps) printf "%s\t%s %s\t%s\t%s\t%s\t\n", name, label, k, rps[k], p50[k], p99[k]
       }
     }
   ' "$work/last.txt" >>"$results"
@@ -189,10 +214,11 @@ import statistics, sys
 rows, order = {}, []
 failed = {tuple(line.rstrip("\n").split("\t")) for line in open(sys.argv[4]) if line.strip()}
 for line in open(sys.argv[1]):
-    system, label, rps, p50, p99 = line.rstrip("\n").split("\t")
+    system, label, rps, p50, p99, cpu = line.rstrip("\n").split("\t")
     if label not in order:
         order.append(label)
-    rows.setdefault((label, system), []).append((float(rps), float(p50), float(p99)))
+    cpu = float(cpu) if cpu else None
+    rows.setdefault((label, system), []).append((float(rps), float(p50), float(p99), cpu))
 for system, base in sorted(failed):
     for label in (f"{base} write", f"{base} read"):
         if label not in order:
@@ -200,9 +226,14 @@ for system, base in sorted(failed):
 kelp_state, rounds = sys.argv[2], sys.argv[3]
 def median(values, i):
     return statistics.median(v[i] for v in values)
-print(f"Medians of {rounds} interleaved rounds. req/s higher is better; p50/p99 in ms.\n")
-print("| workload | SeaweedFS req/s | Kelp req/s | Kelp/SeaweedFS | SeaweedFS p50 / p99 | Kelp p50 / p99 |")
-print("|---|---:|---:|---:|---:|---:|")
+def median_cpu(values):
+    known = [v[3] for v in values or [] if v[3] is not None]
+    return statistics.median(known) if known else None
+print(f"Medians of {rounds} interleaved rounds. req/s higher is better; p50/p99 in ms.")
+print("Server CPU: user+system of the server processes (SeaweedFS: master + volume server;")
+print("Kelp: `kelp server`) per request; a write is an assignment plus an upload.\n")
+print("| workload | SeaweedFS req/s | Kelp req/s | Kelp/SeaweedFS | SeaweedFS p50 / p99 | Kelp p50 / p99 | server CPU µs/req SeaweedFS / Kelp |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for label in order:
     sw = rows.get((label, "SeaweedFS"))
     kp = rows.get((label, "Kelp"))
@@ -218,7 +249,9 @@ for label in order:
         if ("Kelp", base) in failed:
             kp_rps = "failed"
         ratio, kp_lat = "-", "-"
-    print(f"| {label} | {sw_rps} | {kp_rps} | {ratio} | {sw_lat} | {kp_lat} |")
+    sw_cpu, kp_cpu = median_cpu(sw), median_cpu(kp)
+    cpu = f"{sw_cpu:.0f} / {kp_cpu:.0f} ({sw_cpu / kp_cpu:.1f}x)" if sw_cpu and kp_cpu else "-"
+    print(f"| {label} | {sw_rps} | {kp_rps} | {ratio} | {sw_lat} | {kp_lat} | {cpu} |")
 PY
 )
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r), $(date -u +%Y-%m-%d)"
