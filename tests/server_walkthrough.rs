@@ -9,30 +9,40 @@ use std::time::Duration;
 use master_common::{get, get_following, http, multipart_file};
 use support::{ChildGuard, free_port, free_port_run, wait_until};
 
+/// `kelp server` on 2 cores with its data in `dir/data`.
+fn server_args(
+    dir: &std::path::Path,
+    master_port: u16,
+    volume_port: u16,
+    pulse_s: u32,
+) -> Vec<String> {
+    let data = dir.join("data").to_string_lossy().into_owned();
+    [
+        "server",
+        "--dir",
+        &data,
+        "--master-port",
+        &master_port.to_string(),
+        "--volume-port",
+        &volume_port.to_string(),
+        "--cores",
+        "2",
+        "--pulse-seconds",
+        &pulse_s.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 // Proves the README's quick start works: `kelp server --dir D` takes a `curl -F` upload on
 // the master's /submit, serves it from the volume server and through a 301 from the master,
 // deletes it, and then answers 404 both ways. Then it restarts and still knows its volumes.
 #[test]
 fn seed_walkthrough_against_kelp_server() {
     let dir = tempfile::tempdir().unwrap();
-    let master_port = free_port();
-    let volume_port = free_port_run(3);
-    let data = dir.path().join("data");
-    let (master_port_text, volume_port_text) = (master_port.to_string(), volume_port.to_string());
-    let data_text = data.to_string_lossy().into_owned();
-    let args = [
-        "server",
-        "--dir",
-        &data_text,
-        "--master-port",
-        &master_port_text,
-        "--volume-port",
-        &volume_port_text,
-        "--cores",
-        "2",
-        "--pulse-seconds",
-        "1",
-    ];
+    let (master_port, volume_port) = (free_port(), free_port_run(3));
+    let args = server_args(dir.path(), master_port, volume_port, 1);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = dir.path().join("server.log");
     let mut server = ChildGuard::spawn_kelp("kelp server", &args, &log);
     let master = format!("127.0.0.1:{master_port}");
@@ -103,23 +113,9 @@ fn seed_walkthrough_against_kelp_server() {
 #[test]
 fn new_volumes_are_assigned_on_their_owner_core_port() {
     let dir = tempfile::tempdir().unwrap();
-    let master_port = free_port();
-    let volume_port = free_port_run(3);
-    let data = dir.path().join("data").to_string_lossy().into_owned();
-    let (master_port_text, volume_port_text) = (master_port.to_string(), volume_port.to_string());
-    let args = [
-        "server",
-        "--dir",
-        &data,
-        "--master-port",
-        &master_port_text,
-        "--volume-port",
-        &volume_port_text,
-        "--cores",
-        "2",
-        "--pulse-seconds",
-        "600",
-    ];
+    let (master_port, volume_port) = (free_port(), free_port_run(3));
+    let args = server_args(dir.path(), master_port, volume_port, 600);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = dir.path().join("server.log");
     let _server = ChildGuard::spawn_kelp("kelp server", &args, &log);
     let master = format!("127.0.0.1:{master_port}");

@@ -129,14 +129,7 @@ fn reads_across_a_remap() {
             .await
             .unwrap();
         let first = read(&store, fid(1), 2).unwrap().data.to_bytes().unwrap();
-        let first_map_len = store
-            .borrow()
-            .get(7)
-            .unwrap()
-            .dat_map
-            .as_ref()
-            .unwrap()
-            .len();
+        let first_map_len = map_len(&store);
         for key in 2..=needles as u64 {
             let data = vec![key as u8; needle_bytes];
             write(&store, fid(key), &upload(data), key).await.unwrap();
@@ -144,19 +137,19 @@ fn reads_across_a_remap() {
         let last = read(&store, fid(needles as u64), 2).unwrap();
         let last = last.data.to_bytes().unwrap();
         assert_eq!(&last[..], &vec![needles as u8; needle_bytes][..]);
-        let map_len = store
-            .borrow()
-            .get(7)
-            .unwrap()
-            .dat_map
-            .as_ref()
-            .unwrap()
-            .len();
-        assert!(map_len > first_map_len, "{map_len} > {first_map_len}");
+        let grown = map_len(&store);
+        assert!(grown > first_map_len, "{grown} > {first_map_len}");
         assert_eq!(&first[..], &vec![1u8; needle_bytes][..]);
         let again = read(&store, fid(1), 2).unwrap().data.to_bytes().unwrap();
         assert_eq!(again, first);
     });
+}
+
+/// Bytes of volume 7's current `.dat` mapping.
+fn map_len(store: &RefCell<CoreStore>) -> u64 {
+    let store = store.borrow();
+    let map = store.get(7).unwrap().dat_map.as_ref().unwrap();
+    map.len()
 }
 
 /// Polls every future on this thread until all are done (no extra crate needed).
