@@ -3,6 +3,7 @@
 mod support;
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use kelp_net::runtime::DriverKind;
@@ -12,11 +13,40 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
 }
 
+/// A server with the default limits and one client connection to it.
+fn start_and_connect() -> (TestServer, ResponseReader) {
+    let server = TestServer::start(limits());
+    let client = ResponseReader::new(server.connect());
+    (server, client)
+}
+
+/// A new connection to `server` gets a request answered with 200.
+fn assert_new_connection_served(server: &TestServer) {
+    let mut fresh = ResponseReader::new(server.connect());
+    fresh.send(&get("/echo"));
+    assert_eq!(fresh.next(false).unwrap().status, 200);
+}
+
+/// Two connections, each with a request answered with 200; both stay open.
+fn both_served(first: TcpStream, second: TcpStream) -> (ResponseReader, ResponseReader) {
+    let (mut first, mut second) = (ResponseReader::new(first), ResponseReader::new(second));
+    first.send(&get("/echo"));
+    second.send(&get("/echo"));
+    assert_eq!(first.next(false).unwrap().status, 200);
+    assert_eq!(second.next(false).unwrap().status, 200);
+    (first, second)
+}
+
+/// `body` is the first `len` bytes of the test file's region, byte for byte.
+fn assert_body_exact(body: &[u8], len: u64) {
+    assert_eq!(body.len() as u64, len);
+    assert!(body == body_file_expected(len), "len {len} differs");
+}
+
 // Proves several requests are answered on one kept-alive connection.
 #[test]
 fn keep_alive_serves_many_requests() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     for i in 0..5 {
         client.send(&get(&format!("/echo?i={i}")));
         let response = client.next(false).unwrap();
@@ -31,8 +61,7 @@ fn keep_alive_serves_many_requests() {
 // the slowest.
 #[test]
 fn pipelined_requests_answered_in_order() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     let mut batch = get("/sleep?ms=150");
     batch.extend(get("/echo?n=2"));
     batch.extend(b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
@@ -48,8 +77,7 @@ fn pipelined_requests_answered_in_order() {
 // Proves a chunked request body reaches the handler decoded.
 #[test]
 fn chunked_body_is_decoded() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     client.send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nkelp\r\n");
     std::thread::sleep(Duration::from_millis(50));
     client.send(b"6\r\n store\r\n0\r\n\r\n");
@@ -61,8 +89,7 @@ fn chunked_body_is_decoded() {
 // Proves `Expect: 100-continue` gets `100 Continue` before the body is sent, then the answer.
 #[test]
 fn expect_continue_then_body() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     let body = vec![b'x'; 2000];
     client.send(b"PUT /echo HTTP/1.1\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n");
     let interim = client.next(false).unwrap();
@@ -76,8 +103,7 @@ fn expect_continue_then_body() {
 // Proves a body over the limit announced with 100-continue gets 413 at once, no 100.
 #[test]
 fn expect_continue_over_limit_gets_413() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     client.send(b"PUT /echo HTTP/1.1\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n");
     let response = client.next(false).unwrap();
     assert_eq!(response.status, 413);
@@ -90,8 +116,7 @@ fn expect_continue_over_limit_gets_413() {
 // connection is served normally.
 #[test]
 fn malformed_request_400_then_new_connection_works() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (server, mut client) = start_and_connect();
     client.send(b"GET /echo HTTP/1.1\r\nBad Header\r\n\r\n");
     let response = client.next(false).unwrap();
     assert_eq!(response.status, 400);
@@ -103,9 +128,7 @@ fn malformed_request_400_then_new_connection_works() {
     );
     assert!(client.closed());
 
-    let mut fresh = ResponseReader::new(server.connect());
-    fresh.send(&get("/echo"));
-    assert_eq!(fresh.next(false).unwrap().status, 200);
+    assert_new_connection_served(&server);
 }
 
 // Proves a good request before a bad one on the same connection is answered, the bad one gets
@@ -113,8 +136,7 @@ fn malformed_request_400_then_new_connection_works() {
 // cannot know where it starts).
 #[test]
 fn good_then_bad_then_good_on_one_connection() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     let mut batch = get("/echo?first");
     batch.extend(b"NOT-HTTP\r\n\r\n");
     batch.extend(get("/echo?third"));
@@ -127,8 +149,7 @@ fn good_then_bad_then_good_on_one_connection() {
 // Proves request heads over the header limit get 431.
 #[test]
 fn header_too_large_431() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     let big = format!("GET /echo HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(5000));
     client.send(big.as_bytes());
     let response = client.next(false).unwrap();
@@ -140,8 +161,7 @@ fn header_too_large_431() {
 // although it was still sending.
 #[test]
 fn body_over_limit_413() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (server, mut client) = start_and_connect();
     client.send(b"POST /echo HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n");
     let _ = client.stream.write_all(&vec![b'y'; 100_000]);
     assert_eq!(client.next(false).unwrap().status, 413);
@@ -201,8 +221,7 @@ fn idle_and_header_timeouts_close() {
 // the next response on the connection starts right after the head.
 #[test]
 fn head_has_length_but_no_body() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     client.send(b"HEAD /file?len=1234 HTTP/1.1\r\n\r\n");
     let head = client.next(true).unwrap();
     assert_eq!(head.status, 200);
@@ -214,25 +233,19 @@ fn head_has_length_but_no_body() {
 // Proves `Body::File` regions arrive byte-exact below and above the zero-copy threshold.
 #[test]
 fn file_regions_byte_exact() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     for len in [0u64, 1, 1000, 64 * 1024 - 1, 64 * 1024, 300_000, 2 << 20] {
         client.send(&get(&format!("/file?len={len}")));
         let response = client.next(false).unwrap();
         assert_eq!(response.status, 200);
-        assert_eq!(response.body.len() as u64, len);
-        assert!(
-            response.body == body_file_expected(len),
-            "len {len} differs"
-        );
+        assert_body_exact(&response.body, len);
     }
 }
 
 // Proves HTTP/1.0 requests get `Connection: close` and the connection closes after the answer.
 #[test]
 fn http10_closes() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (server, mut client) = start_and_connect();
     client.send(b"GET /echo HTTP/1.0\r\n\r\n");
     let response = client.next(false).unwrap();
     assert_eq!(response.header("connection"), Some("close"));
@@ -251,12 +264,7 @@ fn connections_max_refuses_with_503() {
     let mut two = limits();
     two.connections_max = 2;
     let server = TestServer::start(two);
-    let mut first = ResponseReader::new(server.connect());
-    let mut second = ResponseReader::new(server.connect());
-    first.send(&get("/echo"));
-    second.send(&get("/echo"));
-    assert_eq!(first.next(false).unwrap().status, 200);
-    assert_eq!(second.next(false).unwrap().status, 200);
+    let (first, _second) = both_served(server.connect(), server.connect());
     let mut third = ResponseReader::new(server.connect());
     let refused = third.next(false).unwrap();
     assert_eq!(refused.status, 503);
@@ -288,12 +296,7 @@ fn connections_max_counts_every_listener_of_a_core() {
             .unwrap();
         stream
     };
-    let mut first = ResponseReader::new(server.connect());
-    let mut second = ResponseReader::new(connect_second());
-    first.send(&get("/echo"));
-    second.send(&get("/echo"));
-    assert_eq!(first.next(false).unwrap().status, 200);
-    assert_eq!(second.next(false).unwrap().status, 200);
+    let _open = both_served(server.connect(), connect_second());
     for stream in [server.connect(), connect_second()] {
         let refused = ResponseReader::new(stream).next(false).unwrap();
         assert_eq!(refused.status, 503, "{}", refused.text());
@@ -356,8 +359,7 @@ fn client_not_reading_is_disconnected() {
 // while the server keeps serving other connections.
 #[test]
 fn handler_panic_gives_500() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (server, mut client) = start_and_connect();
     client.send(&get("/panic"));
     let response = client.next(false).unwrap();
     assert_eq!(response.status, 500);
@@ -367,9 +369,7 @@ fn handler_panic_gives_500() {
         response.text()
     );
     assert!(client.closed());
-    let mut fresh = ResponseReader::new(server.connect());
-    fresh.send(&get("/echo"));
-    assert_eq!(fresh.next(false).unwrap().status, 200);
+    assert_new_connection_served(&server);
 }
 
 // Proves shutdown lets a request in progress finish (its answer says `Connection: close`),
@@ -403,8 +403,7 @@ fn shutdown_finishes_requests_in_progress() {
 // read as the start of the next response), and the connection stays usable.
 #[test]
 fn no_body_for_204_and_304() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     for code in [204, 304] {
         client.send(&get(&format!("/status?code={code}")));
         let response = client.next(false).unwrap();
@@ -420,16 +419,11 @@ fn no_body_for_204_and_304() {
 // byte-exact, back to back on one connection.
 #[test]
 fn large_bytes_bodies_byte_exact() {
-    let server = TestServer::start(limits());
-    let mut client = ResponseReader::new(server.connect());
+    let (_server, mut client) = start_and_connect();
     for len in [65_537u64, 200_000, 1 << 20] {
         client.send(&get(&format!("/big?len={len}")));
         let response = client.next(false).unwrap();
-        assert_eq!(response.body.len() as u64, len);
-        assert!(
-            response.body == body_file_expected(len),
-            "len {len} differs"
-        );
+        assert_body_exact(&response.body, len);
     }
 }
 
