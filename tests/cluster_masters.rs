@@ -5,6 +5,7 @@ mod master_common;
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{FakeVolumeServer, MasterProcess, assign_retrying, get, post, wait_for_leader};
@@ -43,6 +44,28 @@ fn record(seen: &mut KeyRanges, answer: &serde_json::Value) {
     seen.keys += count;
 }
 
+/// Start `count` masters that know each other (m0, m1, ...) and wait until they agree on a
+/// leader; returns them in start order with the leader's address.
+fn start_masters(dir: &Path, count: usize) -> (Vec<MasterProcess>, String) {
+    let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let masters: Vec<MasterProcess> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| MasterProcess::start(dir, &format!("m{i}"), *port, &peers, &[]))
+        .collect();
+    let leader = wait_for_leader(
+        &masters.iter().collect::<Vec<_>>(),
+        count,
+        Duration::from_secs(20),
+    );
+    (masters, leader)
+}
+
 // Proves: three masters elect one leader that all agree on; a follower proxies assignments
 // to the leader; after the leader is SIGKILLed a new leader serves assignments within a few
 // election timeouts; the old leader, restarted, rejoins as a follower; and across all of it
@@ -50,22 +73,7 @@ fn record(seen: &mut KeyRanges, answer: &serde_json::Value) {
 #[test]
 fn three_masters_fail_over_without_repeating_a_fid() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut masters: Vec<MasterProcess> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| MasterProcess::start(dir.path(), &format!("m{i}"), *port, &peers, &[]))
-        .collect();
-    let leader = wait_for_leader(
-        &masters.iter().collect::<Vec<_>>(),
-        3,
-        Duration::from_secs(20),
-    );
+    let (mut masters, leader) = start_masters(dir.path(), 3);
     let addresses: Vec<String> = masters.iter().map(|m| m.address.clone()).collect();
     let _volume_server = FakeVolumeServer::start(addresses.clone(), "dc1", "rack1", 20);
 
@@ -140,22 +148,7 @@ fn three_masters_fail_over_without_repeating_a_fid() {
 #[test]
 fn follower_forwards_heartbeats_to_the_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let masters: Vec<MasterProcess> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| MasterProcess::start(dir.path(), &format!("m{i}"), *port, &peers, &[]))
-        .collect();
-    let leader = wait_for_leader(
-        &masters.iter().collect::<Vec<_>>(),
-        3,
-        Duration::from_secs(20),
-    );
+    let (masters, leader) = start_masters(dir.path(), 3);
     let follower = masters.iter().find(|m| m.address != leader).unwrap();
     let beat = serde_json::json!({
         "ip": "127.0.0.1", "port": 1, "publicUrl": "127.0.0.1:1", "maxVolumeCount": 3,
@@ -233,22 +226,7 @@ fn late_master_catches_up_from_a_snapshot() {
 #[test]
 fn five_masters_survive_losing_two() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
-    let peers = ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut masters: Vec<MasterProcess> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| MasterProcess::start(dir.path(), &format!("m{i}"), *port, &peers, &[]))
-        .collect();
-    let leader = wait_for_leader(
-        &masters.iter().collect::<Vec<_>>(),
-        5,
-        Duration::from_secs(20),
-    );
+    let (mut masters, leader) = start_masters(dir.path(), 5);
     let addresses: Vec<String> = masters.iter().map(|m| m.address.clone()).collect();
     let _volume_server = FakeVolumeServer::start(addresses.clone(), "", "", 7);
     let mut seen = KeyRanges::default();

@@ -15,6 +15,29 @@ fn kelp(args: &[&str]) -> std::process::Output {
         .expect("run kelp")
 }
 
+/// Run `kelp TOOL` on volume 5 of collection "docs" in `dir` (plus `extra` arguments) and
+/// require it to succeed.
+fn run_on_docs_volume(tool: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = dir.to_str().unwrap();
+    let mut args = vec![
+        tool,
+        "--dir",
+        dir,
+        "--volume-id",
+        "5",
+        "--collection",
+        "docs",
+    ];
+    args.extend_from_slice(extra);
+    let out = kelp(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(data).unwrap();
@@ -75,20 +98,7 @@ fn make_volume(dir: &Path) {
 fn export_lists_live_needles() {
     let dir = tempfile::tempdir().unwrap();
     make_volume(dir.path());
-    let out = kelp(&[
-        "export",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--volume-id",
-        "5",
-        "--collection",
-        "docs",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_on_docs_volume("export", dir.path(), &[]);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "header + 3 live needles:\n{text}");
@@ -115,23 +125,7 @@ fn export_writes_a_tar() {
     let dir = tempfile::tempdir().unwrap();
     make_volume(dir.path());
     let tar = dir.path().join("out.tar");
-    let args = [
-        "export",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--volume-id",
-        "5",
-        "--collection",
-        "docs",
-        "--out",
-        tar.to_str().unwrap(),
-    ];
-    let out = kelp(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_on_docs_volume("export", dir.path(), &["--out", tar.to_str().unwrap()]);
     let extract = dir.path().join("x");
     std::fs::create_dir(&extract).unwrap();
     let status = Command::new("tar")
@@ -164,20 +158,7 @@ fn fix_rebuilds_the_index() {
     let idx = dir.path().join("docs_5.idx");
     let original = std::fs::read(&idx).unwrap();
     std::fs::write(&idx, b"garbage").unwrap();
-    let out = kelp(&[
-        "fix",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--volume-id",
-        "5",
-        "--collection",
-        "docs",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_on_docs_volume("fix", dir.path(), &[]);
     assert_eq!(std::fs::read(&idx).unwrap(), original);
     let (volume, report) =
         FileVolume::open(dir.path(), "docs", 5, &OpenOptions::default()).unwrap();
