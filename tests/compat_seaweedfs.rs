@@ -12,15 +12,9 @@ use kelp_engine::volume::{
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-use support::ChildGuard;
-
-fn weed_path() -> PathBuf {
-    let path = std::env::var("KELP_PEER_WEED")
-        .expect("KELP_PEER_WEED must name the SeaweedFS `weed` binary (test.sh sets it)");
-    PathBuf::from(path)
-}
+use support::WeedCluster;
 
 /// A free port whose gRPC companion (port + 10000) is free too.
 fn free_peer_port() -> u16 {
@@ -31,20 +25,6 @@ fn free_peer_port() -> u16 {
         }
     }
     panic!("no free port pair (p, p+10000) found");
-}
-
-fn spawn_weed(name: &str, args: &[String], log: &Path) -> ChildGuard {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(weed_path())
-        .args(args)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn weed {name}: {e}"));
-    ChildGuard {
-        child,
-        name: name.to_string(),
-    }
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns (status, head, body).
@@ -184,41 +164,20 @@ fn upload_all(master_port: u16, volume_port: u16) -> Vec<Upload> {
 /// Starts a SeaweedFS master and volume server, uploads and deletes, stops them, and
 /// returns the volume directory and what was uploaded.
 fn peer_volumes(root: &Path) -> (PathBuf, Vec<Upload>) {
-    let (master_port, volume_port) = (free_peer_port(), free_peer_port());
-    let (mdir, vdir) = (root.join("m"), root.join("v"));
-    std::fs::create_dir_all(&mdir).unwrap();
-    std::fs::create_dir_all(&vdir).unwrap();
-    let master_args = vec![
-        "master".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={master_port}"),
-        format!("-mdir={}", mdir.display()),
-        "-volumeSizeLimitMB=64".into(),
-        "-peers=none".into(),
-        "-telemetry=false".into(),
-    ];
-    let volume_args = vec![
-        "volume".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={volume_port}"),
-        format!("-dir={}", vdir.display()),
-        "-max=20".into(),
-        "-preStopSeconds=0".into(),
-        format!("-master=127.0.0.1:{master_port}"),
-    ];
-    let mut master = spawn_weed("weed master", &master_args, &root.join("master.log"));
-    let mut volume = spawn_weed("weed volume", &volume_args, &root.join("volume.log"));
+    let vdir = root.join("v");
+    let ports = (free_peer_port(), free_peer_port());
+    let mut weed = WeedCluster::start(root, &vdir, ports, 64, 20);
+    let (master_port, volume_port) = ports;
     support::wait_until("SeaweedFS to assign", Duration::from_secs(30), || {
         support::port_is_open(master_port) && assign(master_port).is_some()
     });
     let uploads = upload_all(master_port, volume_port);
-    volume.terminate(Duration::from_secs(10));
-    master.terminate(Duration::from_secs(10));
+    weed.stop();
     (vdir, uploads)
 }
 
 fn weed(args: &[&str]) -> String {
-    let out = Command::new(weed_path())
+    let out = Command::new(support::weed_binary())
         .args(args)
         .output()
         .expect("run weed");
@@ -334,7 +293,7 @@ fn check_upload(volume: &FileVolume, upload: &Upload) {
 #[test]
 #[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
 fn kelp_volumes_pass_weed_export_and_fix() {
-    let _ = weed_path();
+    let _ = support::weed_binary();
     let dir = tempfile::tempdir().unwrap();
     let config = default_config(
         42,
@@ -450,28 +409,10 @@ fn seaweedfs_serves_and_appends_to_a_kelp_volume() {
     volume.write(&needle, true).unwrap();
     drop(volume);
 
-    let (master_port, volume_port) = (free_peer_port(), free_peer_port());
-    let mdir = root.path().join("m");
-    std::fs::create_dir_all(&mdir).unwrap();
-    let master_args = vec![
-        "master".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={master_port}"),
-        format!("-mdir={}", mdir.display()),
-        "-peers=none".into(),
-        "-telemetry=false".into(),
-    ];
-    let volume_args = vec![
-        "volume".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={volume_port}"),
-        format!("-dir={}", vdir.display()),
-        "-max=5".into(),
-        "-preStopSeconds=0".into(),
-        format!("-master=127.0.0.1:{master_port}"),
-    ];
-    let mut master = spawn_weed("weed master", &master_args, &root.path().join("master.log"));
-    let mut server = spawn_weed("weed volume", &volume_args, &root.path().join("volume.log"));
+    let ports = (free_peer_port(), free_peer_port());
+    // 30720 MB is SeaweedFS's default volume size limit.
+    let mut weed = WeedCluster::start(root.path(), &vdir, ports, 30_720, 5);
+    let volume_port = weed.volume_port;
     let fid = FileId {
         volume_id: 7,
         key: 0x2a,
@@ -514,8 +455,7 @@ fn seaweedfs_serves_and_appends_to_a_kelp_volume() {
         b"from weed",
     );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    server.terminate(Duration::from_secs(10));
-    master.terminate(Duration::from_secs(10));
+    weed.stop();
 
     let (volume, report) = FileVolume::open(&vdir, "kv", 7, &OpenOptions::default()).unwrap();
     assert!(report.is_clean(), "{report:?}");

@@ -4,17 +4,10 @@ mod master_common;
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use master_common::{FakeVolumeServer, MasterProcess, get, wait_for_leader};
-use support::{free_port, wait_until};
-
-fn peer_weed() -> String {
-    std::env::var("KELP_PEER_WEED").unwrap_or_else(|_| {
-        panic!("KELP_PEER_WEED is not set: it must name the SeaweedFS 4.48 `weed` binary")
-    })
-}
+use support::{WeedCluster, free_port, wait_until};
 
 /// A port in 25000..26000 (this test's range) whose gRPC twin (+10000) is free too.
 fn weed_port(taken: &[u16]) -> u16 {
@@ -25,26 +18,6 @@ fn weed_port(taken: &[u16]) -> u16 {
                 && TcpListener::bind(("127.0.0.1", *p + 10000)).is_ok()
         })
         .expect("a free port pair in 25000..26000")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_weed(args: &[String], log: &std::path::Path) -> Killed {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(peer_weed())
-        .args(args)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn weed");
-    Killed(child)
 }
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -59,39 +32,12 @@ fn keys(value: &serde_json::Value) -> Vec<String> {
 #[test]
 #[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
 fn answers_match_seaweedfs() {
-    let _ = peer_weed();
+    let _ = support::weed_binary();
     let dir = tempfile::tempdir().unwrap();
     let master_port = weed_port(&[]);
     let volume_port = weed_port(&[master_port]);
-    let (mdir, vdir) = (dir.path().join("wm"), dir.path().join("wv"));
-    std::fs::create_dir_all(&mdir).unwrap();
-    std::fs::create_dir_all(&vdir).unwrap();
-    let master_args: Vec<String> = [
-        "master",
-        "-ip=127.0.0.1",
-        &format!("-port={master_port}"),
-        &format!("-mdir={}", mdir.display()),
-        "-volumeSizeLimitMB=1024",
-        "-peers=none",
-        "-telemetry=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _weed_master = spawn_weed(&master_args, &dir.path().join("wm.log"));
-    let volume_args: Vec<String> = [
-        "volume",
-        "-ip=127.0.0.1",
-        &format!("-port={volume_port}"),
-        &format!("-dir={}", vdir.display()),
-        "-max=10",
-        "-preStopSeconds=0",
-        &format!("-master=127.0.0.1:{master_port}"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _weed_volume = spawn_weed(&volume_args, &dir.path().join("wv.log"));
+    let vdir = dir.path().join("wv");
+    let _weed = WeedCluster::start(dir.path(), &vdir, (master_port, volume_port), 1024, 10);
     let weed = format!("127.0.0.1:{master_port}");
     wait_until("SeaweedFS to assign", Duration::from_secs(30), || {
         get(&weed, "/dir/assign").is_ok_and(|a| a.status == 200)

@@ -5,15 +5,10 @@ mod support;
 mod volume_support;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-use support::{ChildGuard, wait_until};
+use support::{WeedCluster, wait_until};
 use volume_support::{VolumeServer, curl, get, request};
-
-fn weed_binary() -> String {
-    std::env::var("KELP_PEER_WEED")
-        .expect("KELP_PEER_WEED must name the SeaweedFS `weed` binary (test.sh sets it)")
-}
 
 /// A port in this helper's range whose SeaweedFS gRPC twin (port + 10000) is free too.
 fn weed_port(from: u16) -> u16 {
@@ -25,52 +20,12 @@ fn weed_port(from: u16) -> u16 {
         .expect("a free port pair for SeaweedFS")
 }
 
-fn spawn_weed(args: &[String], log: &std::path::Path) -> ChildGuard {
-    let log = std::fs::File::create(log).expect("weed log");
-    let child = Command::new(weed_binary())
-        .args(args)
-        .stdout(Stdio::from(log.try_clone().expect("clone log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn weed");
-    ChildGuard {
-        child,
-        name: "weed".to_string(),
-    }
-}
-
-/// Start a SeaweedFS master and volume server on `vdir`; returns them and their ports. Each
-/// test starts the port search at its own `first_port`, so parallel tests do not collide.
-fn start_weed(
-    temp: &std::path::Path,
-    vdir: &std::path::Path,
-    first_port: u16,
-) -> (ChildGuard, ChildGuard, u16, u16) {
-    let mdir = temp.join("m");
-    std::fs::create_dir_all(&mdir).unwrap();
+/// Start a SeaweedFS master and volume server on `vdir`. Each test starts the port search at
+/// its own `first_port`, so parallel tests do not collide.
+fn start_weed(temp: &std::path::Path, vdir: &std::path::Path, first_port: u16) -> WeedCluster {
     let master_port = weed_port(first_port);
     let volume_port = weed_port(master_port + 1);
-    let master_args: Vec<String> = vec![
-        "master".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={master_port}"),
-        format!("-mdir={}", mdir.display()),
-        "-volumeSizeLimitMB=64".into(),
-        "-peers=none".into(),
-        "-telemetry=false".into(),
-    ];
-    let master = spawn_weed(&master_args, &temp.join("master.log"));
-    let volume_args: Vec<String> = vec![
-        "volume".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={volume_port}"),
-        format!("-dir={}", vdir.display()),
-        "-max=3".into(),
-        "-preStopSeconds=0".into(),
-        format!("-master=127.0.0.1:{master_port}"),
-    ];
-    let volume = spawn_weed(&volume_args, &temp.join("volume.log"));
-    (master, volume, master_port, volume_port)
+    WeedCluster::start(temp, vdir, (master_port, volume_port), 64, 3)
 }
 
 // Proves SeaweedFS serves a volume kelp wrote: same bytes, ETag, name and type.
@@ -96,7 +51,8 @@ fn seaweedfs_serves_a_volume_written_by_kelp() {
     );
     assert_eq!(raw.status, 201);
     kelp.guard.terminate(Duration::from_secs(5));
-    let (_master, _volume, _, volume_port) = start_weed(temp.path(), &vdir, 24950);
+    let weed = start_weed(temp.path(), &vdir, 24950);
+    let volume_port = weed.volume_port;
     let weed_url = format!("http://127.0.0.1:{volume_port}/5,01637037d6");
     wait_until(
         "SeaweedFS to serve volume 5",
@@ -128,8 +84,8 @@ fn serves_a_volume_written_by_seaweedfs() {
     let temp = tempfile::tempdir().unwrap();
     let vdir = temp.path().join("v");
     std::fs::create_dir_all(&vdir).unwrap();
-    let (mut master, mut weed_volume, master_port, volume_port) =
-        start_weed(temp.path(), &vdir, 24900);
+    let mut weed = start_weed(temp.path(), &vdir, 24900);
+    let (master_port, volume_port) = (weed.master_port, weed.volume_port);
     let assign_url = format!("http://127.0.0.1:{master_port}/dir/assign");
     let mut fids = Vec::new();
     wait_until("SeaweedFS to assign", Duration::from_secs(25), || {
@@ -157,8 +113,7 @@ fn serves_a_volume_written_by_seaweedfs() {
     ]);
     curl(&["--data-binary", "short lived", &url(&fids[2])]);
     curl(&["-X", "DELETE", &url(&fids[2])]);
-    weed_volume.terminate(Duration::from_secs(10));
-    master.terminate(Duration::from_secs(10));
+    weed.stop();
     let kelp = VolumeServer::start_in(&vdir, 1, "", &[]);
     let multipart: serde_json::Value = serde_json::from_slice(&multipart).unwrap();
     let first = get(kelp.port, &format!("/{}", fids[0]));

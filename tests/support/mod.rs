@@ -127,3 +127,82 @@ pub fn port_is_open(port: u16) -> bool {
     )
     .is_ok()
 }
+
+/// The SeaweedFS `weed` binary named by `KELP_PEER_WEED`; panics with a clear message when the
+/// variable is unset (tests that need the peer must fail, not pass, without it).
+pub fn weed_binary() -> std::path::PathBuf {
+    let path = std::env::var("KELP_PEER_WEED")
+        .expect("KELP_PEER_WEED must name the SeaweedFS `weed` binary (test.sh sets it)");
+    std::path::PathBuf::from(path)
+}
+
+/// Spawn `weed <args>`, stdout/stderr written to `log_path`.
+pub fn spawn_weed(name: &str, args: &[String], log_path: &Path) -> ChildGuard {
+    let log = std::fs::File::create(log_path)
+        .unwrap_or_else(|e| panic!("create log {}: {e}", log_path.display()));
+    let child = Command::new(weed_binary())
+        .args(args)
+        .stdout(Stdio::from(log.try_clone().expect("clone log fd")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    ChildGuard {
+        child,
+        name: name.to_string(),
+    }
+}
+
+/// A SeaweedFS master and one volume server (each killed when dropped).
+pub struct WeedCluster {
+    pub master: ChildGuard,
+    pub volume: ChildGuard,
+    pub master_port: u16,
+    pub volume_port: u16,
+}
+
+impl WeedCluster {
+    /// Start `weed master` (its data in `root/m`, volumes of `volume_size_limit_mb`) and
+    /// `weed volume` on `vdir` holding at most `max_volumes`; logs go to `root/master.log` and
+    /// `root/volume.log`. Both ports need their gRPC twin (port + 10000) free.
+    pub fn start(
+        root: &Path,
+        vdir: &Path,
+        (master_port, volume_port): (u16, u16),
+        volume_size_limit_mb: u32,
+        max_volumes: u32,
+    ) -> WeedCluster {
+        let mdir = root.join("m");
+        std::fs::create_dir_all(&mdir).unwrap();
+        std::fs::create_dir_all(vdir).unwrap();
+        let master_args = vec![
+            "master".into(),
+            "-ip=127.0.0.1".into(),
+            format!("-port={master_port}"),
+            format!("-mdir={}", mdir.display()),
+            format!("-volumeSizeLimitMB={volume_size_limit_mb}"),
+            "-peers=none".into(),
+            "-telemetry=false".into(),
+        ];
+        let volume_args = vec![
+            "volume".into(),
+            "-ip=127.0.0.1".into(),
+            format!("-port={volume_port}"),
+            format!("-dir={}", vdir.display()),
+            format!("-max={max_volumes}"),
+            "-preStopSeconds=0".into(),
+            format!("-master=127.0.0.1:{master_port}"),
+        ];
+        WeedCluster {
+            master: spawn_weed("weed master", &master_args, &root.join("master.log")),
+            volume: spawn_weed("weed volume", &volume_args, &root.join("volume.log")),
+            master_port,
+            volume_port,
+        }
+    }
+
+    /// SIGTERM the volume server, then the master, so both flush their files.
+    pub fn stop(&mut self) {
+        self.volume.terminate(Duration::from_secs(10));
+        self.master.terminate(Duration::from_secs(10));
+    }
+}
