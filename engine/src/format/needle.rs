@@ -177,14 +177,20 @@ pub struct NeedleHeader {
     pub size: u32,
 }
 
+/// `Truncated` unless `bytes` holds at least `need` bytes.
+fn require_bytes(bytes: &[u8], need: u64) -> Result<(), NeedleError> {
+    if (bytes.len() as u64) < need {
+        return Err(NeedleError::Truncated {
+            have: bytes.len(),
+            need,
+        });
+    }
+    Ok(())
+}
+
 impl NeedleHeader {
     pub fn decode(bytes: &[u8]) -> Result<NeedleHeader, NeedleError> {
-        if bytes.len() < HEADER_BYTES {
-            return Err(NeedleError::Truncated {
-                have: bytes.len(),
-                need: HEADER_BYTES as u64,
-            });
-        }
+        require_bytes(bytes, HEADER_BYTES as u64)?;
         let header = NeedleHeader {
             cookie: u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes")),
             key: u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes")),
@@ -194,6 +200,15 @@ impl NeedleHeader {
             return Err(NeedleError::SizeTooLarge { size: header.size });
         }
         Ok(header)
+    }
+
+    /// A needle with this header's cookie and key and nothing else, to parse the rest into.
+    fn empty_needle<'a>(&self) -> Needle<'a> {
+        Needle {
+            cookie: self.cookie,
+            key: self.key,
+            ..Needle::default()
+        }
     }
 
     /// Bytes of the whole record this header starts.
@@ -369,19 +384,10 @@ impl<'a> Needle<'a> {
         let header = NeedleHeader::decode(record)?;
         let body_end = HEADER_BYTES as u64 + u64::from(header.size);
         let need = body_end + version.tail_bytes();
-        if (record.len() as u64) < need {
-            return Err(NeedleError::Truncated {
-                have: record.len(),
-                need,
-            });
-        }
+        require_bytes(record, need)?;
         let body = &record[HEADER_BYTES..body_end as usize];
         let tail = &record[body_end as usize..need as usize];
-        let mut needle = Needle {
-            cookie: header.cookie,
-            key: header.key,
-            ..Needle::default()
-        };
+        let mut needle = header.empty_needle();
         if !body.is_empty() {
             let data_len = read_u32(body, 0, "data size")? as usize;
             needle.data = body
@@ -405,17 +411,8 @@ impl<'a> Needle<'a> {
         let header = NeedleHeader::decode(head)?;
         if header.size == 0 {
             let need = version.tail_bytes();
-            if (rest.len() as u64) < need {
-                return Err(NeedleError::Truncated {
-                    have: rest.len(),
-                    need,
-                });
-            }
-            let mut needle = Needle {
-                cookie: header.cookie,
-                key: header.key,
-                ..Needle::default()
-            };
+            require_bytes(rest, need)?;
+            let mut needle = header.empty_needle();
             needle.parse_tail(rest, version);
             return Ok((needle, 0));
         }
@@ -424,17 +421,8 @@ impl<'a> Needle<'a> {
             .checked_sub(4 + u64::from(data_len))
             .ok_or(NeedleError::FieldPastEnd { field: "data" })?;
         let need = meta_len + version.tail_bytes();
-        if (rest.len() as u64) < need {
-            return Err(NeedleError::Truncated {
-                have: rest.len(),
-                need,
-            });
-        }
-        let mut needle = Needle {
-            cookie: header.cookie,
-            key: header.key,
-            ..Needle::default()
-        };
+        require_bytes(rest, need)?;
+        let mut needle = header.empty_needle();
         needle.parse_after_data(&rest[..meta_len as usize])?;
         needle.parse_tail(&rest[meta_len as usize..need as usize], version);
         Ok((needle, data_len))
