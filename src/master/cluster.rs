@@ -134,16 +134,7 @@ pub async fn join(master: &Master, address: &str) -> Result<(), MasterError> {
         )));
     }
     let id = node_id_of(address);
-    let is_voter = {
-        let metrics = master.raft.metrics();
-        let metrics = metrics.borrow();
-        metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id)
-    };
-    if is_voter {
+    if master.voter_ids().contains(&id) {
         return Ok(());
     }
     let node = BasicNode {

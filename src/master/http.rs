@@ -116,6 +116,15 @@ fn bad_request(message: String) -> HttpResponse {
     error(400, &message)
 }
 
+/// The request's Content-Type, "" when absent or not text.
+fn content_type(parts: &hyper::http::request::Parts) -> &str {
+    parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 async fn read_body(
     request: Request<Incoming>,
 ) -> Result<(hyper::http::request::Parts, Bytes), HttpResponse> {
@@ -279,11 +288,7 @@ async fn submit(master: &Arc<Master>, query: &Query, request: Request<Incoming>)
         Ok(read) => read,
         Err(response) => return response,
     };
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = content_type(&parts);
     if !content_type.starts_with("multipart/form-data") {
         return bad_request("submit needs a multipart/form-data body (curl -F file=@name)".into());
     }
@@ -443,11 +448,7 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         Ok(read) => read,
         Err(response) => return response,
     };
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = content_type(&parts);
     let mut headers = vec![(PROXIED_HEADER, "1")];
     if !content_type.is_empty() {
         headers.push(("content-type", content_type));

@@ -512,6 +512,13 @@ impl Master {
             .map(|n: &BasicNode| n.addr.clone())
     }
 
+    /// Ids of the voting members of the Raft membership (empty before the cluster formed).
+    pub fn voter_ids(&self) -> Vec<NodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
     /// Addresses of every master in the Raft membership (or the configured peers before
     /// this master joined).
     pub fn member_addresses(&self) -> Vec<String> {

@@ -65,16 +65,7 @@ pub fn cluster_status(master: &Master, query: Option<&str>) -> HttpResponse {
         .into_iter()
         .filter(|a| *a != master.config.self_address)
         .collect();
-    let initialized = {
-        let metrics = master.raft.metrics();
-        let metrics = metrics.borrow();
-        metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .next()
-            .is_some()
-    };
+    let initialized = !master.voter_ids().is_empty();
     let answer = serde_json::json!({
         "IsLeader": master.is_leader.load(Ordering::Acquire),
         "Leader": leader,
