@@ -9,8 +9,9 @@ use kelp_engine::volume::scan::ScanEnd;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+/// Which volume a tool works on (both tools take these flags).
 #[derive(clap::Args, Debug, Clone)]
-pub struct ExportArgs {
+pub struct VolumeFiles {
     /// Directory holding the volume's files.
     #[arg(long)]
     pub dir: PathBuf,
@@ -20,6 +21,12 @@ pub struct ExportArgs {
     /// The volume's collection ("" for the default collection).
     #[arg(long, default_value = "")]
     pub collection: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub volume: VolumeFiles,
     /// Write the live files into this tar file instead of listing them.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -27,22 +34,16 @@ pub struct ExportArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FixArgs {
-    /// Directory holding the volume's files.
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// The volume id.
-    #[arg(long = "volume-id")]
-    pub volume_id: u32,
-    /// The volume's collection ("" for the default collection).
-    #[arg(long, default_value = "")]
-    pub collection: String,
+    #[command(flatten)]
+    pub volume: VolumeFiles,
 }
 
 pub fn export(args: ExportArgs) -> CliResult {
-    let dat = DatFile::open(&args.dir, &args.collection, args.volume_id)?;
+    let files = &args.volume;
+    let dat = DatFile::open(&files.dir, &files.collection, files.volume_id)?;
     let (last, end) = dat.last_needles()?;
     let is_live = |offset: u64, key: u64| last.get(&key) == Some(&(offset, true));
-    let volume_id = args.volume_id;
+    let volume_id = files.volume_id;
     let mut failure: Option<Box<dyn std::error::Error + Send + Sync>> = None;
     let mut count = 0usize;
     match &args.out {
@@ -90,7 +91,8 @@ pub fn export(args: ExportArgs) -> CliResult {
 }
 
 pub fn fix(args: FixArgs) -> CliResult {
-    let report = offline::fix_index(&args.dir, &args.collection, args.volume_id)?;
+    let files = &args.volume;
+    let report = offline::fix_index(&files.dir, &files.collection, files.volume_id)?;
     eprintln!(
         "kelp fix: wrote {} ({} entries: {} live, {} deleted keys)",
         report.idx_path.display(),
