@@ -230,12 +230,7 @@ pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response
         Ok(()) => {}
         Err(StoreError::AlreadyExists { .. }) => {}
         Err(error) => {
-            state
-                .registry
-                .lock()
-                .expect("registry")
-                .volumes
-                .remove(&volume_id);
+            release(&state.registry, volume_id);
             return store_error_response(&error);
         }
     }
@@ -312,6 +307,15 @@ fn reserve(
     Ok(())
 }
 
+/// Drop `volume_id` from the registry (its store is gone or was never made).
+fn release(registry: &std::sync::Mutex<Registry>, volume_id: u32) {
+    registry
+        .lock()
+        .expect("registry")
+        .volumes
+        .remove(&volume_id);
+}
+
 pub fn delete_volume(state: &Rc<CoreState>, request: &Request) -> Response {
     let volume_text = query::param(&request.query, "volume").unwrap_or_default();
     let volume_id = match fid::parse_volume_id(&volume_text) {
@@ -321,12 +325,7 @@ pub fn delete_volume(state: &Rc<CoreState>, request: &Request) -> Response {
     let removed = state.store.borrow_mut().remove(volume_id);
     match removed {
         Ok(()) => {
-            state
-                .registry
-                .lock()
-                .expect("registry")
-                .volumes
-                .remove(&volume_id);
+            release(&state.registry, volume_id);
             Response::json(200, format!("{{\"volume\":{volume_id}}}"))
         }
         Err(error) => store_error_response(&error),

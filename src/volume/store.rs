@@ -281,12 +281,7 @@ impl CoreStore {
         now_ns: u64,
     ) -> Result<Planned, StoreError> {
         let size_limit_bytes = self.size_limit_bytes;
-        let local = self
-            .volumes
-            .get_mut(&fid.volume_id)
-            .ok_or(StoreError::VolumeNotHere {
-                volume_id: fid.volume_id,
-            })?;
+        let local = self.get_mut(fid.volume_id)?;
         let dat_bytes = local.volume.core().dat_bytes();
         if dat_bytes >= size_limit_bytes {
             let volume_id = fid.volume_id;
@@ -365,12 +360,7 @@ impl CoreStore {
                 StoreError::CookieMismatch { fid } => StoreError::NotFound { fid },
                 other => other,
             })?;
-        let local = self
-            .volumes
-            .get_mut(&fid.volume_id)
-            .ok_or(StoreError::VolumeNotHere {
-                volume_id: fid.volume_id,
-            })?;
+        let local = self.get_mut(fid.volume_id)?;
         let plan = local
             .volume
             .core_mut()
