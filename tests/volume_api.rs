@@ -170,54 +170,22 @@ fn conditional_and_range_reads() {
     );
     assert_eq!(up.status, 201);
     let etag = format!("\"{}\"", up.json()["eTag"].as_str().unwrap());
-    let cached = request(
-        server.port,
-        "GET",
-        "/1,04000000bb",
-        &[("If-None-Match", &etag)],
-        b"",
-    );
+    // The uploaded needle, read with one request header.
+    let get_with = |name: &str, value: &str| {
+        request(server.port, "GET", "/1,04000000bb", &[(name, value)], b"")
+    };
+    let cached = get_with("If-None-Match", &etag);
     assert_eq!((cached.status, cached.body.len()), (304, 0));
-    let since = request(
-        server.port,
-        "GET",
-        "/1,04000000bb",
-        &[("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")],
-        b"",
-    );
+    let since = get_with("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT");
     assert_eq!(since.status, 304);
-    let older = request(
-        server.port,
-        "GET",
-        "/1,04000000bb",
-        &[("If-Modified-Since", "Sun, 06 Nov 1994 08:49:36 GMT")],
-        b"",
-    );
+    let older = get_with("If-Modified-Since", "Sun, 06 Nov 1994 08:49:36 GMT");
     assert_eq!(older.status, 200);
-    let ranged = request(
-        server.port,
-        "GET",
-        "/1,04000000bb",
-        &[("Range", "bytes=2-5")],
-        b"",
-    );
+    let ranged = get_with("Range", "bytes=2-5");
     assert_eq!((ranged.status, ranged.body.as_slice()), (206, &b"2345"[..]));
     assert_eq!(ranged.header("content-range"), Some("bytes 2-5/10"));
-    let suffix = request(
-        server.port,
-        "GET",
-        "/1,04000000bb",
-        &[("Range", "bytes=-3")],
-        b"",
-    );
+    let suffix = get_with("Range", "bytes=-3");
     assert_eq!(suffix.body, b"789");
-    let past = request(
-        server.port,
-        "GET",
-        "/1,04000000bb",
-        &[("Range", "bytes=10-")],
-        b"",
-    );
+    let past = get_with("Range", "bytes=10-");
     assert_eq!(past.status, 416);
     assert_eq!(past.header("content-range"), Some("bytes */10"));
 }
