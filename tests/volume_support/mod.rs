@@ -155,25 +155,12 @@ fn spawn(args: &[String], port: u16, log: &Path) -> ChildGuard {
     ChildGuard::spawn_kelp("kelp volume", &refs, log)
 }
 
-#[derive(Debug, Clone)]
-pub struct RawResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+// The net crate's raw-socket tests read responses into the same type.
+#[path = "../../net/tests/support/raw_response.rs"]
+mod raw_response;
+pub use raw_response::RawResponse;
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))

@@ -11,6 +11,9 @@ use std::time::Duration;
 use kelp_net::http::{FileRegion, Handler, HttpLimits, Method, Request, Response};
 use kelp_net::runtime::{DriverKind, Shutdown, build_runtime};
 
+mod raw_response;
+pub use raw_response::RawResponse;
+
 /// Answers: `/echo` (body echoed, or "METHOD path?query"), `/sleep?ms=N`, `/file?len=N`
 /// (bytes 3..3+N of a fixed file), `/status?code=N`.
 pub struct TestHandler {
@@ -176,26 +179,6 @@ pub fn default_driver() -> DriverKind {
         DriverKind::IoUring
     } else {
         DriverKind::Poll
-    }
-}
-
-#[derive(Debug)]
-pub struct RawResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
