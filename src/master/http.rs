@@ -180,14 +180,22 @@ struct AssignAnswer<'a> {
     count: u64,
 }
 
+/// The already parsed `count` with the placement options of `query` (assign and vol/grow take
+/// the same ones), or the first bad parameter's message.
+fn count_and_options(
+    master: &Master,
+    query: &Query,
+    count: Result<u64, String>,
+) -> Result<(u64, AssignOptions), String> {
+    Ok((
+        count?,
+        AssignOptions::parse(query, master.config.default_placement)?,
+    ))
+}
+
 async fn assign(master: &Arc<Master>, query: &Query) -> HttpResponse {
-    let parsed = query.count("count", 1, ASSIGN_COUNT_MAX).and_then(|count| {
-        Ok((
-            count,
-            AssignOptions::parse(query, master.config.default_placement)?,
-        ))
-    });
-    let (count, options) = match parsed {
+    let count = query.count("count", 1, ASSIGN_COUNT_MAX);
+    let (count, options) = match count_and_options(master, query, count) {
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
@@ -336,13 +344,7 @@ async fn grow(master: &Arc<Master>, query: &Query) -> HttpResponse {
         None | Some("") => return bad_request("vol/grow needs count".into()),
         Some(_) => query.count("count", 1, u64::from(GROW_COUNT_MAX)),
     };
-    let parsed = count.and_then(|count| {
-        Ok((
-            count,
-            AssignOptions::parse(query, master.config.default_placement)?,
-        ))
-    });
-    let (count, options) = match parsed {
+    let (count, options) = match count_and_options(master, query, count) {
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
