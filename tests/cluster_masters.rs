@@ -66,6 +66,27 @@ fn start_masters(dir: &Path, count: usize) -> (Vec<MasterProcess>, String) {
     (masters, leader)
 }
 
+/// The masters but those at `stopped` (indexes into `masters`).
+fn all_but<'a>(masters: &'a [MasterProcess], stopped: &[usize]) -> Vec<&'a MasterProcess> {
+    masters
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !stopped.contains(i))
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// `rounds` assignments with `query`, through each of `masters` in turn, recorded in `seen`.
+fn assign_in_turn(seen: &mut KeyRanges, masters: &[&MasterProcess], rounds: usize, query: &str) {
+    for round in 0..rounds {
+        let through = &masters[round % masters.len()].address;
+        record(
+            seen,
+            &assign_retrying(through, query, Duration::from_secs(10)),
+        );
+    }
+}
+
 // Proves: three masters elect one leader that all agree on; a follower proxies assignments
 // to the leader; after the leader is SIGKILLed a new leader serves assignments within a few
 // election timeouts; the old leader, restarted, rejoins as a follower; and across all of it
@@ -103,21 +124,10 @@ fn three_masters_fail_over_without_repeating_a_fid() {
         failover < Duration::from_secs(6),
         "failover took {failover:?}"
     );
-    let survivors: Vec<&MasterProcess> = masters
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != leader_index)
-        .map(|(_, m)| m)
-        .collect();
+    let survivors = all_but(&masters, &[leader_index]);
     let new_leader = wait_for_leader(&survivors, 3, Duration::from_secs(10));
     assert_ne!(new_leader, leader);
-    for round in 0..40 {
-        let through = survivors[round % 2].address.clone();
-        record(
-            &mut seen,
-            &assign_retrying(&through, "count=3", Duration::from_secs(10)),
-        );
-    }
+    assign_in_turn(&mut seen, &survivors, 40, "count=3");
 
     masters[leader_index].spawn(&[]);
     let all: Vec<&MasterProcess> = masters.iter().collect();
@@ -241,20 +251,9 @@ fn five_masters_survive_losing_two() {
     let other_index = (leader_index + 1) % 5;
     masters[leader_index].kill();
     masters[other_index].kill();
-    let survivors: Vec<&MasterProcess> = masters
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != leader_index && *i != other_index)
-        .map(|(_, m)| m)
-        .collect();
+    let survivors = all_but(&masters, &[leader_index, other_index]);
     let new_leader = wait_for_leader(&survivors, 5, Duration::from_secs(15));
     assert_ne!(new_leader, leader);
-    for round in 0..10 {
-        let through = survivors[round % 3].address.clone();
-        record(
-            &mut seen,
-            &assign_retrying(&through, "count=1", Duration::from_secs(10)),
-        );
-    }
+    assign_in_turn(&mut seen, &survivors, 10, "count=1");
     assert_eq!(seen.keys, 20);
 }
