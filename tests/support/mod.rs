@@ -56,12 +56,16 @@ impl ChildGuard {
             .append(true)
             .open(log_path)
             .unwrap_or_else(|e| panic!("open log {}: {e}", log_path.display()));
-        let child = Command::new(kelp_bin())
-            .args(args)
+        ChildGuard::spawn_logged(name, Command::new(kelp_bin()).args(args), log)
+    }
+
+    /// Spawn `command` with stdout and stderr written to `log`.
+    fn spawn_logged(name: &str, command: &mut Command, log: std::fs::File) -> ChildGuard {
+        let child = command
             .stdout(Stdio::from(log.try_clone().expect("clone log fd")))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn kelp {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {name} ({command:?}): {e}"));
         ChildGuard {
             child,
             name: name.to_string(),
@@ -140,16 +144,7 @@ pub fn weed_binary() -> std::path::PathBuf {
 pub fn spawn_weed(name: &str, args: &[String], log_path: &Path) -> ChildGuard {
     let log = std::fs::File::create(log_path)
         .unwrap_or_else(|e| panic!("create log {}: {e}", log_path.display()));
-    let child = Command::new(weed_binary())
-        .args(args)
-        .stdout(Stdio::from(log.try_clone().expect("clone log fd")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    ChildGuard {
-        child,
-        name: name.to_string(),
-    }
+    ChildGuard::spawn_logged(name, Command::new(weed_binary()).args(args), log)
 }
 
 /// A SeaweedFS master and one volume server (each killed when dropped).
