@@ -5,6 +5,8 @@
 //! Prints, for one request in flight (ping-pong) and for 64 in flight: round trips per second
 //! and process CPU per round trip (both cores together).
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,14 +19,7 @@ struct Ask {
 }
 
 fn process_cpu_ns() -> u128 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into `now`.
-    let result = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
-    assert_eq!(result, 0);
-    now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128
+    support::cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 fn run(round_trips: u64, in_flight: usize) {

@@ -4,6 +4,8 @@
 //! Usage: `cargo run --release -p kelp-net --example parse_bench -- [ROUNDS]`
 //! Prints the median of ROUNDS (default 7) runs of 200,000 requests each.
 
+mod support;
+
 use std::hint::black_box;
 
 use kelp_net::http::parse::{Event, ParseLimits, RequestReader};
@@ -38,14 +40,7 @@ fn chunked_1k() -> Vec<u8> {
 /// CPU time of this thread: on a machine shared with other work, wall time would count the
 /// time other processes ran.
 fn thread_cpu_ns() -> u128 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into `now`.
-    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(result, 0);
-    now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128
+    support::cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// CPU ns per request over one run.
