@@ -13,29 +13,15 @@ use std::time::Duration;
 
 use crate::support::{ChildGuard, free_port, port_is_open, wait_until};
 
-/// A complete HTTP answer.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+// A complete HTTP answer: the raw-socket test clients' response type.
+#[path = "../../net/tests/support/raw_response.rs"]
+mod raw_response;
+pub use raw_response::RawResponse as Answer;
 
 impl Answer {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {} {}", self.status, self.text()))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
     }
 }
 

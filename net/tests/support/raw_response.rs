@@ -1,6 +1,7 @@
-//! One HTTP response as a raw-socket test client read it. Shared by two test crates: this
-//! one's support module and the `kelp` package's `tests/volume_support` (which includes this
-//! file by path and adds `json()`), so the two clients keep one definition.
+//! One HTTP response as a raw-socket test client read it. Shared by two packages' tests: this
+//! one's support module, and the `kelp` package's `tests/volume_support` and
+//! `tests/master_common` (which include this file by path and add `json()`), so the three
+//! clients keep one definition.
 
 #[derive(Debug, Clone)]
 pub struct RawResponse {
