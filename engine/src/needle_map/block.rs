@@ -35,6 +35,11 @@ const NEEDLE_OVERHEAD_BYTES: i64 = 28;
 /// not fit 64 bits together); offsets need at most `OFFSET_UNITS_BITS_MAX + 1` bits.
 const WIDE_OFFSET_BYTES: u32 = 6;
 
+/// Keys searched around the interpolated guess in nearly every block: the keys of a block of
+/// 128 stray from a straight line by a few places (monotonic keys) to about sqrt(128) / 2
+/// (random keys).
+const RECORD_WINDOW: usize = 32;
+
 /// Spare bytes after the records: a 64-bit load at any field start stays inside `data`.
 const DATA_PADDING_BYTES: usize = 8;
 
@@ -190,8 +195,9 @@ impl Block {
         block
     }
 
-    /// The smallest power-of-two window (or the whole block) in which `find` sees every key
-    /// of `entries` (this block's keys) at its guess.
+    /// `RECORD_WINDOW` when that window holds every key of `entries` (this block's keys) at
+    /// its guess (the common case, searched by unrolled code), else the smallest power of two
+    /// (or the whole block) that does.
     fn window_holding_every_key(&self, entries: &[Entry]) -> usize {
         let count = entries.len();
         let holds_every_key = |len: usize| {
@@ -200,6 +206,9 @@ impl Block {
                 (low..low + len).contains(&index)
             })
         };
+        if count >= RECORD_WINDOW && holds_every_key(RECORD_WINDOW) {
+            return RECORD_WINDOW;
+        }
         let mut len = 1;
         while len < count && !holds_every_key(len) {
             len *= 2;
@@ -274,14 +283,30 @@ impl Block {
     /// Index of `key` among the packed entries.
     #[inline(always)]
     fn find(&self, key: u64) -> Option<usize> {
+        if self.window_len as usize != RECORD_WINDOW {
+            return self.find_in_any_window(key);
+        }
         let delta = key.wrapping_sub(self.base_key);
         let guess = self.guess(delta);
         self.prefetch_value(guess);
-        let len = self.window_len as usize;
-        let low = window_low(guess, len, self.count as usize);
-        let index = search::branch_free_search(low, len, delta, &|i| self.key_delta_at(i));
+        // A constant length: the search is unrolled, with no loop branch to mispredict.
+        let low = window_low(guess, RECORD_WINDOW, self.count as usize);
+        let index =
+            search::branch_free_search(low, RECORD_WINDOW, delta, &|i| self.key_delta_at(i));
         // Every key of the block is in the window of its own guess (see `encode`), so a key
         // the window does not hold is absent.
+        ((self.key_delta_at(index) == delta) & (key >= self.base_key)).then_some(index)
+    }
+
+    /// `find` in a block whose window is not `RECORD_WINDOW` long: a small block, or one
+    /// whose keys stray far from a straight line.
+    #[cold]
+    #[inline(never)]
+    fn find_in_any_window(&self, key: u64) -> Option<usize> {
+        let delta = key.wrapping_sub(self.base_key);
+        let len = self.window_len as usize;
+        let low = window_low(self.guess(delta), len, self.count as usize);
+        let index = search::branch_free_search(low, len, delta, &|i| self.key_delta_at(i));
         ((self.key_delta_at(index) == delta) & (key >= self.base_key)).then_some(index)
     }
 
