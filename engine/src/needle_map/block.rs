@@ -18,8 +18,10 @@
 //! A lookup interpolates `key - base_key` to a record index (the keys of a volume are near
 //! uniform within a block), runs a fixed-step branch-free binary search over the
 //! `window_len` keys around the guess, and reads the value of the record it lands on. The
-//! encoder picks the smallest power-of-two window that holds every key of the block at its
-//! guess (8 to 32 keys for a volume's keys), so a key the window does not hold is absent.
+//! window is `RECORD_WINDOW` (32) keys, searched by unrolled code, when that holds every key
+//! of the block at its guess (the blocks of a volume's keys); else the encoder picks the
+//! smallest power of two that does, searched on a cold path. Either way every key is in the
+//! window of its own guess, so a key the window does not hold is absent.
 
 use super::limits::{OFFSET_UNITS_BITS_MAX, PACKED_FIELD_BITS_MAX, TOMBSTONE_SIZE};
 use super::{NeedleValue, search};
