@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p kelp-engine --bench needle_map` (release profile).
 //! `KELP_BENCH_NEEDLES=n` changes the needle count (default 10,000,000);
-//! `KELP_BENCH_SKIP_INSERTS=1` skips the (slow, for random keys) one-by-one insert runs.
+//! `KELP_BENCH_SKIP_INSERTS=1` skips the (slow, for random keys) one-by-one insert runs;
+//! `KELP_BENCH_KEYS=monotonic` (or `random`) runs one of the two workloads.
 //!
 //! The `.idx` files are written and parsed with `kelp_engine::format::idx` (17-byte entries of
 //! SeaweedFS's 5-byte-offset build, as the peer writes them).
@@ -72,7 +73,12 @@ fn main() {
         .unwrap_or(10_000_000);
     let directory = tempfile::tempdir().expect("temporary directory for the .idx files");
     println!("needle map benchmark: {needles} needles, sizes uniform 1..=16384 bytes");
+    let only = std::env::var("KELP_BENCH_KEYS").ok();
     for monotonic in [true, false] {
+        let name = if monotonic { "monotonic" } else { "random" };
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         let workload = make_workload(needles, monotonic);
         run_workload(&workload, directory.path());
     }
@@ -264,6 +270,7 @@ fn chain(keys: &[u64], lookups: usize, lookup: impl Fn(u64) -> Option<u64>) {
     black_box(index);
 }
 
+#[inline(never)] // Its own symbol, so a profiler can count its instructions.
 fn lookup_many(map: &NeedleMap, keys: &[u64], values: &mut [Option<NeedleValue>], present: bool) {
     map.get_many(black_box(keys), values);
     let found = values.iter().filter(|value| value.is_some()).count();
@@ -271,6 +278,7 @@ fn lookup_many(map: &NeedleMap, keys: &[u64], values: &mut [Option<NeedleValue>]
     assert_eq!(found, if present { keys.len() } else { 0 });
 }
 
+#[inline(never)] // Its own symbol, so a profiler can count its instructions.
 fn lookup_kelp(map: &NeedleMap, keys: &[u64], present: bool) {
     let mut found = 0usize;
     let mut offsets = 0u64;
@@ -284,6 +292,7 @@ fn lookup_kelp(map: &NeedleMap, keys: &[u64], present: bool) {
     assert_eq!(found, if present { keys.len() } else { 0 });
 }
 
+#[inline(never)] // Its own symbol, so a profiler can count its instructions.
 fn lookup_hash(hash: &HashBaseline, keys: &[u64], present: bool) {
     let mut found = 0usize;
     let mut offsets = 0u64;

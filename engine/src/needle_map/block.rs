@@ -1,35 +1,55 @@
-//! A sealed block: up to `block_entries_max` entries with strictly increasing keys, bit-packed
-//! with frame-of-reference so one entry is read without decoding the others.
+//! A sealed block: up to `block_entries_max` entries with strictly increasing keys, packed
+//! with frame-of-reference into byte-aligned fixed-width fields, so one entry is read with two
+//! unaligned 64-bit loads and a lookup is a short straight-line path.
 //!
-//! `data` is a little-endian bit stream of fixed-width records, one per entry:
-//! `key - base_key` (`key_width` bits; none when the block is dense: keys are exactly
-//! `base_key + i`), `offset_units - base_offset` (`offset_width` bits), then the size
-//! (`size_width` bits): `size - base_size` in plain mode, or in derived mode the residual
-//! against the size implied by the gap to the next record's offset (an append-only volume
-//! stores needles back to back, so the residual is the 0..=7 padding). Derived mode adds one
-//! last record whose offset is the end of the last needle.
+//! `data` holds, one after the other:
+//! - `count` key deltas `key - base_key`, `key_bytes` bytes each (little endian);
+//! - `count + 1` value records of `value_bytes` bytes: the offset delta `offset_units -
+//!   base_offset` (`offset_bits` bits at bit `offset_shift` of the record's first 8 bytes)
+//!   and a size field (`size_bits` bits at byte `size_byte`): `size - base_size` in plain
+//!   mode, or in derived mode the residual against the size implied by the gap to the next
+//!   record's offset (an append-only volume stores needles back to back, so the residual is
+//!   the 0..=7 padding). The last record holds, in derived mode, the end of the last needle;
+//! - 8 spare bytes, so every field is one unaligned 64-bit load inside `data`.
 //!
-//! A record holds key, offset and size together, so a lookup that lands on a key finds its
-//! value in the same cache line. Keys are found by interpolation: the guess
-//! `delta * (count - 1) / key_span` is within a few records for the near-uniform keys of a
-//! volume, then a short scan (or, past a few steps, a binary search) settles it.
-//! `data` has 8 spare bytes at the end so every field is one unaligned 64-bit load.
+//! Needles appended by a volume take 2 key bytes and 3 value bytes each (a 10-bit key gap
+//! span and an 18-bit offset span per block, plus the 3-bit residual).
+//!
+//! A lookup interpolates `key - base_key` to a record index (the keys of a volume are near
+//! uniform within a block), runs a fixed-step branch-free binary search over the
+//! `window_len` keys around the guess, and reads the value of the record it lands on. The
+//! window is `RECORD_WINDOW` (32) keys, searched by unrolled code, when that holds every key
+//! of the block at its guess (the blocks of a volume's keys); else the encoder picks the
+//! smallest power of two that does, searched on a cold path. Either way every key is in the
+//! window of its own guess, so a key the window does not hold is absent.
 
 use super::limits::{OFFSET_UNITS_BITS_MAX, PACKED_FIELD_BITS_MAX, TOMBSTONE_SIZE};
 use super::{NeedleValue, search};
 
-/// Keys are `base_key + i`: no key bits are stored and a lookup is a subtraction.
-const FLAG_DENSE: u8 = 1;
 /// Sizes are residuals against the gap to the next offset (see the module comment).
-const FLAG_DERIVED: u8 = 2;
+const FLAG_DERIVED: u8 = 1;
 
 /// Bytes a needle of version 3 takes on disk besides its body: header 16, checksum 4,
 /// timestamp 8 (padding comes on top, 1..=8 bytes).
 const NEEDLE_OVERHEAD_BYTES: i64 = 28;
 
+/// Bytes the offset field takes at the start of a record in wide mode (offset and size do
+/// not fit 64 bits together); offsets need at most `OFFSET_UNITS_BITS_MAX + 1` bits.
+const WIDE_OFFSET_BYTES: u32 = 6;
+
+/// Keys searched around the interpolated guess in nearly every block: the keys of a block of
+/// 128 stray from a straight line by a few places (monotonic keys) to about sqrt(128) / 2
+/// (random keys).
+const RECORD_WINDOW: usize = 32;
+
+/// Spare bytes after the records: a 64-bit load at any field start stays inside `data`.
+const DATA_PADDING_BYTES: usize = 8;
+
+const _: () = assert!(OFFSET_UNITS_BITS_MAX < WIDE_OFFSET_BYTES * 8);
+
 pub(super) type Entry = (u64, NeedleValue);
 
-/// Aligned to a cache line: the header of a lookup's block is one memory access.
+/// Aligned to a cache line: everything a lookup needs to read its block is one memory access.
 #[repr(align(64))]
 pub(super) struct Block {
     data: Box<[u8]>,
@@ -37,26 +57,26 @@ pub(super) struct Block {
     /// Boxed so a block without patches (nearly all) pays 8 header bytes, not 24.
     #[allow(clippy::box_collection)]
     patches: Option<Box<Vec<Entry>>>,
-    /// Start of the key range this block covers (its segment's blocks are searched by it);
-    /// at most `base_key`.
-    pub(super) bound: u64,
     base_key: u64,
     base_offset: u64,
-    /// Plain mode: the smallest size. Derived mode: the smallest residual, as an `i32`.
-    base_size: u32,
-    /// Turns a key delta into a guess of its record index (see `search::guess_parameters`;
-    /// the shift is `key_width - 16`).
+    /// Plain mode: the smallest size. Derived mode: the smallest residual.
+    base_size: i64,
+    /// Turns a key delta into a guess of its record index (see `search::guess_parameters`).
     key_multiplier: u32,
     count: u16,
-    key_width: u8,
-    offset_width: u8,
-    size_width: u8,
-    record_width: u8,
+    /// Keys searched around the guess (see the module comment); at most `count`.
+    window_len: u16,
+    guess_shift: u8,
+    key_bytes: u8,
+    value_bytes: u8,
+    offset_shift: u8,
+    offset_bits: u8,
+    size_byte: u8,
+    size_bits: u8,
     flags: u8,
 }
 
-// A segment's blocks are an array of these headers: a lookup's interpolated guess lands on
-// one cache line holding the bound and everything needed to read the block.
+// A segment's blocks are an array of these headers: one cache line per block.
 const _: () = assert!(size_of::<Block>() == 64);
 
 /// How offsets and sizes of one block are packed.
@@ -98,8 +118,7 @@ impl FieldPlan {
         });
         let (size_min, size_max) = min_max(residuals);
         let size_width = bits_needed(size_max.abs_diff(size_min));
-        let base_fits = i32::try_from(size_min).is_ok();
-        (size_width <= 32 && base_fits).then_some(FieldPlan {
+        (size_width <= 32).then_some(FieldPlan {
             offset_base: offset_min as u64,
             offset_width: bits_needed((offset_max - offset_min) as u64),
             size_base: size_min,
@@ -108,12 +127,17 @@ impl FieldPlan {
         })
     }
 
-    fn offset_count(&self, count: usize) -> usize {
-        count + usize::from(self.derived)
-    }
-
-    fn bits(&self, count: usize) -> usize {
-        self.offset_count(count) * self.offset_width as usize + count * self.size_width as usize
+    /// Where the fields sit in a record: `(value_bytes, offset_shift, size_byte)`. Offset and
+    /// size share one 64-bit word when they fit; else the offset takes the first
+    /// `WIDE_OFFSET_BYTES` and the size follows.
+    fn record_layout(&self) -> (u32, u32, u32) {
+        let bits = self.offset_width + self.size_width;
+        if bits <= 64 {
+            (bits.div_ceil(8).max(1), self.size_width, 0)
+        } else {
+            let size_bytes = self.size_width.div_ceil(8);
+            (WIDE_OFFSET_BYTES + size_bytes, 0, WIDE_OFFSET_BYTES)
+        }
     }
 }
 
@@ -126,37 +150,44 @@ impl Block {
         let base_key = entries[0].0;
         let key_span = entries[count - 1].0 - base_key;
         assert!(bits_needed(key_span) <= PACKED_FIELD_BITS_MAX);
-        let dense = key_span == (count - 1) as u64;
-        let key_width = if dense { 0 } else { bits_needed(key_span) };
+        let key_bytes = bits_needed(key_span).div_ceil(8).max(1);
         let plain = FieldPlan::plain(entries);
         let plan = match FieldPlan::derived(entries) {
-            Some(derived) if derived.bits(count) < plain.bits(count) => derived,
+            Some(derived) if derived.record_layout().0 < plain.record_layout().0 => derived,
             _ => plain,
         };
         assert!(plan.offset_width <= OFFSET_UNITS_BITS_MAX + 1);
-        let record_width = key_width + plan.offset_width + plan.size_width;
-        let records = plan.offset_count(count);
-        let mut data = vec![0u8; (records * record_width as usize).div_ceil(8) + 8];
-        write_records(&mut data, entries, key_width, &plan);
-        let block = Block {
+        assert!(plan.size_width <= 32);
+        let (value_bytes, offset_shift, size_byte) = plan.record_layout();
+        let keys_bytes = count * key_bytes as usize;
+        let values_bytes = (count + 1) * value_bytes as usize;
+        let mut data = vec![0u8; keys_bytes + values_bytes + DATA_PADDING_BYTES];
+        for (i, entry) in entries.iter().enumerate() {
+            let at = i * key_bytes as usize;
+            let delta = (entry.0 - base_key).to_le_bytes();
+            data[at..at + key_bytes as usize].copy_from_slice(&delta[..key_bytes as usize]);
+        }
+        write_values(&mut data[keys_bytes..], entries, &plan);
+        let (guess_shift, key_multiplier) = search::guess_parameters(key_span, count);
+        let mut block = Block {
             data: data.into_boxed_slice(),
             patches: None,
             base_key,
             base_offset: plan.offset_base,
-            bound: base_key,
-            base_size: if plan.derived {
-                plan.size_base as i32 as u32
-            } else {
-                plan.size_base as u32
-            },
-            key_multiplier: key_multiplier(key_span, count, key_width),
+            base_size: plan.size_base,
+            key_multiplier: u32::try_from(key_multiplier).expect("count < 2^16"),
             count: count as u16,
-            key_width: key_width as u8,
-            offset_width: plan.offset_width as u8,
-            size_width: plan.size_width as u8,
-            record_width: record_width as u8,
-            flags: if dense { FLAG_DENSE } else { 0 } | if plan.derived { FLAG_DERIVED } else { 0 },
+            window_len: count as u16,
+            guess_shift: guess_shift as u8,
+            key_bytes: key_bytes as u8,
+            value_bytes: value_bytes as u8,
+            offset_shift: offset_shift as u8,
+            offset_bits: plan.offset_width as u8,
+            size_byte: size_byte as u8,
+            size_bits: plan.size_width as u8,
+            flags: if plan.derived { FLAG_DERIVED } else { 0 },
         };
+        block.window_len = block.window_holding_every_key(entries) as u16;
         debug_assert!(
             entries
                 .iter()
@@ -164,6 +195,27 @@ impl Block {
                 .all(|(i, e)| block.entry_at(i) == *e)
         );
         block
+    }
+
+    /// `RECORD_WINDOW` when that window holds every key of `entries` (this block's keys) at
+    /// its guess (the common case, searched by unrolled code), else the smallest power of two
+    /// (or the whole block) that does.
+    fn window_holding_every_key(&self, entries: &[Entry]) -> usize {
+        let count = entries.len();
+        let holds_every_key = |len: usize| {
+            entries.iter().enumerate().all(|(index, entry)| {
+                let low = window_low(self.guess(entry.0 - self.base_key), len, count);
+                (low..low + len).contains(&index)
+            })
+        };
+        if count >= RECORD_WINDOW && holds_every_key(RECORD_WINDOW) {
+            return RECORD_WINDOW;
+        }
+        let mut len = 1;
+        while len < count && !holds_every_key(len) {
+            len *= 2;
+        }
+        len.min(count)
     }
 
     /// Entries packed in the block, patches not counted.
@@ -175,7 +227,19 @@ impl Block {
         self.patches.as_ref().map_or(0, |p| p.len())
     }
 
+    #[inline(always)]
     pub(super) fn get(&self, key: u64) -> Option<NeedleValue> {
+        // Nearly every block has no patches: one well-predicted branch on the header.
+        if self.patches.is_some() {
+            return self.get_patched(key);
+        }
+        let index = self.find(key)?;
+        Some(self.value_at(index))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_patched(&self, key: u64) -> Option<NeedleValue> {
         if let Some(patches) = &self.patches
             && let Ok(i) = patches.binary_search_by_key(&key, |e| e.0)
         {
@@ -186,70 +250,105 @@ impl Block {
         Some(self.value_at(index))
     }
 
-    /// What a lookup needs to start loading this block's records without reading the header.
-    pub(super) fn record_hint(&self) -> RecordHint {
-        RecordHint {
-            base_key: self.base_key,
-            data_address: self.data.as_ptr() as usize,
-            key_multiplier: self.key_multiplier,
-            count: self.count,
-            key_width: self.key_width,
-            record_width: self.record_width,
-        }
+    /// Starts loading the cache lines `get(key)` will read: the key window around the guess
+    /// and the guessed record's value.
+    #[inline(always)]
+    pub(super) fn prefetch_records(&self, key: u64) {
+        let guess = self.guess(key.wrapping_sub(self.base_key));
+        let len = self.window_len as usize;
+        let low = window_low(guess, len, self.count as usize);
+        let keys = self.data.as_ptr();
+        let key_bytes = self.key_bytes as usize;
+        super::prefetch(keys.wrapping_add(low * key_bytes));
+        super::prefetch(keys.wrapping_add((low + len - 1) * key_bytes));
+        self.prefetch_value(guess);
+    }
+
+    /// Starts loading the value record at `guess`: the record `get` reads is near it, so
+    /// its cache miss overlaps the key search's instead of following it.
+    #[inline(always)]
+    fn prefetch_value(&self, guess: usize) {
+        let value = self.values_start() + guess * self.value_bytes as usize;
+        super::prefetch(self.data.as_ptr().wrapping_add(value));
+    }
+
+    /// The record index interpolated from `delta = key - base_key`, clamped to the block.
+    #[inline(always)]
+    fn guess(&self, delta: u64) -> usize {
+        // `delta >> guess_shift` is below 2^16 for a key inside the block's span; clamping
+        // it there keeps the product within 64 bits for any other key.
+        let top = (delta >> self.guess_shift).min(0xFFFF);
+        let index = (top * u64::from(self.key_multiplier)) >> 16;
+        index.min(u64::from(self.count) - 1) as usize
     }
 
     /// Index of `key` among the packed entries.
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: u64) -> Option<usize> {
-        let delta = key.checked_sub(self.base_key)?;
-        let count = self.count as usize;
-        if self.flags & FLAG_DENSE != 0 {
-            return (delta < count as u64).then_some(delta as usize);
+        if self.window_len as usize != RECORD_WINDOW {
+            return self.find_in_any_window(key);
         }
-        let key_width = u32::from(self.key_width);
-        debug_assert!(key_width >= 1);
-        if delta >> key_width != 0 {
-            return None;
-        }
-        // No prefetch here: `NeedleMap::get` and `get_many` have already started loading the
-        // window from the segment's probe, before this header arrived.
-        let guess = self.record_hint().guess(delta);
+        let delta = key.wrapping_sub(self.base_key);
+        let guess = self.guess(delta);
+        self.prefetch_value(guess);
+        // A constant length: the search is unrolled, with no loop branch to mispredict.
+        let low = window_low(guess, RECORD_WINDOW, self.count as usize);
         let index =
-            search::last_at_or_below::<{ search::RECORD_WINDOW_HALF }>(count, guess, delta, |i| {
-                self.key_delta_at(i)
-            });
-        (self.key_delta_at(index) == delta).then_some(index)
+            search::branch_free_search(low, RECORD_WINDOW, delta, &|i| self.key_delta_at(i));
+        // Every key of the block is in the window of its own guess (see `encode`), so a key
+        // the window does not hold is absent.
+        ((self.key_delta_at(index) == delta) & (key >= self.base_key)).then_some(index)
+    }
+
+    /// `find` in a block whose window is not `RECORD_WINDOW` long: a small block, or one
+    /// whose keys stray far from a straight line.
+    #[cold]
+    #[inline(never)]
+    fn find_in_any_window(&self, key: u64) -> Option<usize> {
+        let delta = key.wrapping_sub(self.base_key);
+        let len = self.window_len as usize;
+        let low = window_low(self.guess(delta), len, self.count as usize);
+        let index = search::branch_free_search(low, len, delta, &|i| self.key_delta_at(i));
+        ((self.key_delta_at(index) == delta) & (key >= self.base_key)).then_some(index)
     }
 
     #[inline(always)]
     fn key_delta_at(&self, index: usize) -> u64 {
-        let bit = index * self.record_width as usize;
-        read_bits(&self.data, bit, u32::from(self.key_width))
+        debug_assert!(index < self.count as usize);
+        let key_bits = u32::from(self.key_bytes) * 8;
+        read_u64(&self.data, index * self.key_bytes as usize) & low_mask(key_bits)
     }
 
     fn key_at(&self, index: usize) -> u64 {
-        if self.flags & FLAG_DENSE != 0 {
-            return self.base_key + index as u64;
-        }
         self.base_key + self.key_delta_at(index)
     }
 
-    #[inline]
+    #[inline(always)]
+    fn values_start(&self) -> usize {
+        self.count as usize * self.key_bytes as usize
+    }
+
+    /// The offset of record `index` (`index <= count`: the last record is the end).
+    #[inline(always)]
+    fn offset_at(&self, record: usize) -> u64 {
+        let word = read_u64(&self.data, record);
+        self.base_offset + ((word >> self.offset_shift) & low_mask(u32::from(self.offset_bits)))
+    }
+
+    /// Branch free: both modes read the next record's offset, and the plain mode masks its
+    /// contribution away.
+    #[inline(always)]
     fn value_at(&self, index: usize) -> NeedleValue {
-        let offset_width = u32::from(self.offset_width);
-        let record_width = self.record_width as usize;
-        let offset_bit = index * record_width + self.key_width as usize;
-        let offset = self.base_offset + read_bits(&self.data, offset_bit, offset_width);
-        let size_bit = offset_bit + offset_width as usize;
-        let mut size = read_bits(&self.data, size_bit, u32::from(self.size_width)) as i64;
-        if self.flags & FLAG_DERIVED != 0 {
-            size += i64::from(self.base_size as i32);
-            let next_bit = offset_bit + record_width;
-            let next = self.base_offset + read_bits(&self.data, next_bit, offset_width);
-            size += implied_size(offset as i64, next as i64);
-        } else {
-            size += i64::from(self.base_size);
-        }
+        debug_assert!(index < self.count as usize);
+        let value_bytes = self.value_bytes as usize;
+        let record = self.values_start() + index * value_bytes;
+        let offset = self.offset_at(record);
+        let next = self.offset_at(record + value_bytes);
+        let size_field = read_u64(&self.data, record + self.size_byte as usize)
+            & low_mask(u32::from(self.size_bits));
+        let derived_mask = -i64::from(self.flags & FLAG_DERIVED);
+        let implied = implied_size(offset as i64, next as i64) & derived_mask;
+        let size = self.base_size + size_field as i64 + implied;
         debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));
         NeedleValue {
             offset_units: offset,
@@ -332,73 +431,11 @@ impl Block {
     }
 }
 
-/// A copy of the header fields that place a key's records in a block's `data`, kept by the
-/// segment next to the block's bound. A lookup that has found its block in that (cache
-/// resident) array starts loading the records at once, so their cache misses overlap the
-/// header's instead of following it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct RecordHint {
-    base_key: u64,
-    /// Where the block's records are. Only ever a prefetch address (a prefetch never faults),
-    /// never dereferenced, so a stale hint could cost speed but not correctness.
-    data_address: usize,
-    key_multiplier: u32,
-    count: u16,
-    /// 0 for a dense block (keys are `base_key + i`).
-    key_width: u8,
-    record_width: u8,
-}
-
-impl RecordHint {
-    /// The record index interpolated from `delta = key - base_key`, clamped to the block.
-    #[inline(always)]
-    fn guess(&self, delta: u64) -> usize {
-        let index = if self.key_width == 0 {
-            delta
-        } else {
-            // delta is clamped below 2^key_width, so delta >> shift < 2^16: the product fits.
-            let key_width = u32::from(self.key_width);
-            let shift = key_width.saturating_sub(16);
-            let delta = delta.min((1 << key_width) - 1);
-            ((delta >> shift) * u64::from(self.key_multiplier)) >> 16
-        };
-        (index.min(u64::from(self.count) - 1)) as usize
-    }
-
-    /// Starts loading every cache line `Block::find(key)` may read, all at once.
-    #[inline(always)]
-    pub(super) fn prefetch_records(&self, key: u64) {
-        let delta = key.wrapping_sub(self.base_key);
-        if self.key_width == 0 {
-            let index = (delta.min(u64::from(self.count) - 1)) as usize;
-            let byte = index * self.record_width as usize / 8;
-            super::prefetch((self.data_address + byte) as *const u8);
-            return;
-        }
-        self.prefetch_window(self.guess(delta));
-    }
-
-    /// Starts loading the cache lines of the search window around record `guess`.
-    #[inline(always)]
-    fn prefetch_window(&self, guess: usize) {
-        let count = self.count as usize;
-        let half = search::RECORD_WINDOW_HALF;
-        let len = count.min(2 * half);
-        let low = guess.saturating_sub(half).min(count - len);
-        let record_width = self.record_width as usize;
-        // Cache lines, not bytes, so the loop runs at most a few times.
-        let first_line = (self.data_address + low * record_width / 8) / 64;
-        let last_line = (self.data_address + ((low + len) * record_width).div_ceil(8) + 7) / 64;
-        for line in first_line..=last_line {
-            super::prefetch((line * 64) as *const u8);
-        }
-    }
-}
-
-fn key_multiplier(key_span: u64, count: usize, key_width: u32) -> u32 {
-    let (shift, multiplier) = search::guess_parameters(key_span, count);
-    assert_eq!(shift, key_width.saturating_sub(16));
-    u32::try_from(multiplier).expect("count < 2^16")
+/// Start of the `len` keys searched around `guess` in a block of `count`: centred on the
+/// guess, slid inside the block near its ends.
+#[inline(always)]
+fn window_low(guess: usize, len: usize, count: usize) -> usize {
+    guess.saturating_sub(len / 2).min(count - len)
 }
 
 fn push_live(out: &mut Vec<Entry>, entry: Entry) {
@@ -407,40 +444,42 @@ fn push_live(out: &mut Vec<Entry>, entry: Entry) {
     }
 }
 
-fn write_records(data: &mut [u8], entries: &[Entry], key_width: u32, plan: &FieldPlan) {
-    let record_width = (key_width + plan.offset_width + plan.size_width) as usize;
-    let base_key = entries[0].0;
+/// Writes the `entries.len() + 1` value records of `plan` into `values`.
+fn write_values(values: &mut [u8], entries: &[Entry], plan: &FieldPlan) {
+    let (value_bytes, offset_shift, size_byte) = plan.record_layout();
+    let value_bytes = value_bytes as usize;
     let end = end_offsets(entries).1;
-    for (i, entry) in entries.iter().enumerate() {
-        let bit = i * record_width;
-        if key_width > 0 {
-            write_bits(data, bit, key_width, entry.0 - base_key);
-        }
-        let offset_bit = bit + key_width as usize;
-        let offset_delta = entry.1.offset_units - plan.offset_base;
-        write_bits(data, offset_bit, plan.offset_width, offset_delta);
-        let size_value = if plan.derived {
+    let records = entries.iter().enumerate().map(|(i, entry)| {
+        let size = if plan.derived {
             let next = entries.get(i + 1).map_or(end, |n| n.1.offset_units as i64);
             size_residual(entry.1.size, entry.1.offset_units as i64, next)
         } else {
             i64::from(entry.1.size)
         };
-        let size_bit = offset_bit + plan.offset_width as usize;
-        write_bits(
-            data,
-            size_bit,
-            plan.size_width,
-            (size_value - plan.size_base) as u64,
-        );
-    }
-    if plan.derived {
-        let end_bit = entries.len() * record_width + key_width as usize;
-        write_bits(
-            data,
-            end_bit,
-            plan.offset_width,
-            end as u64 - plan.offset_base,
-        );
+        (entry.1.offset_units, size)
+    });
+    // The record after the last: in derived mode the end of the last needle, whose offset the
+    // last entry's size is derived from; in plain mode nothing reads its fields.
+    let last = if plan.derived {
+        (end as u64, plan.size_base)
+    } else {
+        (plan.offset_base, plan.size_base)
+    };
+    for (i, (offset_units, size)) in records.chain(std::iter::once(last)).enumerate() {
+        let offset_field = offset_units - plan.offset_base;
+        let size_field = (size - plan.size_base) as u64;
+        assert!(offset_field >> plan.offset_width == 0);
+        assert!(size_field >> plan.size_width == 0);
+        let record = &mut values[i * value_bytes..(i + 1) * value_bytes];
+        if size_byte == 0 {
+            let word = (offset_field << offset_shift) | size_field;
+            record.copy_from_slice(&word.to_le_bytes()[..value_bytes]);
+        } else {
+            let (offset_part, size_part) = record.split_at_mut(size_byte as usize);
+            offset_part.copy_from_slice(&offset_field.to_le_bytes()[..size_byte as usize]);
+            size_part
+                .copy_from_slice(&size_field.to_le_bytes()[..value_bytes - size_byte as usize]);
+        }
     }
 }
 
@@ -454,6 +493,7 @@ fn end_offsets(entries: &[Entry]) -> (i64, i64) {
 
 /// The smallest body size a needle at `offset` followed by one at `next` can have (both in
 /// 8-byte units); the true size is this plus 0..=7 when the needles are back to back.
+#[inline(always)]
 fn implied_size(offset: i64, next: i64) -> i64 {
     8 * (next - offset) - NEEDLE_OVERHEAD_BYTES - 8
 }
@@ -472,21 +512,22 @@ pub(super) fn bits_needed(range: u64) -> u32 {
     64 - range.leading_zeros()
 }
 
+/// `bits` low bits set (`bits < 64`).
 #[inline(always)]
-fn read_bits(data: &[u8], bit: usize, width: u32) -> u64 {
-    debug_assert!(width <= PACKED_FIELD_BITS_MAX);
-    let byte = bit >> 3;
-    let word = u64::from_le_bytes(data[byte..byte + 8].try_into().expect("8-byte window"));
-    (word >> (bit & 7)) & ((1u64 << width) - 1)
+fn low_mask(bits: u32) -> u64 {
+    debug_assert!(bits < 64);
+    (1u64 << bits) - 1
 }
 
-fn write_bits(data: &mut [u8], bit: usize, width: u32, value: u64) {
-    assert!(width <= PACKED_FIELD_BITS_MAX);
-    assert!(value >> width == 0, "value {value} wider than {width} bits");
-    let byte = bit >> 3;
-    let window: &mut [u8; 8] = (&mut data[byte..byte + 8])
-        .try_into()
-        .expect("8-byte window");
-    let word = u64::from_le_bytes(*window) | (value << (bit & 7));
-    *window = word.to_le_bytes();
+/// The 8 bytes of `data` from `at`, little endian.
+#[inline(always)]
+fn read_u64(data: &[u8], at: usize) -> u64 {
+    debug_assert!(at + 8 <= data.len());
+    // SAFETY: every field a block reads starts at least 8 bytes before the end of `data`:
+    // keys (index < count) are followed by the value records, and the value records (index
+    // <= count; a wide record's size field at byte 6 of a record of at least 6 bytes) by
+    // DATA_PADDING_BYTES spare bytes (see `Block::encode`), and lookups only read indices
+    // inside those bounds (`branch_free_search` returns an index of its range).
+    let word = unsafe { data.as_ptr().add(at).cast::<u64>().read_unaligned() };
+    u64::from_le(word)
 }

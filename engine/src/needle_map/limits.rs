@@ -16,8 +16,8 @@ pub const SEGMENT_BLOCKS_MAX: usize = 256;
 /// latency, few enough that the group's state stays in registers and L1.
 pub const LOOKUP_GROUP_MAX: usize = 16;
 
-/// Widest packed field, in bits. A value of this width plus a bit shift of at most 7 fits one
-/// unaligned 64-bit load, so a block never spans keys further apart than 2^56.
+/// Widest key delta in a block, in bits: a block never spans keys further apart than 2^56, so
+/// a key delta takes at most 7 bytes and one unaligned 64-bit load reads it.
 pub const PACKED_FIELD_BITS_MAX: u32 = 56;
 
 /// Needle offsets are 40 bits of 8-byte units (SeaweedFS's 5-byte offsets: 8 TiB volumes).

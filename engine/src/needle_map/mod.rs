@@ -13,15 +13,16 @@
 //! - segments: blocks are grouped in segments of at most `segment_blocks_max`, so a split or
 //!   removal moves a bounded number of block headers, never the whole map.
 //!
-//! A lookup interpolates its way down (see `search.rs`): over the segment bounds (a small,
-//! cache-resident array), over the probes of one segment (32 bytes per block: its bound and a
-//! copy of what places a key's records in its data), then over the packed records of one
-//! block. The probe lets the lookup start loading the block's header and its records at once:
-//! two cache misses in parallel instead of one after the other. `get_many` overlaps those
-//! misses across a group of keys too.
+//! A lookup is a short straight-line path, so the CPU overlaps many independent lookups:
+//! interpolate over the segment bounds (a small, cache-resident array) and over the dense
+//! block bounds of one segment (8 bytes per block), each settled by a few branch-free
+//! compares (see `search.rs`); read the block's 64-byte header; interpolate into its key
+//! window and search it with a fixed number of steps; read the value (see `block.rs`).
+//! `get_many` also prefetches each stage's memory for a group of keys before using it.
 //!
-//! Memory: a header per `block_entries_max` needles plus the packed records; needles
-//! appended back to back by a volume take about 4.5 bytes each (BENCHMARKS.md).
+//! Memory: a 64-byte header and an 8-byte bound per `block_entries_max` needles plus the
+//! packed fields; needles appended back to back by a volume take about 5.7 bytes each
+//! (BENCHMARKS.md).
 
 mod block;
 mod limits;
@@ -32,7 +33,7 @@ mod tests;
 
 use std::ops::Range;
 
-use block::{Block, Entry, RecordHint};
+use block::{Block, Entry};
 pub use limits::{
     BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, LOOKUP_GROUP_MAX, OFFSET_UNITS_BITS_MAX,
     SEGMENT_BLOCKS_MAX, TOMBSTONE_SIZE,
@@ -60,30 +61,20 @@ pub struct NeedleMap {
 }
 
 struct Segment {
-    /// Ascending `bound`s; the first block's bound equals the segment's bound.
     blocks: Vec<Block>,
-    /// Per block, its bound and where its records are, 2 to a cache line instead of 1 per
-    /// 64-byte header: a lookup searches these (they stay in cache), then loads the block's
-    /// header and records at once (two cache misses in parallel, not one after the other).
-    probes: Vec<Probe>,
+    /// `bounds[i]` is where the key range of `blocks[i]` starts (at most its smallest key);
+    /// ascending, the first equals the segment's bound. 8 to a cache line: a lookup searches
+    /// these, then reads one block header.
+    bounds: Vec<u64>,
     /// Interpolates `key - segment bound` to an index in `blocks`.
     guess: search::Guess,
 }
-
-/// A block's entry in its segment's search array.
-#[derive(Clone, Copy, Debug)]
-struct Probe {
-    bound: u64,
-    records: RecordHint,
-}
-
-const _: () = assert!(size_of::<Probe>() == 32);
 
 impl Segment {
     fn with_capacity(blocks_max: usize) -> Segment {
         Segment {
             blocks: Vec::with_capacity(blocks_max),
-            probes: Vec::with_capacity(blocks_max),
+            bounds: Vec::with_capacity(blocks_max),
             guess: search::Guess::default(),
         }
     }
@@ -91,14 +82,10 @@ impl Segment {
     /// Called after every change of the blocks or their bounds: O(blocks), cheap next to the
     /// block encoding that comes with any such change.
     fn refresh_index(&mut self) {
-        self.probes.clear();
-        self.probes.extend(self.blocks.iter().map(|block| Probe {
-            bound: block.bound,
-            records: block.record_hint(),
-        }));
-        let first = self.probes[0].bound;
-        let last = self.probes[self.probes.len() - 1].bound;
-        self.guess = search::Guess::new(last - first, self.probes.len());
+        assert_eq!(self.bounds.len(), self.blocks.len());
+        let first = self.bounds[0];
+        let last = self.bounds[self.bounds.len() - 1];
+        self.guess = search::Guess::new(last - first, self.bounds.len());
     }
 }
 
@@ -163,16 +150,20 @@ impl NeedleMap {
         old
     }
 
+    #[inline(always)]
     pub fn get(&self, key: u64) -> Option<NeedleValue> {
         if key >= self.tail_start {
-            let index = self.tail.binary_search_by_key(&key, |e| e.0).ok()?;
-            return Some(self.tail[index].1);
+            return self.tail_get(key);
         }
         let (segment, block) = self.locate(key);
-        let segment = &self.segments[segment];
-        // Start the records' cache misses before `get` waits for the header's.
-        segment.probes[block].records.prefetch_records(key);
-        segment.blocks[block].get(key)
+        self.segments[segment].blocks[block].get(key)
+    }
+
+    /// `get` of a key in the tail (the last, not yet sealed entries).
+    #[inline(never)]
+    fn tail_get(&self, key: u64) -> Option<NeedleValue> {
+        let index = self.tail.binary_search_by_key(&key, |e| e.0).ok()?;
+        Some(self.tail[index].1)
     }
 
     /// Removes `key`; returns the value it had.
@@ -209,7 +200,7 @@ impl NeedleMap {
             .iter()
             .map(|segment| {
                 segment.blocks.capacity() * size_of::<Block>()
-                    + segment.probes.capacity() * size_of::<Probe>()
+                    + segment.bounds.capacity() * size_of::<u64>()
                     + segment.blocks.iter().map(Block::heap_bytes).sum::<usize>()
             })
             .sum();
@@ -256,8 +247,8 @@ impl NeedleMap {
 
     #[inline(always)]
     fn locate_block(&self, segment: usize, guess: usize, key: u64) -> usize {
-        let probes = &self.segments[segment].probes;
-        search::last_bound_at_or_below(probes.len(), guess, key, |i| probes[i].bound)
+        let bounds = &self.segments[segment].bounds;
+        search::last_bound_at_or_below(bounds.len(), guess, key, |i| bounds[i])
     }
 
     /// `values[i] = self.get(keys[i])` for every `i`. Works through the keys in groups of
@@ -275,14 +266,17 @@ impl NeedleMap {
         assert!(keys.len() <= LOOKUP_GROUP_MAX);
         const IN_TAIL: usize = usize::MAX;
         let mut located = [(IN_TAIL, 0usize); LOOKUP_GROUP_MAX];
-        // Stage 1: the probes are mostly in cache; start loading each key's block header and
-        // records.
+        // Stage 1: the bounds are mostly in cache; start loading each key's block header.
         for (slot, &key) in located.iter_mut().zip(keys) {
             if key < self.tail_start {
                 *slot = self.locate(key);
-                let segment = &self.segments[slot.0];
-                prefetch(&segment.blocks[slot.1]);
-                segment.probes[slot.1].records.prefetch_records(key);
+                prefetch(&self.segments[slot.0].blocks[slot.1]);
+            }
+        }
+        // Stage 2: with the headers arriving, start loading each key's records.
+        for (slot, &key) in located.iter().zip(keys) {
+            if slot.0 != IN_TAIL {
+                self.segments[slot.0].blocks[slot.1].prefetch_records(key);
             }
         }
         for ((slot, &key), value) in located.iter().zip(keys).zip(values) {
@@ -333,20 +327,21 @@ impl NeedleMap {
         self.tail_start = new_tail_start;
     }
 
-    fn push_block(&mut self, bound: u64, mut block: Block) {
+    fn push_block(&mut self, bound: u64, block: Block) {
         let segment_max = usize::from(self.geometry.segment_blocks_max);
         assert!(bound <= block.base_key());
-        block.bound = bound;
         match self.segments.last_mut() {
             Some(last) if last.blocks.len() < segment_max => {
-                assert!(last.blocks.last().expect("segments are never empty").bound < bound);
+                assert!(*last.bounds.last().expect("segments are never empty") < bound);
                 last.blocks.push(block);
+                last.bounds.push(bound);
                 last.refresh_index();
             }
             _ => {
                 assert!(self.segments.is_empty() == (bound == 0));
                 let mut segment = Segment::with_capacity(segment_max);
                 segment.blocks.push(block);
+                segment.bounds.push(bound);
                 segment.refresh_index();
                 self.segment_bounds.push(bound);
                 self.segments.push(segment);
@@ -401,25 +396,31 @@ impl NeedleMap {
         self.replace_blocks(segment_index, range, blocks);
     }
 
-    fn replace_blocks(
-        &mut self,
-        segment_index: usize,
-        range: Range<usize>,
-        mut blocks: Vec<Block>,
-    ) {
+    fn replace_blocks(&mut self, segment_index: usize, range: Range<usize>, blocks: Vec<Block>) {
         let segment_bound = self.segment_bounds[segment_index];
         let segment = &mut self.segments[segment_index];
-        if let Some(first) = blocks.first_mut() {
-            // Blocks after the first start at their smallest key (Block::encode's default).
-            first.bound = segment.blocks[range.start].bound;
-        }
-        segment.blocks.splice(range, blocks);
+        // The first new block takes over the range of the first replaced one; the others
+        // start at their smallest key.
+        let first_bound = segment.bounds[range.start];
+        let bounds: Vec<u64> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                if i == 0 {
+                    first_bound
+                } else {
+                    block.base_key()
+                }
+            })
+            .collect();
+        segment.blocks.splice(range.clone(), blocks);
+        segment.bounds.splice(range, bounds);
         if segment.blocks.is_empty() {
             self.remove_segment(segment_index);
             return;
         }
         // The first block of a segment always covers from the segment's bound.
-        segment.blocks[0].bound = segment_bound;
+        segment.bounds[0] = segment_bound;
         segment.refresh_index();
         if segment.blocks.len() > usize::from(self.geometry.segment_blocks_max) {
             self.split_segment(segment_index);
@@ -433,7 +434,7 @@ impl NeedleMap {
             self.tail_start = 0;
         } else if segment_index == 0 {
             self.segment_bounds[0] = 0;
-            self.segments[0].blocks[0].bound = 0;
+            self.segments[0].bounds[0] = 0;
             self.segments[0].refresh_index();
         }
         self.refresh_segment_guess();
@@ -452,16 +453,16 @@ impl NeedleMap {
             let start = len * part / parts;
             let mut piece = Segment::with_capacity(segment_max);
             piece.blocks.extend(segment.blocks.drain(start..));
+            piece.bounds.extend(segment.bounds.drain(start..));
             piece.refresh_index();
             pieces.push(piece);
         }
         segment.blocks.shrink_to(segment_max);
+        segment.bounds.shrink_to(segment_max);
         segment.refresh_index();
         let at = segment_index + 1;
-        self.segment_bounds.splice(
-            at..at,
-            pieces.iter().rev().map(|piece| piece.blocks[0].bound),
-        );
+        self.segment_bounds
+            .splice(at..at, pieces.iter().rev().map(|piece| piece.bounds[0]));
         self.segments.splice(at..at, pieces.into_iter().rev());
         self.refresh_segment_guess();
     }

@@ -6,10 +6,6 @@
 /// are off by at most one or two for a volume's keys.
 pub(super) const BOUND_WINDOW_HALF: usize = 4;
 
-/// Places on each side of a guess searched for a key in a block: the keys of one block stray
-/// further from a straight line (about sqrt(count) / 2 places).
-pub(super) const RECORD_WINDOW_HALF: usize = 16;
-
 /// Linear interpolation of an index from a key delta, in integer arithmetic on the top 16
 /// bits of the delta: `index ~ delta * (count - 1) / span`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -106,7 +102,7 @@ pub(super) fn last_bound_at_or_below(
 /// The last index in `low..low + len` with `value_at(i) <= target`, given
 /// `value_at(low) <= target`. The loop count depends only on `len`.
 #[inline(always)]
-fn branch_free_search(
+pub(super) fn branch_free_search(
     mut low: usize,
     mut len: usize,
     target: u64,

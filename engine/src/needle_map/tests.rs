@@ -64,14 +64,12 @@ fn check_structure(map: &NeedleMap) {
     for (segment, bound) in map.segments.iter().zip(&map.segment_bounds) {
         assert!(!segment.blocks.is_empty());
         assert!(segment.blocks.len() <= usize::from(geometry.segment_blocks_max));
-        assert_eq!(segment.blocks[0].bound, *bound);
-        // The probes a lookup searches (and prefetches by) describe the blocks as they are.
-        assert_eq!(segment.probes.len(), segment.blocks.len());
-        for (probe, block) in segment.probes.iter().zip(&segment.blocks) {
-            assert_eq!(probe.bound, block.bound);
-            assert_eq!(probe.records, block.record_hint());
+        assert_eq!(segment.bounds.len(), segment.blocks.len());
+        assert_eq!(segment.bounds[0], *bound);
+        for (bound, block) in segment.bounds.iter().zip(&segment.blocks) {
+            assert!(*bound <= block.base_key());
         }
-        all_bounds.extend(segment.blocks.iter().map(|block| block.bound));
+        all_bounds.extend(segment.bounds.iter().copied());
     }
     assert!(all_bounds.windows(2).all(|w| w[0] < w[1]));
     let blocks = map.segments.iter().flat_map(|s| s.blocks.iter());
@@ -398,4 +396,60 @@ fn large_random_bulk_load_keeps_last_entry() {
         .collect();
     let map = NeedleMap::from_sorted_or_not(entries.iter().copied());
     check(&map, &reference_load(&entries));
+}
+
+/// Sorted, distinct keys for one block: from a start anywhere in u64 (0 and the top of the
+/// range included), gaps from dense to the widest a block allows.
+fn block_keys_strategy() -> impl Strategy<Value = Vec<u64>> {
+    let start = prop_oneof![Just(0u64), any::<u64>(), Just(u64::MAX - 1000)];
+    let gap = prop_oneof![4 => 1u64..9, 1 => 1u64..1 << 20, 1 => 1u64..1 << 40];
+    (start, prop::collection::vec(gap, 0..300)).prop_map(|(start, gaps)| {
+        let mut keys = vec![start];
+        for gap in gaps {
+            let next = keys[keys.len() - 1].saturating_add(gap);
+            if next == keys[keys.len() - 1] || next - keys[0] >= 1 << 55 {
+                break;
+            }
+            keys.push(next);
+        }
+        keys
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A block packs any sorted entries (appended needles, arbitrary offsets and sizes up to
+    /// the widest fields) so that `get` finds every key's value and no key it does not hold.
+    #[test]
+    fn block_round_trips_any_entries(
+        keys in block_keys_strategy(),
+        appended_sizes in prop::collection::vec(0u32..100_000, 300),
+        values in prop::collection::vec(value_strategy(), 300),
+        back_to_back in any::<bool>(),
+    ) {
+        let entries: Vec<(u64, NeedleValue)> = if back_to_back {
+            let mut offset_units = 1u64;
+            keys.iter().zip(&appended_sizes).map(|(key, size)| {
+                let entry = (*key, value(offset_units, *size));
+                offset_units += (u64::from(*size) + 28) / 8 + 1;
+                entry
+            }).collect()
+        } else {
+            keys.iter().copied().zip(values.iter().copied()).collect()
+        };
+        let block = super::block::Block::encode(&entries);
+        prop_assert_eq!(block.packed_count(), entries.len());
+        let mut decoded = Vec::new();
+        block.materialize_into(&mut decoded);
+        prop_assert_eq!(&decoded, &entries);
+        for (key, value) in &entries {
+            prop_assert_eq!(block.get(*key), Some(*value));
+            for absent in [key.wrapping_sub(1), key.wrapping_add(1), !key] {
+                if entries.binary_search_by_key(&absent, |e| e.0).is_err() {
+                    prop_assert_eq!(block.get(absent), None, "absent key {}", absent);
+                }
+            }
+        }
+    }
 }
