@@ -56,3 +56,7 @@ const _: () = assert!(READ_CHUNK_BYTES <= HEADER_BYTES_MAX_DEFAULT);
 const _: () = assert!(CHUNK_LINE_BYTES_MAX < READ_CHUNK_BYTES);
 const _: () = assert!(READ_CHUNK_BYTES <= IDLE_BUFFER_BYTES_MAX);
 const _: () = assert!(ZERO_COPY_MIN_BYTES_DEFAULT as usize <= FILE_COPY_CHUNK_BYTES_MAX);
+
+/// Descriptors `runtime::check_fd_limit` keeps free besides the ones it is asked for
+/// (listeners, rings, pipes, log files).
+pub const FD_RESERVE_COUNT: u64 = 256;

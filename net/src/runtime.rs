@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use compio::driver::{DriverType, ProactorBuilder};
 use compio::runtime::{Runtime, RuntimeBuilder};
 
-use crate::limits::{CORES_MAX, RING_ENTRIES_MAX};
+use crate::limits::{CORES_MAX, FD_RESERVE_COUNT, RING_ENTRIES_MAX};
 
 /// Which completion driver a core runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,13 +301,10 @@ impl std::fmt::Display for FdLimitError {
 
 impl std::error::Error for FdLimitError {}
 
-/// Descriptors kept free for volume files, listeners and rings besides connections.
-const FD_RESERVE: u64 = 256;
-
 /// Checks RLIMIT_NOFILE against `connections_max` (all cores together) plus a reserve, raising
 /// the soft limit up to the hard limit first when that is enough.
 pub fn check_fd_limit(connections_max: usize) -> Result<(), FdLimitError> {
-    let needed = connections_max as u64 + FD_RESERVE;
+    let needed = connections_max as u64 + FD_RESERVE_COUNT;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -111,7 +111,7 @@ fn connections_per_core(config: &Config) -> Result<usize, String> {
     let Err(error) = check_fd_limit(per_core * cores + files) else {
         return Ok(per_core);
     };
-    let reserve = error.needed as usize - (per_core * cores + files);
+    let reserve = kelp_net::limits::FD_RESERVE_COUNT as usize;
     let fits = (error.hard_limit as usize).saturating_sub(reserve + files) / cores;
     if fits < CONNECTIONS_PER_CORE_MIN {
         return Err(format!(
