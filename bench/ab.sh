@@ -82,6 +82,10 @@ cpu_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / max(phase["completed"], 1)
 print(f"{sys.argv[2]}\t{sys.argv[3]}\t{phase['requests_per_second']:.1f}\t{pct[99.0]:.2f}\t{cpu_us:.1f}")
 PY
       done
+      # Free the pages of this run's files before the next run writes (see compare.sh).
+      if [[ ${AB_DELETE_AFTER:-0} == 1 ]]; then
+        curl -fsS -X POST "http://${master[$system]}/col/delete?collection=c$size" >/dev/null
+      fi
     done
   done
 done

@@ -155,6 +155,10 @@ cpu = f"{(int(after) - int(before)) / tck * 1e6 / max(phase['completed'], 1):.1f
 print(f"{sys.argv[2]}\t{sys.argv[3]}\t{phase['requests_per_second']:.1f}\t{pct[50.0]:.2f}\t{pct[99.0]:.2f}\t{cpu}")
 PY
   done
+  if [[ ${COMPARE_DELETE_AFTER:-0} == 1 ]]; then
+    curl -fsS -X POST "http://$master/col/delete?collection=c$size" >/dev/null 2>&1 ||
+      echo "compare.sh: could not delete collection c$size on $system" >&2
+  fi
 }
 
 measure_weed_client() {

@@ -31,6 +31,14 @@ use std::sync::Arc;
 /// upload makes a record just over 64 KiB.
 pub const READ_WHOLE_RECORD_BYTES_MAX: u64 = 128 * 1024;
 
+/// Records up to this size are written with a plain pwrite on the core's thread; larger ones
+/// through the ring. ext4 has no non-blocking buffered writes, so a ring write is handed to an
+/// io-wq worker thread (two wake-ups per write): for a small record that hand-off costs more
+/// than the copy, while a large record's copy would hold the core (and every connection on
+/// it) for tens of µs, and longer when the kernel throttles dirty pages. Measured in
+/// BENCHMARKS.md ("Session 2", inline record writes).
+pub const WRITE_INLINE_RECORD_BYTES_MAX: u64 = 16 * 1024;
+
 /// Where a needle's data is, for the response body.
 pub enum NeedleData {
     Bytes(Bytes),
@@ -504,7 +512,7 @@ fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
     }
 }
 
-/// Writes `upload` as `fid` with positional writes through this core's ring, following
+/// Writes `upload` as `fid` with positional writes (inline or through this core's ring), following
 /// the engine's append protocol: plan (reserve), `.dat` write, complete (the key becomes
 /// readable) or abort, then the `.idx` entry at the offset `complete` gave, so entries go in
 /// completion order. Several writes may be in flight at distinct offsets; the store is
@@ -548,16 +556,23 @@ pub async fn delete(
     })
 }
 
-/// Steps 2-3 of the engine's append protocol on the ring: the record at its reserved
-/// offset, then `complete` (or `abort`), then the `.idx` entry at the offset `complete` gave.
+/// Steps 2-3 of the engine's append protocol: the record at its reserved offset (inline or
+/// through the ring, by size), then `complete` (or `abort`), then the `.idx` entry at the
+/// offset `complete` gave.
 async fn append(
     store: &RefCell<CoreStore>,
     fid: FileId,
     mut planned: Planned,
 ) -> Result<(), StoreError> {
     let record = std::mem::take(&mut planned.plan.record);
-    let BufResult(result, record) =
-        kelp_net::fs::write_all_at(planned.dat.clone(), planned.plan.offset, record).await;
+    let (result, record) = if record.len() as u64 <= WRITE_INLINE_RECORD_BYTES_MAX {
+        let result = planned.dat.write_all_at(&record, planned.plan.offset);
+        (result, record)
+    } else {
+        let BufResult(result, record) =
+            kelp_net::fs::write_all_at(planned.dat.clone(), planned.plan.offset, record).await;
+        (result, record)
+    };
     planned.plan.record = record;
     let (idx_append, idx, idx_path) = store.borrow_mut().finish_append(fid, planned, result)?;
     // A plain pwrite: 16 or 17 bytes into a page the previous entries already brought into
