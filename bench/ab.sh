@@ -9,9 +9,10 @@
 #
 #   bench/ab.sh A_BIN B_BIN [--rounds 3] [-n 20000] [--workloads "65536 16,65536 64"]
 #
+# AB_DELETE_AFTER=1 deletes each run's collection after it (see compare.sh, COMPARE_DELETE_AFTER).
 # Ports: 23400-23499. Everything started here is stopped by pid, and its files are removed.
 set -euo pipefail
-(($# >= 2)) || { sed -n '2,9p' "$0"; exit 2; }
+(($# >= 2)) || { sed -n '2,14p' "$0"; exit 2; }
 declare -A bin=([A]=$(realpath "$1") [B]=$(realpath "$2"))
 shift 2
 rounds=3

@@ -12,6 +12,11 @@
 # server` when the binary has it, else `kelp master` + `kelp volume`, else its column says "not
 # yet built". Ports: 23300-23399 (+10000 for SeaweedFS's gRPC); all must be free. Everything
 # started here is stopped by pid, and its files are removed.
+#
+# COMPARE_DELETE_AFTER=1 deletes each run's collection (/col/delete) after its read phase, so
+# the next run writes into pages just freed. On a VM that backs guest memory lazily, writing
+# into never-used pages costs a host fault per page, for both servers alike, and swamps what a
+# 64 KB write costs the server itself (BENCHMARKS.md, "Side by side with SeaweedFS").
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +35,7 @@ while (($#)); do
     --out) out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --workloads) only_workloads=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
