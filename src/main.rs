@@ -5,6 +5,7 @@ mod master;
 mod server;
 mod tools;
 mod volume;
+mod wire;
 
 use clap::{Parser, Subcommand};
 

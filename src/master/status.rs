@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use super::http::{HttpResponse, error, json};
 use super::node::Master;
 use super::params::Query;
+use crate::wire::VolumeReport;
 
 const VERSION: &str = concat!("kelp ", env!("CARGO_PKG_VERSION"));
 
@@ -245,15 +246,7 @@ pub fn volume_status(master: &Master, pretty: bool) -> HttpResponse {
             .volumes
             .values()
             .chain(node.pending.values().map(|(v, _)| v))
-            .map(|v| {
-                serde_json::json!({
-                    "Id": v.id, "Size": v.size, "Collection": v.collection,
-                    "FileCount": v.file_count, "DeleteCount": v.delete_count,
-                    "DeletedByteCount": v.deleted_byte_count, "ReadOnly": v.read_only,
-                    "ReplicaPlacement": v.replica_placement, "Ttl": v.ttl,
-                    "CompactRevision": v.compact_revision,
-                })
-            })
+            .map(VolumeReport::status_json)
             .collect();
         tree.entry(&node.data_center)
             .or_default()

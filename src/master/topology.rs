@@ -4,59 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use crate::wire::{Heartbeat, VolumeReport};
+use serde::Serialize;
 
 use super::params::{LayoutKey, Placement};
 
 pub const DEFAULT_DATA_CENTER: &str = "DefaultDataCenter";
 pub const DEFAULT_RACK: &str = "DefaultRack";
-
-/// A heartbeat (contracts.md §3).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Heartbeat {
-    pub ip: String,
-    pub port: u16,
-    #[serde(default)]
-    pub public_url: String,
-    #[serde(default)]
-    pub data_center: String,
-    #[serde(default)]
-    pub rack: String,
-    #[serde(default)]
-    pub max_volume_count: u32,
-    #[serde(default)]
-    pub max_file_key: u64,
-    #[serde(default)]
-    pub volumes: Vec<VolumeReport>,
-}
-
-/// One volume in a heartbeat.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeReport {
-    pub id: u32,
-    #[serde(default)]
-    pub port: u16,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub collection: String,
-    #[serde(default)]
-    pub file_count: u64,
-    #[serde(default)]
-    pub delete_count: u64,
-    #[serde(default)]
-    pub deleted_byte_count: u64,
-    #[serde(default)]
-    pub read_only: bool,
-    #[serde(default)]
-    pub replica_placement: String,
-    #[serde(default)]
-    pub ttl: String,
-    #[serde(default)]
-    pub compact_revision: u32,
-}
 
 #[derive(Debug, Clone)]
 pub struct DataNode {

@@ -342,13 +342,9 @@ pub async fn status(state: &Rc<CoreState>) -> Response {
     let volumes: Vec<serde_json::Value> = volumes
         .iter()
         .map(|v| {
-            serde_json::json!({
-                "Id": v.id, "Size": v.size, "Collection": v.collection,
-                "FileCount": v.file_count, "DeleteCount": v.delete_count,
-                "DeletedByteCount": v.deleted_byte_count, "ReadOnly": v.read_only,
-                "ReplicaPlacement": v.replica_placement, "Ttl": v.ttl,
-                "CompactRevision": v.compact_revision, "Port": v.port,
-            })
+            let mut json = v.status_json();
+            json["Port"] = v.port.into();
+            json
         })
         .collect();
     let json = serde_json::json!({

@@ -1,8 +1,9 @@
-//! Talking to the master: the heartbeat (contracts.md §3) with leader following and backoff,
+//! Talking to the master: the heartbeat (`crate::wire`) with leader following and backoff,
 //! and `/dir/lookup` for fids this server does not hold, cached for a short time.
 
+pub use crate::wire::{Heartbeat, VolumeReport};
 use kelp_net::http::client::{Client, ClientError, ClientOptions};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -23,37 +24,6 @@ pub fn master_client_options() -> ClientOptions {
         request_timeout_ms: MASTER_REQUEST_TIMEOUT_MS,
         body_bytes_max: 64 << 20,
     }
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Heartbeat {
-    pub ip: String,
-    pub port: u16,
-    pub public_url: String,
-    pub data_center: String,
-    pub rack: String,
-    pub max_volume_count: u32,
-    pub max_file_key: u64,
-    pub volumes: Vec<VolumeReport>,
-}
-
-/// One volume as the heartbeat and `/status` report it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeReport {
-    pub id: u32,
-    /// Port of the core that owns the volume.
-    pub port: u16,
-    pub size: u64,
-    pub collection: String,
-    pub file_count: u64,
-    pub delete_count: u64,
-    pub deleted_byte_count: u64,
-    pub read_only: bool,
-    pub replica_placement: String,
-    pub ttl: String,
-    pub compact_revision: u16,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
