@@ -1,4 +1,4 @@
-//! The heartbeat to the master (contracts.md §3), sent by core 0 for the whole server. A
+//! The heartbeat to the master (`crate::wire::Heartbeat`), sent by core 0 for the whole server. A
 //! master that is down is retried with backoff and logged, never fatal.
 
 use super::core::{CoreState, all_snapshots, broadcast_size_limit};

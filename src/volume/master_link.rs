@@ -243,7 +243,7 @@ fn parse_lookup(
 mod tests {
     use super::*;
 
-    // Proves the heartbeat JSON has the field names of contracts.md §3.
+    // Proves the heartbeat JSON has the field names the master reads (camelCase, as `crate::wire`).
     #[test]
     fn heartbeat_json_shape() {
         let heartbeat = Heartbeat {
