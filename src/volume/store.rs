@@ -260,16 +260,20 @@ impl CoreStore {
             .ok_or(StoreError::VolumeNotHere { volume_id })
     }
 
-    /// Where the live record of `fid.key` is, when there is one: an overwrite must check
-    /// its cookie first (the map keeps none).
-    fn existing(&self, fid: FileId) -> Result<Option<(ReadPlan, Arc<File>)>, StoreError> {
-        let local = self.get(fid.volume_id)?;
-        Ok(local
-            .volume
-            .core()
-            .plan_read(fid.key)
-            .ok()
-            .map(|plan| (plan, local.volume.dat_file())))
+    /// The live record of `fid.key`, when there is one, with its header read from the
+    /// `.dat`'s mapping: an overwrite or a delete checks its cookie first (the map keeps none).
+    fn existing(
+        &mut self,
+        fid: FileId,
+    ) -> Result<Option<(ReadPlan, [u8; needle::HEADER_BYTES])>, StoreError> {
+        let local = self.get_mut(fid.volume_id)?;
+        let Ok(plan) = local.volume.core().plan_read(fid.key) else {
+            return Ok(None);
+        };
+        let map = local.dat_map(plan.offset + needle::HEADER_BYTES as u64)?;
+        let start = plan.offset as usize;
+        let header = map.slice(start..start + needle::HEADER_BYTES);
+        Ok(Some((plan, header.try_into().expect("a header's bytes"))))
     }
 
     fn check_cookie(&self, fid: FileId, plan: &ReadPlan, header: &[u8]) -> Result<(), StoreError> {
@@ -523,9 +527,8 @@ pub async fn write(
     upload: &Upload,
     now_ns: u64,
 ) -> Result<Written, StoreError> {
-    let existing = store.borrow().existing(fid)?;
-    if let Some((plan, dat)) = existing {
-        let header = read_exact(dat, plan.offset, needle::HEADER_BYTES, fid).await?;
+    let existing = store.borrow_mut().existing(fid)?;
+    if let Some((plan, header)) = existing {
         store.borrow().check_cookie(fid, &plan, &header)?;
     }
     let planned = store.borrow_mut().plan_write(fid, upload, now_ns)?;
@@ -535,16 +538,15 @@ pub async fn write(
     Ok(Written { crc, copies })
 }
 
-/// Deletes `fid` through the ring: a 16-byte read for the cookie check, then the delete
-/// marker and its tombstone `.idx` entry appended as `write` appends a needle.
+/// Deletes `fid`: the cookie checked against the record's header, then the delete marker and
+/// its tombstone `.idx` entry appended as `write` appends a needle.
 pub async fn delete(
     store: &RefCell<CoreStore>,
     fid: FileId,
     now_ns: u64,
 ) -> Result<Deleted, StoreError> {
-    let existing = store.borrow().existing(fid)?;
-    let (existing, dat) = existing.ok_or(StoreError::NotFound { fid })?;
-    let header = read_exact(dat, existing.offset, needle::HEADER_BYTES, fid).await?;
+    let existing = store.borrow_mut().existing(fid)?;
+    let (existing, header) = existing.ok_or(StoreError::NotFound { fid })?;
     let planned = store
         .borrow_mut()
         .plan_delete(fid, &existing, &header, now_ns)?;
@@ -622,20 +624,6 @@ pub fn read(store: &RefCell<CoreStore>, fid: FileId, now_ns: u64) -> Result<Foun
         data: NeedleData::Bytes(map.bytes(data_start..data_start + data_len)),
         data_len: data_len as u64,
     })
-}
-
-async fn read_exact(
-    dat: Arc<File>,
-    offset: u64,
-    len: usize,
-    fid: FileId,
-) -> Result<Vec<u8>, StoreError> {
-    let buffer = Vec::with_capacity(len);
-    let BufResult(result, buffer) = kelp_net::fs::append_exact_at(dat, offset, len, buffer).await;
-    result.map_err(|error| StoreError::Failed {
-        context: format!("{fid}: read {len} bytes at offset {offset} of the .dat: {error}"),
-    })?;
-    Ok(buffer)
 }
 
 fn settings_of(local: &LocalVolume) -> VolumeSettings {
