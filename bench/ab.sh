@@ -29,6 +29,7 @@ done
 for system in A B; do
   [[ -x ${bin[$system]} ]] || { echo "ab.sh: ${bin[$system]} is not an executable" >&2; exit 2; }
 done
+source "$(dirname "$0")/measure.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kelp-ab.XXXXXX")
 pids=()
 cleanup() {
@@ -54,8 +55,6 @@ for system in A B; do
     sleep 0.2
   done
 done
-# utime + stime of a process, every thread (dead ones too), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 results=$work/results.tsv
 : >"$results"
 IFS=, read -r -a list <<<"$workloads"
@@ -66,27 +65,9 @@ for ((round = 1; round <= rounds; round++)); do
     files=$n; ((size >= 65536)) && files=$((n / 8))
     label="$((size / 1024)) KB c$conc"
     for system in $order; do
-      for phase in write read; do
-        json=$work/run.json
-        ticks_before=$(cpu_ticks "${server_pid[$system]}")
-        "${bin[A]}" benchmark --master "${master[$system]}" -n "$files" -c "$conc" --size "$size" \
-          --collection "c$size" --list "$work/list.txt" --json "$json" "--$phase-only" \
-          >"$work/last.txt" 2>&1 || {
-            echo "ab.sh: $phase benchmark on $system failed:" >&2; tail -5 "$work/last.txt" >&2; exit 1; }
-        ticks=$(($(cpu_ticks "${server_pid[$system]}") - ticks_before))
-        python3 - "$json" "$system" "$label $phase" "$ticks" "$(getconf CLK_TCK)" <<'PY' | tee -a "$results"
-import json, sys
-report = json.load(open(sys.argv[1]))
-(phase,) = report["phases"]
-pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
-cpu_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / max(phase["completed"], 1)
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{phase['requests_per_second']:.1f}\t{pct[99.0]:.2f}\t{cpu_us:.1f}")
-PY
-      done
-      # Free the pages of this run's files before the next run writes (see compare.sh).
-      if [[ ${AB_DELETE_AFTER:-0} == 1 ]]; then
-        curl -fsS -X POST "http://${master[$system]}/col/delete?collection=c$size" >/dev/null
-      fi
+      measure_phases "${bin[A]}" "$system" "$label" "${master[$system]}" "$size" "$conc" \
+        "$files" "$work" "${server_pid[$system]}" "${AB_DELETE_AFTER:-0}" | tee -a "$results"
+      ((PIPESTATUS[0] == 0)) || exit 1
     done
   done
 done
@@ -94,7 +75,7 @@ python3 - "$results" "$rounds" <<'PY'
 import statistics, sys
 rows, order = {}, []
 for line in open(sys.argv[1]):
-    system, label, rps, p99, cpu = line.rstrip("\n").split("\t")
+    system, label, rps, _p50, p99, cpu = line.rstrip("\n").split("\t")
     if label not in order:
         order.append(label)
     rows.setdefault((label, system), []).append((float(rps), float(p99), float(cpu)))

@@ -20,6 +20,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+source "$repo/bench/measure.sh"
 command_line="$*"
 rounds=3
 n=20000
@@ -118,13 +119,6 @@ if ((${#kelp_pids[@]})); then
   fi
 fi
 
-# utime + stime, in clock ticks, of every process in PIDS (all their threads, dead ones too).
-cpu_ticks() {
-  local total=0 pid
-  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
-  echo "$total"
-}
-
 # The server processes of SYSTEM, whose CPU a run is charged with (none for --kelp-master).
 server_pids() {
   case $1 in
@@ -133,37 +127,13 @@ server_pids() {
   esac
 }
 
-# One measurement: SYSTEM LABEL MASTER SIZE CONC FILES -> two lines (write, read) in $results:
-# system, workload label, req/s, p50 ms, p99 ms, server CPU us per request ("" when unknown).
-# The write phase and the read phase run as two benchmarks (the second reads the list the
-# first wrote), so the servers' CPU is measured for each.
+# One measurement (measure.sh): SYSTEM LABEL MASTER SIZE CONC FILES -> a line per phase in
+# $results; a failure is recorded in failed.tsv and the table says so.
 measure_kelp_client() {
-  local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6 phase
-  local json=$work/run.json pids
-  pids=$(server_pids "$system" | xargs)
-  for phase in write read; do
-    local before="" after=""
-    [[ -n $pids ]] && before=$(cpu_ticks $pids)
-    "$kelp" benchmark --master "$master" -n "$files" -c "$conc" --size "$size" \
-      --collection "c$size" --list "$work/list.txt" --json "$json" "--$phase-only" \
-      >"$work/last.txt" 2>&1 || {
-        echo "compare.sh: kelp benchmark ($phase) on $system failed:" >&2; tail -5 "$work/last.txt" >&2
-        printf '%s\t%s\n' "$system" "$label" >>"$work/failed.tsv"; return 0; }
-    [[ -n $pids ]] && after=$(cpu_ticks $pids)
-    python3 - "$json" "$system" "$label $phase" "$before" "$after" "$(getconf CLK_TCK)" >>"$results" <<'PY'
-import json, sys
-report = json.load(open(sys.argv[1]))
-(phase,) = report["phases"]
-pct = dict((p, ms) for p, ms in phase["latency"]["percentiles_ms"])
-before, after, tck = sys.argv[4], sys.argv[5], int(sys.argv[6])
-cpu = f"{(int(after) - int(before)) / tck * 1e6 / max(phase['completed'], 1):.1f}" if before else ""
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{phase['requests_per_second']:.1f}\t{pct[50.0]:.2f}\t{pct[99.0]:.2f}\t{cpu}")
-PY
-  done
-  if [[ ${COMPARE_DELETE_AFTER:-0} == 1 ]]; then
-    curl -fsS -X POST "http://$master/col/delete?collection=c$size" >/dev/null 2>&1 ||
-      echo "compare.sh: could not delete collection c$size on $system" >&2
-  fi
+  local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6
+  measure_phases "$kelp" "$system" "$label" "$master" "$size" "$conc" "$files" "$work" \
+    "$(server_pids "$system" | xargs)" "${COMPARE_DELETE_AFTER:-0}" >>"$results" ||
+    printf '%s\t%s\n' "$system" "$label" >>"$work/failed.tsv"
 }
 
 measure_weed_client() {
