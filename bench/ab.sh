@@ -62,7 +62,7 @@ for ((round = 1; round <= rounds; round++)); do
   order="A B"; ((round % 2 == 0)) && order="B A"
   for workload in "${list[@]}"; do
     read -r size conc <<<"$workload"
-    files=$n; ((size >= 65536)) && files=$((n / 8))
+    files=$n; ((size >= 65536)) && files=$((n / 2))
     label="$((size / 1024)) KB c$conc"
     for system in $order; do
       measure_phases "${bin[A]}" "$system" "$label" "${master[$system]}" "$size" "$conc" \

@@ -5,7 +5,7 @@
 #   bench/compare.sh [--rounds 3] [-n 20000] [--kelp-master HOST:PORT] [--out FILE] [--quick]
 #                    [--workloads "65536 16,65536 64"]   (size and connections; default: all six)
 #
-# Workloads: 1 KB, 4 KB and 64 KB files (64 KB with n/8 files), each written then read in random
+# Workloads: 1 KB, 4 KB and 64 KB files (64 KB with n/2 files), each written then read in random
 # order, with 16 and 64 connections, driven by `kelp benchmark`; plus `weed benchmark` as a second
 # client (1 KB, 16 connections; SeaweedFS only: it needs the master's gRPC) for reference. SeaweedFS is started with ../shared/tools/peer.sh
 # (override with KELP_PEER_SH); Kelp is the server at --kelp-master, else `target/release/kelp
@@ -171,7 +171,7 @@ for ((round = 1; round <= rounds; round++)); do
   for workload in "${workloads[@]}"; do
     read -r size conc <<<"$workload"
     files=$n
-    ((size >= 65536)) && files=$((n / 8))
+    ((size >= 65536)) && files=$((n / 2))
     label="$((size / 1024)) KB c$conc"
     echo "compare.sh: round $round/$rounds: $label ($files files)" >&2
     measure_kelp_client SeaweedFS "$label" "$sw_master" "$size" "$conc" "$files"
