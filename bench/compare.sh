@@ -131,9 +131,14 @@ server_pids() {
 # $results; a failure is recorded in failed.tsv and the table says so.
 measure_kelp_client() {
   local system=$1 label=$2 master=$3 size=$4 conc=$5 files=$6
-  measure_phases "$kelp" "$system" "$label" "$master" "$size" "$conc" "$files" "$work" \
-    "$(server_pids "$system" | xargs)" "${COMPARE_DELETE_AFTER:-0}" >>"$results" ||
+  local lines
+  lines=$(measure_phases "$kelp" "$system" "$label" "$master" "$size" "$conc" "$files" \
+    "$work" "$(server_pids "$system" | xargs)" "${COMPARE_DELETE_AFTER:-0}") ||
     printf '%s\t%s\n' "$system" "$label" >>"$work/failed.tsv"
+  [[ -n $lines ]] || return 0
+  printf '%s\n' "$lines" >>"$results"
+  # Each run as it ends (system, phase, req/s, p50, p99, server CPU µs/req), for the spread.
+  printf '%s\n' "$lines" | sed 's/^/compare.sh:   /' >&2
 }
 
 measure_weed_client() {

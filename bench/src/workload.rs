@@ -111,8 +111,6 @@ pub struct Worker {
     lookup_cache: HashMap<u32, Vec<String>>,
     random: SmallRng,
     random_pool: Vec<u8>,
-    /// The multipart upload body, reused.
-    upload_body: Vec<u8>,
     pending_deletes: VecDeque<PendingDelete>,
 }
 
@@ -129,7 +127,6 @@ impl Worker {
             lookup_cache: HashMap::new(),
             random,
             random_pool,
-            upload_body: Vec::new(),
             pending_deletes: VecDeque::new(),
         }
     }
@@ -150,19 +147,23 @@ impl Worker {
         let jitter = self.random.random_range(0..=self.workload.size_jitter);
         let size = self.workload.size + jitter;
         let (fid, url) = self.assign().await?;
-        self.encode_upload(id, size);
         let mut target = format!("/{fid}");
         if self.workload.fsync {
             target.push_str("?fsync=true");
         }
         let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-        let body = std::mem::take(&mut self.upload_body);
         let headers = [("Content-Type", content_type.as_str())];
+        let offset = self.random.random_range(0..RANDOM_POOL_EXTRA_BYTES);
+        // Borrowed out of `self` while the client (also in `self`) writes the request.
+        let pool = std::mem::take(&mut self.random_pool);
+        let data = &pool[offset..offset + size];
         let result = self
             .client(&url)
-            .request("POST", &target, &headers, &body)
+            .request_writing_body("POST", &target, &headers, upload_len(size), |out| {
+                write_upload(out, data, id)
+            })
             .await;
-        self.upload_body = body;
+        self.random_pool = pool;
         let response = result.map_err(|e| OpError::client(&format!("upload {fid}"), e))?;
         if response.status != 201 && response.status != 200 {
             return Err(OpError::server(
@@ -223,27 +224,6 @@ impl Worker {
             }
         }
         Err(last_error.expect("at least one master was tried"))
-    }
-
-    fn encode_upload(&mut self, id: u64, size: usize) {
-        let offset = self.random.random_range(0..RANDOM_POOL_EXTRA_BYTES);
-        let body = &mut self.upload_body;
-        body.clear();
-        body.extend_from_slice(b"--");
-        body.extend_from_slice(BOUNDARY.as_bytes());
-        body.extend_from_slice(
-            b"\r\nContent-Disposition: form-data; name=\"file\"; filename=\".\"\r\n\
-              Content-Type: image/bench\r\n\r\n",
-        );
-        let data_start = body.len();
-        body.extend_from_slice(&self.random_pool[offset..offset + size]);
-        // The id at the front, as weed's FakeReader does, so a read can be checked.
-        let id_bytes = id.to_le_bytes();
-        let id_len = size.min(id_bytes.len());
-        body[data_start..data_start + id_len].copy_from_slice(&id_bytes[..id_len]);
-        body.extend_from_slice(b"\r\n--");
-        body.extend_from_slice(BOUNDARY.as_bytes());
-        body.extend_from_slice(b"--\r\n");
     }
 
     /// Look up (cached) and GET one file; checks its length and id when known.
@@ -402,6 +382,32 @@ fn parse_assign(
     Err((error, retry))
 }
 
+/// The part head of an upload, between the opening boundary and the data.
+const UPLOAD_PART_HEAD: &[u8] =
+    b"\r\nContent-Disposition: form-data; name=\"file\"; filename=\".\"\r\nContent-Type: image/bench\r\n\r\n";
+
+/// Bytes of the multipart body `write_upload` writes for `size` bytes of data.
+fn upload_len(size: usize) -> usize {
+    // "--" BOUNDARY part-head data "\r\n--" BOUNDARY "--\r\n"
+    2 + BOUNDARY.len() + UPLOAD_PART_HEAD.len() + size + 4 + BOUNDARY.len() + 4
+}
+
+/// Appends the multipart body of one upload (one part, named "file") holding `data`, with
+/// the file `id` over its first bytes, as weed's FakeReader does, so a read can be checked.
+fn write_upload(out: &mut Vec<u8>, data: &[u8], id: u64) {
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(BOUNDARY.as_bytes());
+    out.extend_from_slice(UPLOAD_PART_HEAD);
+    let data_start = out.len();
+    out.extend_from_slice(data);
+    let id_bytes = id.to_le_bytes();
+    let id_len = data.len().min(id_bytes.len());
+    out[data_start..data_start + id_len].copy_from_slice(&id_bytes[..id_len]);
+    out.extend_from_slice(b"\r\n--");
+    out.extend_from_slice(BOUNDARY.as_bytes());
+    out.extend_from_slice(b"--\r\n");
+}
+
 fn parse_volume_id(fid: &str) -> Result<u32, OpError> {
     let volume = fid.split([',', '/']).next().unwrap_or("");
     volume
@@ -434,6 +440,28 @@ fn check_read(record: &FileRecord, body: &[u8]) -> Result<(), OpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_body_is_one_multipart_part_with_the_id_first() {
+        // Proves the upload body has the length announced for it and is one "file" part whose
+        // data is the given bytes with the id over their start (cut short for tiny files).
+        for (size, id) in [(0usize, 7u64), (3, 0x0102_0304), (8, u64::MAX), (65536, 42)] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut out = b"head".to_vec();
+            write_upload(&mut out, &data, id);
+            let body = &out[4..];
+            assert_eq!(body.len(), upload_len(size), "size {size}");
+            let opening = format!("--{BOUNDARY}\r\n");
+            let closing = format!("\r\n--{BOUNDARY}--\r\n");
+            assert!(body.starts_with(opening.as_bytes()));
+            assert!(body.ends_with(closing.as_bytes()));
+            let data_start = 2 + BOUNDARY.len() + UPLOAD_PART_HEAD.len();
+            let written = &body[data_start..data_start + size];
+            let id_len = size.min(8);
+            assert_eq!(written[..id_len], id.to_le_bytes()[..id_len]);
+            assert_eq!(written[id_len..], data[id_len..]);
+        }
+    }
 
     #[test]
     fn volume_id_of_fids() {

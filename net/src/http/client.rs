@@ -234,7 +234,38 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<ClientResponse, ClientError> {
-        self.encode_request(method, path_and_query, headers, body)?;
+        self.encode_head(method, path_and_query, headers, body.len())?;
+        self.send_buffer.extend_from_slice(body);
+        self.send_encoded(method).await
+    }
+
+    /// `request` with a body of `body_len` bytes that `write_body` appends straight to the
+    /// request being built, so a large upload is copied into the send buffer once instead of
+    /// being built elsewhere and copied again. Panics if `write_body` appends another length.
+    pub async fn request_writing_body(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body_len: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<ClientResponse, ClientError> {
+        self.encode_head(method, path_and_query, headers, body_len)?;
+        let head_len = self.send_buffer.len();
+        self.send_buffer.reserve(body_len);
+        write_body(&mut self.send_buffer);
+        assert_eq!(
+            self.send_buffer.len() - head_len,
+            body_len,
+            "write_body appended another length than body_len"
+        );
+        self.send_encoded(method).await
+    }
+
+    /// Sends the request in `send_buffer` (on a new connection if the old one cannot be reused)
+    /// and receives the response; resends it once on a fresh connection when a reused one
+    /// failed before any response and the method is idempotent.
+    async fn send_encoded(&mut self, method: &str) -> Result<ClientResponse, ClientError> {
         let head_only = method == "HEAD";
         let reused = self.stream.is_some() && self.reuse_is_safe();
         if !reused {
@@ -329,12 +360,14 @@ impl Client {
         false
     }
 
-    fn encode_request(
+    /// Checks and writes the request line and headers into `send_buffer`, with `Host` and
+    /// `Content-Length` (for `body_len`) unless `headers` has them; the body goes after.
+    fn encode_head(
         &mut self,
         method: &str,
         path_and_query: &str,
         headers: &[(&str, &str)],
-        body: &[u8],
+        body_len: usize,
     ) -> Result<(), ClientError> {
         let invalid = |reason: String| ClientError::InvalidRequest {
             addr: self.addr.clone(),
@@ -365,7 +398,7 @@ impl Client {
         }
         let out = &mut self.send_buffer;
         out.clear();
-        out.reserve(256 + body.len());
+        out.reserve(256);
         for part in [method, " ", path_and_query, " HTTP/1.1\r\n"] {
             out.extend_from_slice(part.as_bytes());
         }
@@ -380,11 +413,10 @@ impl Client {
             }
         }
         let method_sends_body = !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS");
-        if !has_length && (method_sends_body || !body.is_empty()) {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        if !has_length && (method_sends_body || body_len > 0) {
+            out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
         Ok(())
     }
 

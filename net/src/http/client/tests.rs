@@ -79,6 +79,61 @@ fn sends_exact_request_bytes_and_parses_content_length_response() {
 }
 
 #[test]
+fn body_written_in_place_goes_out_like_a_body_slice() {
+    // Proves `request_writing_body` sends the same bytes as `request` with the body as a
+    // slice (Content-Length from `body_len`), twice on one connection, so the send buffer is
+    // rebuilt from its start for each request.
+    let (addr, server) = serve(|listener| {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut requests = Vec::new();
+        for _ in 0..2 {
+            requests.push(read_request(&mut stream).expect("a request"));
+            stream.write_all(&ok_response("done")).expect("write");
+        }
+        requests
+    });
+    let statuses = block_on(async {
+        let mut client = Client::connect(&addr).await.expect("connect");
+        let mut statuses = Vec::new();
+        for body in [&b"first body"[..], b"2nd"] {
+            let response = client
+                .request_writing_body("PUT", "/7,02", &[("X-A", "b")], body.len(), |out| {
+                    out.extend_from_slice(body)
+                })
+                .await
+                .expect("request");
+            statuses.push(response.status);
+        }
+        statuses
+    });
+    let requests = server.join().expect("server thread");
+    assert_eq!(statuses, [200, 200]);
+    let head = format!("PUT /7,02 HTTP/1.1\r\nHost: {addr}\r\nX-A: b\r\n");
+    assert_eq!(
+        String::from_utf8(requests[0].clone()).unwrap(),
+        format!("{head}Content-Length: 10\r\n\r\nfirst body")
+    );
+    assert_eq!(
+        String::from_utf8(requests[1].clone()).unwrap(),
+        format!("{head}Content-Length: 3\r\n\r\n2nd")
+    );
+}
+
+#[test]
+#[should_panic(expected = "write_body appended another length than body_len")]
+fn body_written_in_place_must_match_its_length() {
+    // Proves a body of another length than announced is never sent: the Content-Length
+    // would not match what follows it on the connection.
+    let (addr, _server) = serve(|listener| listener.accept().map(|_| ()));
+    block_on(async {
+        let mut client = Client::new(&addr, ClientOptions::default());
+        let _ = client
+            .request_writing_body("POST", "/1,01", &[], 4, |out| out.extend_from_slice(b"abc"))
+            .await;
+    });
+}
+
+#[test]
 fn keep_alive_reuses_one_connection() {
     // Proves that consecutive requests (GET, HEAD, POST) share one TCP connection, and that a
     // HEAD answer's Content-Length does not make the client wait for a body.
