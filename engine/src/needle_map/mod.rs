@@ -25,6 +25,7 @@
 //! (BENCHMARKS.md).
 
 mod block;
+mod directory;
 mod limits;
 mod load;
 mod search;
@@ -34,6 +35,7 @@ mod tests;
 use std::ops::Range;
 
 use block::{Block, Entry};
+use directory::{Directory, Found};
 pub use limits::{
     BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, LOOKUP_GROUP_MAX, OFFSET_UNITS_BITS_MAX,
     SEGMENT_BLOCKS_MAX, TOMBSTONE_SIZE,
@@ -58,13 +60,16 @@ pub struct NeedleMap {
     tail_start: u64,
     /// Live entries.
     live: usize,
+    /// Key -> block for the lookups (see `directory.rs`).
+    directory: Directory,
 }
 
 struct Segment {
     blocks: Vec<Block>,
     /// `bounds[i]` is where the key range of `blocks[i]` starts (at most its smallest key);
-    /// ascending, the first equals the segment's bound. 8 to a cache line: a lookup searches
-    /// these, then reads one block header.
+    /// ascending, the first equals the segment's bound. One more, the sentinel, is where the
+    /// segment ends: the next segment's bound, or `tail_start` for the last segment (so a
+    /// lookup compares a key with the bound after its block without a branch).
     bounds: Vec<u64>,
     /// Interpolates `key - segment bound` to an index in `blocks`.
     guess: search::Guess,
@@ -74,7 +79,7 @@ impl Segment {
     fn with_capacity(blocks_max: usize) -> Segment {
         Segment {
             blocks: Vec::with_capacity(blocks_max),
-            bounds: Vec::with_capacity(blocks_max),
+            bounds: Vec::with_capacity(blocks_max + 1),
             guess: search::Guess::default(),
         }
     }
@@ -82,10 +87,18 @@ impl Segment {
     /// Called after every change of the blocks or their bounds: O(blocks), cheap next to the
     /// block encoding that comes with any such change.
     fn refresh_index(&mut self) {
-        assert_eq!(self.bounds.len(), self.blocks.len());
+        let blocks = self.blocks.len();
+        assert_eq!(self.bounds.len(), blocks + 1, "one bound per block plus the sentinel");
         let first = self.bounds[0];
-        let last = self.bounds[self.bounds.len() - 1];
-        self.guess = search::Guess::new(last - first, self.bounds.len());
+        let last = self.bounds[blocks - 1];
+        self.guess = search::Guess::new(last - first, blocks);
+    }
+
+    /// The last block whose bound is at or below `key` (0 when none is).
+    fn block_at_or_below(&self, key: u64) -> usize {
+        self.bounds[..self.blocks.len()]
+            .partition_point(|bound| *bound <= key)
+            .saturating_sub(1)
     }
 }
 
@@ -121,6 +134,7 @@ impl NeedleMap {
             tail: Vec::new(),
             tail_start: 0,
             live: 0,
+            directory: Directory::new(geometry.segment_blocks_max),
         }
     }
 
@@ -155,7 +169,21 @@ impl NeedleMap {
         if key >= self.tail_start {
             return self.tail_get(key);
         }
-        let (segment, block) = self.locate(key);
+        match self.directory.find(&self.segments, key) {
+            // SAFETY: `Directory::find` returns the indices of an existing block.
+            Found::Block(segment, block) => unsafe {
+                debug_assert_eq!((segment, block), self.locate_searched(key));
+                let segment = self.segments.get_unchecked(segment);
+                segment.blocks.get_unchecked(block).get(key)
+            },
+            Found::Cold => self.get_cold(key),
+        }
+    }
+
+    /// `get` of a key whose directory bucket spans more than two blocks.
+    #[inline(never)]
+    fn get_cold(&self, key: u64) -> Option<NeedleValue> {
+        let (segment, block) = self.locate_searched(key);
         self.segments[segment].blocks[block].get(key)
     }
 
@@ -208,6 +236,7 @@ impl NeedleMap {
             + self.segments.capacity() * size_of::<Segment>()
             + self.segment_bounds.capacity() * size_of::<u64>()
             + self.tail.capacity() * size_of::<Entry>()
+            + self.directory.heap_bytes()
     }
 
     /// All live entries in ascending key order.
@@ -223,8 +252,20 @@ impl NeedleMap {
     }
 
     /// Indices of the segment and block whose range holds `key` (`key < tail_start`).
-    #[inline]
+    #[inline(always)]
     fn locate(&self, key: u64) -> (usize, usize) {
+        match self.directory.find(&self.segments, key) {
+            Found::Block(segment, block) => {
+                debug_assert_eq!((segment, block), self.locate_searched(key));
+                (segment, block)
+            }
+            Found::Cold => self.locate_searched(key),
+        }
+    }
+
+    /// `locate` by interpolated searches of the segment bounds and the segment's block bounds.
+    #[inline]
+    fn locate_searched(&self, key: u64) -> (usize, usize) {
         let segment = self.locate_segment(key);
         let guess = self.guess_block(segment, key);
         (segment, self.locate_block(segment, guess, key))
@@ -247,8 +288,9 @@ impl NeedleMap {
 
     #[inline(always)]
     fn locate_block(&self, segment: usize, guess: usize, key: u64) -> usize {
-        let bounds = &self.segments[segment].bounds;
-        search::last_bound_at_or_below(bounds.len(), guess, key, |i| bounds[i])
+        let segment = &self.segments[segment];
+        let bounds = &segment.bounds;
+        search::last_bound_at_or_below(segment.blocks.len(), guess, key, |i| bounds[i])
     }
 
     /// `values[i] = self.get(keys[i])` for every `i`. Works through the keys in groups of
@@ -316,15 +358,33 @@ impl NeedleMap {
         let new_tail_start = self.tail[per_block - 1].0 + 1;
         assert!(new_tail_start <= self.tail[per_block].0);
         self.tail.drain(..per_block);
+        let first_bound = self.tail_start;
         for (i, block) in blocks.into_iter().enumerate() {
             let bound = if i == 0 {
-                self.tail_start
+                first_bound
             } else {
                 block.base_key()
             };
             self.push_block(bound, block);
         }
         self.tail_start = new_tail_start;
+        self.set_sentinel(self.segments.len() - 1);
+        self.directory
+            .refresh_from(&self.segments, self.tail_start, first_bound);
+    }
+
+    /// Sets the bound after the last block of segment `index`: where the next segment starts,
+    /// or `tail_start`.
+    fn set_sentinel(&mut self, index: usize) {
+        let end = self
+            .segment_bounds
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.tail_start);
+        let segment = &mut self.segments[index];
+        let blocks = segment.blocks.len();
+        segment.bounds[blocks] = end;
+        assert!(segment.bounds[blocks - 1] < end);
     }
 
     fn push_block(&mut self, bound: u64, block: Block) {
@@ -332,8 +392,10 @@ impl NeedleMap {
         assert!(bound <= block.base_key());
         match self.segments.last_mut() {
             Some(last) if last.blocks.len() < segment_max => {
-                assert!(*last.bounds.last().expect("segments are never empty") < bound);
+                assert!(last.bounds[last.blocks.len() - 1] < bound);
                 last.blocks.push(block);
+                // The new bound takes the sentinel's place; `seal_if_full` sets the sentinel.
+                *last.bounds.last_mut().expect("the sentinel") = bound;
                 last.bounds.push(bound);
                 last.refresh_index();
             }
@@ -341,10 +403,13 @@ impl NeedleMap {
                 assert!(self.segments.is_empty() == (bound == 0));
                 let mut segment = Segment::with_capacity(segment_max);
                 segment.blocks.push(block);
-                segment.bounds.push(bound);
+                segment.bounds.extend([bound, bound]);
                 segment.refresh_index();
                 self.segment_bounds.push(bound);
                 self.segments.push(segment);
+                if self.segments.len() >= 2 {
+                    self.set_sentinel(self.segments.len() - 2);
+                }
                 self.refresh_segment_guess();
             }
         }
@@ -424,6 +489,22 @@ impl NeedleMap {
         segment.refresh_index();
         if segment.blocks.len() > usize::from(self.geometry.segment_blocks_max) {
             self.split_segment(segment_index);
+            return;
+        }
+        // The blocks of this segment were renumbered: rewrite the buckets over its keys.
+        let end = segment.bounds[segment.blocks.len()];
+        self.directory
+            .refresh_range(&self.segments, self.tail_start, segment_bound, end - 1);
+    }
+
+    /// Rebuilds the directory after the segments were renumbered: O(blocks).
+    fn rebuild_directory(&mut self) {
+        let blocks = self.segments.iter().map(|s| s.blocks.len()).sum();
+        if blocks == 0 {
+            self.directory = Directory::new(self.geometry.segment_blocks_max);
+        } else {
+            self.directory
+                .rebuild(&self.segments, self.tail_start, blocks);
         }
     }
 
@@ -436,8 +517,11 @@ impl NeedleMap {
             self.segment_bounds[0] = 0;
             self.segments[0].bounds[0] = 0;
             self.segments[0].refresh_index();
+        } else {
+            self.set_sentinel(segment_index - 1);
         }
         self.refresh_segment_guess();
+        self.rebuild_directory();
     }
 
     /// Cuts an overfull segment into equal parts (two, unless a rewrite produced many blocks
@@ -448,23 +532,32 @@ impl NeedleMap {
         let len = segment.blocks.len();
         let parts = len.div_ceil(segment_max);
         assert!(parts >= 2);
-        let mut pieces = Vec::with_capacity(parts - 1);
+        let mut pieces: Vec<Segment> = Vec::with_capacity(parts - 1);
         for part in (1..parts).rev() {
             let start = len * part / parts;
             let mut piece = Segment::with_capacity(segment_max);
             piece.blocks.extend(segment.blocks.drain(start..));
+            // The last piece takes the segment's sentinel; the others end where the piece
+            // after them starts.
             piece.bounds.extend(segment.bounds.drain(start..));
+            if let Some(next) = pieces.last() {
+                piece.bounds.push(next.bounds[0]);
+            }
             piece.refresh_index();
             pieces.push(piece);
         }
+        let end = pieces.last().expect("at least two parts").bounds[0];
+        assert_eq!(segment.bounds.len(), segment.blocks.len());
+        segment.bounds.push(end);
         segment.blocks.shrink_to(segment_max);
-        segment.bounds.shrink_to(segment_max);
+        segment.bounds.shrink_to(segment_max + 1);
         segment.refresh_index();
         let at = segment_index + 1;
         self.segment_bounds
             .splice(at..at, pieces.iter().rev().map(|piece| piece.bounds[0]));
         self.segments.splice(at..at, pieces.into_iter().rev());
         self.refresh_segment_guess();
+        self.rebuild_directory();
     }
 }
 

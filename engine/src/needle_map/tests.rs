@@ -64,14 +64,20 @@ fn check_structure(map: &NeedleMap) {
     for (segment, bound) in map.segments.iter().zip(&map.segment_bounds) {
         assert!(!segment.blocks.is_empty());
         assert!(segment.blocks.len() <= usize::from(geometry.segment_blocks_max));
-        assert_eq!(segment.bounds.len(), segment.blocks.len());
+        assert_eq!(segment.bounds.len(), segment.blocks.len() + 1);
         assert_eq!(segment.bounds[0], *bound);
         for (bound, block) in segment.bounds.iter().zip(&segment.blocks) {
             assert!(*bound <= block.base_key());
         }
-        all_bounds.extend(segment.bounds.iter().copied());
+        all_bounds.extend(segment.bounds[..segment.blocks.len()].iter().copied());
     }
     assert!(all_bounds.windows(2).all(|w| w[0] < w[1]));
+    // Each segment's sentinel is where the next one starts (the last: `tail_start`).
+    for (index, segment) in map.segments.iter().enumerate() {
+        let end = map.segment_bounds.get(index + 1).copied().unwrap_or(map.tail_start);
+        assert_eq!(segment.bounds[segment.blocks.len()], end);
+    }
+    map.directory.check(&map.segments, map.tail_start);
     let blocks = map.segments.iter().flat_map(|s| s.blocks.iter());
     for (index, block) in blocks.enumerate() {
         assert!(block.packed_count() <= usize::from(geometry.block_entries_max));
