@@ -42,6 +42,10 @@ const FLAGS_COMPACT_PATH: u8 = FLAG_DERIVED | FLAG_COMPACT;
 
 const COMPACT_KEY_BYTES: usize = 2;
 const COMPACT_VALUE_BYTES: usize = 3;
+/// Bits of the size residual in a compact record (the 0..=7 padding of a needle), below the
+/// offset field.
+const COMPACT_SIZE_BITS: u32 = 3;
+const COMPACT_RECORD_BITS: u32 = 8 * COMPACT_VALUE_BYTES as u32;
 
 /// Bytes a needle of version 3 takes on disk besides its body: header 16, checksum 4,
 /// timestamp 8 (padding comes on top, 1..=8 bytes).
@@ -166,10 +170,17 @@ impl Block {
         assert!(bits_needed(key_span) <= PACKED_FIELD_BITS_MAX);
         let key_bytes = bits_needed(key_span).div_ceil(8).max(1);
         let plain = FieldPlan::plain(entries);
-        let plan = match FieldPlan::derived(entries) {
+        let mut plan = match FieldPlan::derived(entries) {
             Some(derived) if derived.record_layout().0 < plain.record_layout().0 => derived,
             _ => plain,
         };
+        // A narrower residual is widened to the compact layout's when that costs no byte.
+        if plan.derived
+            && plan.size_width <= COMPACT_SIZE_BITS
+            && plan.offset_width + COMPACT_SIZE_BITS <= COMPACT_RECORD_BITS
+        {
+            plan.size_width = COMPACT_SIZE_BITS;
+        }
         assert!(plan.offset_width <= OFFSET_UNITS_BITS_MAX + 1);
         assert!(plan.size_width <= 32);
         let (value_bytes, offset_shift, size_byte) = plan.record_layout();
@@ -205,10 +216,11 @@ impl Block {
         let compact = plan.derived
             && key_bytes as usize == COMPACT_KEY_BYTES
             && value_bytes as usize == COMPACT_VALUE_BYTES
+            && plan.size_width == COMPACT_SIZE_BITS
             && block.window_len as usize == RECORD_WINDOW;
         if compact {
-            assert_eq!(size_byte, 0);
-            assert_eq!(offset_shift, plan.size_width);
+            assert_eq!((size_byte, offset_shift), (0, COMPACT_SIZE_BITS));
+            assert_eq!(guess_shift, 0, "a 2-byte key span needs no shift");
             block.flags |= FLAG_COMPACT;
         }
         debug_assert!(
@@ -246,6 +258,12 @@ impl Block {
         self.count as usize
     }
 
+    /// Whether `get` takes the compact path (tests).
+    #[cfg(test)]
+    pub(super) fn takes_compact_path(&self) -> bool {
+        self.flags == FLAGS_COMPACT_PATH
+    }
+
     pub(super) fn patch_count(&self) -> usize {
         self.patches.as_ref().map_or(0, |p| p.len())
     }
@@ -270,7 +288,11 @@ impl Block {
     fn get_compact(&self, key: u64) -> Option<NeedleValue> {
         debug_assert!(self.patches.is_none() && self.window_len as usize == RECORD_WINDOW);
         let delta = key.wrapping_sub(self.base_key);
-        let guess = self.guess(delta);
+        // `guess` without its clamps: the key span is below 2^16 (no shift), so a key of the
+        // block gives an index below `count`, and the window start is clamped below; any
+        // other key gives some index, whose window cannot hold it (a prefetch of a wild
+        // address does not fault).
+        let guess = (delta.wrapping_mul(u64::from(self.key_multiplier)) >> 16) as usize;
         let count = self.count as usize;
         let keys = self.data.as_ptr();
         let values = keys.wrapping_add(count * COMPACT_KEY_BYTES);
@@ -285,18 +307,22 @@ impl Block {
                     .read_unaligned(),
             ))
         };
-        let low = window_low(guess, RECORD_WINDOW, count);
+        let low = guess
+            .saturating_sub(RECORD_WINDOW / 2)
+            .min(count - RECORD_WINDOW);
         let index = search::branch_free_search(low, RECORD_WINDOW, delta, &key_at);
         if (key_at(index) != delta) | (key < self.base_key) {
             return None;
         }
         // Record `index` and the next one (whose offset ends this needle) in one load.
-        let word = read_u64(&self.data, count * COMPACT_KEY_BYTES + index * COMPACT_VALUE_BYTES);
-        let record_mask = low_mask(8 * COMPACT_VALUE_BYTES as u32);
-        let size_bits = u32::from(self.offset_shift);
-        let offset_field = (word & record_mask) >> size_bits;
-        let next_field = ((word >> (8 * COMPACT_VALUE_BYTES)) & record_mask) >> size_bits;
-        let size_field = word & low_mask(size_bits);
+        let word = read_u64(
+            &self.data,
+            count * COMPACT_KEY_BYTES + index * COMPACT_VALUE_BYTES,
+        );
+        let offset_field = (word & low_mask(COMPACT_RECORD_BITS)) >> COMPACT_SIZE_BITS;
+        let next_field = (word >> (COMPACT_RECORD_BITS + COMPACT_SIZE_BITS))
+            & low_mask(COMPACT_RECORD_BITS - COMPACT_SIZE_BITS);
+        let size_field = word & low_mask(COMPACT_SIZE_BITS);
         let implied = implied_size(offset_field as i64, next_field as i64);
         let size = self.base_size + size_field as i64 + implied;
         debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));

@@ -193,7 +193,13 @@ impl Directory {
 
     /// The entry of a bucket starting in block `block` of `segment` and ending at
     /// `last_key`: warm when its keys fall in that block or the next one of the segment.
-    fn entry_for(&self, segment: &Segment, segment_index: usize, block: usize, last_key: u64) -> u32 {
+    fn entry_for(
+        &self,
+        segment: &Segment,
+        segment_index: usize,
+        block: usize,
+        last_key: u64,
+    ) -> u32 {
         let blocks = segment.blocks.len();
         let settled = last_key < segment.bounds[block + 1]
             || (block + 1 < blocks && last_key < segment.bounds[block + 2]);

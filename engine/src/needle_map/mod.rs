@@ -88,7 +88,11 @@ impl Segment {
     /// block encoding that comes with any such change.
     fn refresh_index(&mut self) {
         let blocks = self.blocks.len();
-        assert_eq!(self.bounds.len(), blocks + 1, "one bound per block plus the sentinel");
+        assert_eq!(
+            self.bounds.len(),
+            blocks + 1,
+            "one bound per block plus the sentinel"
+        );
         let first = self.bounds[0];
         let last = self.bounds[blocks - 1];
         self.guess = search::Guess::new(last - first, blocks);
