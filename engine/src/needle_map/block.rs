@@ -46,6 +46,9 @@ const COMPACT_VALUE_BYTES: usize = 3;
 /// offset field.
 const COMPACT_SIZE_BITS: u32 = 3;
 const COMPACT_RECORD_BITS: u32 = 8 * COMPACT_VALUE_BYTES as u32;
+/// Records on each side of the guess whose cache lines a compact lookup prefetches: a key of
+/// a volume lies within a few places of its guess.
+const COMPACT_PREFETCH_RECORDS: usize = 8;
 
 /// Bytes a needle of version 3 takes on disk besides its body: header 16, checksum 4,
 /// timestamp 8 (padding comes on top, 1..=8 bytes).
@@ -296,7 +299,15 @@ impl Block {
         let count = self.count as usize;
         let keys = self.data.as_ptr();
         let values = keys.wrapping_add(count * COMPACT_KEY_BYTES);
-        super::prefetch(values.wrapping_add(guess * COMPACT_VALUE_BYTES));
+        // The key window is 64 bytes and the records near the guess up to two cache lines:
+        // starting the loads of every line now keeps them from following one another (the
+        // search would discover the window's second line, and the decode the record's line,
+        // only after the first one arrived).
+        let guess_record = values.wrapping_add(guess * COMPACT_VALUE_BYTES);
+        super::prefetch(guess_record.wrapping_sub(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES));
+        super::prefetch(
+            guess_record.wrapping_add(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES + 5),
+        );
         // SAFETY: `i < count` (the window lies inside the block), so the two bytes are
         // inside the key fields of `data`.
         let key_at = |i: usize| unsafe {
@@ -310,6 +321,9 @@ impl Block {
         let low = guess
             .saturating_sub(RECORD_WINDOW / 2)
             .min(count - RECORD_WINDOW);
+        let window = keys.wrapping_add(low * COMPACT_KEY_BYTES);
+        super::prefetch(window);
+        super::prefetch(window.wrapping_add(RECORD_WINDOW * COMPACT_KEY_BYTES - 1));
         let index = search::branch_free_search(low, RECORD_WINDOW, delta, &key_at);
         if (key_at(index) != delta) | (key < self.base_key) {
             return None;

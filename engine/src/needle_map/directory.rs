@@ -88,6 +88,10 @@ impl Directory {
         // SAFETY: a warm entry names an existing segment and a block with a bound after it
         // (the next block's or the sentinel), as `entry_for` checked when it wrote it.
         let segment = unsafe { segments.get_unchecked(segment_index) };
+        // Both candidate headers start loading while the bound is read.
+        let header = segment.blocks.as_ptr().wrapping_add(block);
+        super::prefetch(header);
+        super::prefetch(header.wrapping_add(1));
         let next_bound = unsafe { *segment.bounds.get_unchecked(block + 1) };
         Found::Block(segment_index, block + usize::from(key >= next_bound))
     }
