@@ -54,6 +54,10 @@ const COMPACT_PREFETCH_RECORDS: usize = 8;
 /// timestamp 8 (padding comes on top, 1..=8 bytes).
 const NEEDLE_OVERHEAD_BYTES: i64 = 28;
 
+/// The implied size of a needle is 8 times the gap to the next offset plus this (the
+/// overhead and the least padding, 8 bytes, taken off).
+const IMPLIED_SIZE_BIAS: i64 = -NEEDLE_OVERHEAD_BYTES - 8;
+
 /// Bytes the offset field takes at the start of a record in wide mode (offset and size do
 /// not fit 64 bits together); offsets need at most `OFFSET_UNITS_BITS_MAX + 1` bits.
 const WIDE_OFFSET_BYTES: u32 = 6;
@@ -70,6 +74,12 @@ const _: () = assert!(OFFSET_UNITS_BITS_MAX < WIDE_OFFSET_BYTES * 8);
 
 pub(super) type Entry = (u64, NeedleValue);
 
+/// What `get_or_absent` returns for a key that is not there (no live needle has this size).
+pub(super) const ABSENT: NeedleValue = NeedleValue {
+    offset_units: 0,
+    size: TOMBSTONE_SIZE,
+};
+
 /// Aligned to a cache line: everything a lookup needs to read its block is one memory access.
 #[repr(align(64))]
 pub(super) struct Block {
@@ -80,7 +90,8 @@ pub(super) struct Block {
     patches: Option<Box<Vec<Entry>>>,
     base_key: u64,
     base_offset: u64,
-    /// Plain mode: the smallest size. Derived mode: the smallest residual.
+    /// Plain mode: the smallest size. Derived mode: the smallest residual plus
+    /// `IMPLIED_SIZE_BIAS`, so a lookup adds only 8 times the gap to the next offset.
     base_size: i64,
     /// Turns a key delta into a guess of its record index (see `search::guess_parameters`).
     key_multiplier: u32,
@@ -202,7 +213,11 @@ impl Block {
             patches: None,
             base_key,
             base_offset: plan.offset_base,
-            base_size: plan.size_base,
+            base_size: if plan.derived {
+                plan.size_base + IMPLIED_SIZE_BIAS
+            } else {
+                plan.size_base
+            },
             key_multiplier: u32::try_from(key_multiplier).expect("count < 2^16"),
             count: count as u16,
             window_len: count as u16,
@@ -273,22 +288,32 @@ impl Block {
 
     #[inline(always)]
     pub(super) fn get(&self, key: u64) -> Option<NeedleValue> {
+        let value = self.get_or_absent(key);
+        (value.size != TOMBSTONE_SIZE).then_some(value)
+    }
+
+    /// `get`, with `ABSENT` for a key the block does not hold: a `NeedleValue` travels in
+    /// two registers where an `Option` of one goes through memory.
+    #[inline(always)]
+    pub(super) fn get_or_absent(&self, key: u64) -> NeedleValue {
         // The blocks of a volume's needles nearly all take the compact path, and nearly all
         // blocks have no patches: well-predicted branches on the header.
         if self.flags == FLAGS_COMPACT_PATH {
             return self.get_compact(key);
         }
         if self.patches.is_some() {
-            return self.get_patched(key);
+            return self.get_patched(key).unwrap_or(ABSENT);
         }
-        let index = self.find(key)?;
-        Some(self.value_at(index))
+        match self.find(key) {
+            Some(index) => self.value_at(index),
+            None => ABSENT,
+        }
     }
 
     /// `get` in a block of the compact layout without patches: `find` and `value_at` with
     /// constant field widths, so the search and the decoding are a few dozen instructions.
     #[inline(always)]
-    fn get_compact(&self, key: u64) -> Option<NeedleValue> {
+    fn get_compact(&self, key: u64) -> NeedleValue {
         debug_assert!(self.patches.is_none() && self.window_len as usize == RECORD_WINDOW);
         let delta = key.wrapping_sub(self.base_key);
         // `guess` without its clamps: the key span is below 2^16 (no shift), so a key of the
@@ -326,7 +351,7 @@ impl Block {
         super::prefetch(window.wrapping_add(RECORD_WINDOW * COMPACT_KEY_BYTES - 1));
         let index = search::branch_free_search(low, RECORD_WINDOW, delta, &key_at);
         if (key_at(index) != delta) | (key < self.base_key) {
-            return None;
+            return ABSENT;
         }
         // Record `index` and the next one (whose offset ends this needle) in one load.
         let word = read_u64(
@@ -337,13 +362,13 @@ impl Block {
         let next_field = (word >> (COMPACT_RECORD_BITS + COMPACT_SIZE_BITS))
             & low_mask(COMPACT_RECORD_BITS - COMPACT_SIZE_BITS);
         let size_field = word & low_mask(COMPACT_SIZE_BITS);
-        let implied = implied_size(offset_field as i64, next_field as i64);
-        let size = self.base_size + size_field as i64 + implied;
+        let gap_bytes = 8 * (next_field as i64 - offset_field as i64);
+        let size = self.base_size + size_field as i64 + gap_bytes;
         debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));
-        Some(NeedleValue {
+        NeedleValue {
             offset_units: self.base_offset + offset_field,
             size: size as u32,
-        })
+        }
     }
 
     #[cold]
@@ -456,8 +481,8 @@ impl Block {
         let size_field = read_u64(&self.data, record + self.size_byte as usize)
             & low_mask(u32::from(self.size_bits));
         let derived_mask = -i64::from(self.flags & FLAG_DERIVED);
-        let implied = implied_size(offset as i64, next as i64) & derived_mask;
-        let size = self.base_size + size_field as i64 + implied;
+        let gap_bytes = (8 * (next as i64 - offset as i64)) & derived_mask;
+        let size = self.base_size + size_field as i64 + gap_bytes;
         debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));
         NeedleValue {
             offset_units: offset,
@@ -607,7 +632,7 @@ fn end_offsets(entries: &[Entry]) -> (i64, i64) {
 /// 8-byte units); the true size is this plus 0..=7 when the needles are back to back.
 #[inline(always)]
 fn implied_size(offset: i64, next: i64) -> i64 {
-    8 * (next - offset) - NEEDLE_OVERHEAD_BYTES - 8
+    8 * (next - offset) + IMPLIED_SIZE_BIAS
 }
 
 fn size_residual(size: u32, offset: i64, next: i64) -> i64 {

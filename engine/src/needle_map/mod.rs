@@ -170,6 +170,14 @@ impl NeedleMap {
 
     #[inline(always)]
     pub fn get(&self, key: u64) -> Option<NeedleValue> {
+        let value = self.get_or_absent(key);
+        (value.size != TOMBSTONE_SIZE).then_some(value)
+    }
+
+    /// `get` with `block::ABSENT` for a missing key: every path returns its value in
+    /// registers, so the caller's loop keeps no `Option` in memory.
+    #[inline(always)]
+    fn get_or_absent(&self, key: u64) -> NeedleValue {
         if key >= self.tail_start {
             return self.tail_get(key);
         }
@@ -178,24 +186,26 @@ impl NeedleMap {
             Found::Block(segment, block) => unsafe {
                 debug_assert_eq!((segment, block), self.locate_searched(key));
                 let segment = self.segments.get_unchecked(segment);
-                segment.blocks.get_unchecked(block).get(key)
+                segment.blocks.get_unchecked(block).get_or_absent(key)
             },
             Found::Cold => self.get_cold(key),
         }
     }
 
-    /// `get` of a key whose directory bucket spans more than two blocks.
+    /// `get_or_absent` of a key whose directory bucket spans more than two blocks.
     #[inline(never)]
-    fn get_cold(&self, key: u64) -> Option<NeedleValue> {
+    fn get_cold(&self, key: u64) -> NeedleValue {
         let (segment, block) = self.locate_searched(key);
-        self.segments[segment].blocks[block].get(key)
+        self.segments[segment].blocks[block].get_or_absent(key)
     }
 
-    /// `get` of a key in the tail (the last, not yet sealed entries).
+    /// `get_or_absent` of a key in the tail (the last, not yet sealed entries).
     #[inline(never)]
-    fn tail_get(&self, key: u64) -> Option<NeedleValue> {
-        let index = self.tail.binary_search_by_key(&key, |e| e.0).ok()?;
-        Some(self.tail[index].1)
+    fn tail_get(&self, key: u64) -> NeedleValue {
+        match self.tail.binary_search_by_key(&key, |e| e.0) {
+            Ok(index) => self.tail[index].1,
+            Err(_) => block::ABSENT,
+        }
     }
 
     /// Removes `key`; returns the value it had.
