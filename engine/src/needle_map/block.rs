@@ -49,6 +49,9 @@ const COMPACT_RECORD_BITS: u32 = 8 * COMPACT_VALUE_BYTES as u32;
 /// Records on each side of the guess whose cache lines a compact lookup prefetches: a key of
 /// a volume lies within a few places of its guess.
 const COMPACT_PREFETCH_RECORDS: usize = 8;
+/// Keys a compact lookup searches around its guess (4 steps): holds every key of 95% of the
+/// 128-key blocks of a volume's keys, and sealing cuts the others a little shorter.
+const COMPACT_WINDOW: usize = 16;
 
 /// Bytes a needle of version 3 takes on disk besides its body: header 16, checksum 4,
 /// timestamp 8 (padding comes on top, 1..=8 bytes).
@@ -235,7 +238,8 @@ impl Block {
             && key_bytes as usize == COMPACT_KEY_BYTES
             && value_bytes as usize == COMPACT_VALUE_BYTES
             && plan.size_width == COMPACT_SIZE_BITS
-            && block.window_len as usize == RECORD_WINDOW;
+            && block.window_len as usize == RECORD_WINDOW
+            && block.window_holds_every_key(entries, COMPACT_WINDOW);
         if compact {
             assert_eq!((size_byte, offset_shift), (0, COMPACT_SIZE_BITS));
             assert_eq!(guess_shift, 0, "a 2-byte key span needs no shift");
@@ -255,12 +259,7 @@ impl Block {
     /// (or the whole block) that does.
     fn window_holding_every_key(&self, entries: &[Entry]) -> usize {
         let count = entries.len();
-        let holds_every_key = |len: usize| {
-            entries.iter().enumerate().all(|(index, entry)| {
-                let low = window_low(self.guess(entry.0 - self.base_key), len, count);
-                (low..low + len).contains(&index)
-            })
-        };
+        let holds_every_key = |len: usize| self.window_holds_every_key(entries, len);
         if count >= RECORD_WINDOW && holds_every_key(RECORD_WINDOW) {
             return RECORD_WINDOW;
         }
@@ -269,6 +268,32 @@ impl Block {
             len *= 2;
         }
         len.min(count)
+    }
+
+    /// Whether the `len` keys around each key's guess hold that key, for every key of
+    /// `entries` (this block's keys).
+    fn window_holds_every_key(&self, entries: &[Entry], len: usize) -> bool {
+        let count = entries.len();
+        len <= count
+            && entries.iter().enumerate().all(|(index, entry)| {
+                let low = window_low(self.guess(entry.0 - self.base_key), len, count);
+                (low..low + len).contains(&index)
+            })
+    }
+
+    /// Whether the block has the compact layout (patches aside): what `get` reads fastest.
+    pub(super) fn has_compact_layout(&self) -> bool {
+        self.flags & FLAG_COMPACT != 0
+    }
+
+    /// Whether the block has the compact layout but for its keys' spread: a block of a
+    /// few entries fewer may have it.
+    pub(super) fn is_nearly_compact(&self) -> bool {
+        self.flags & FLAG_DERIVED != 0
+            && self.flags & FLAG_COMPACT == 0
+            && self.key_bytes as usize == COMPACT_KEY_BYTES
+            && self.value_bytes as usize == COMPACT_VALUE_BYTES
+            && u32::from(self.size_bits) == COMPACT_SIZE_BITS
     }
 
     /// Entries packed in the block, patches not counted.
@@ -344,13 +369,15 @@ impl Block {
             ))
         };
         let low = guess
-            .saturating_sub(RECORD_WINDOW / 2)
-            .min(count - RECORD_WINDOW);
+            .saturating_sub(COMPACT_WINDOW / 2)
+            .min(count - COMPACT_WINDOW);
         let window = keys.wrapping_add(low * COMPACT_KEY_BYTES);
         super::prefetch(window);
-        super::prefetch(window.wrapping_add(RECORD_WINDOW * COMPACT_KEY_BYTES - 1));
-        let index = search::branch_free_search(low, RECORD_WINDOW, delta, &key_at);
-        if (key_at(index) != delta) | (key < self.base_key) {
+        super::prefetch(window.wrapping_add(COMPACT_WINDOW * COMPACT_KEY_BYTES - 1));
+        let index = search::branch_free_search(low, COMPACT_WINDOW, delta, &key_at);
+        // A key below `base_key` needs no check of its own: its wrapped delta exceeds
+        // `u64::MAX - base_key`, which no key of the block's has.
+        if key_at(index) != delta {
             return ABSENT;
         }
         // Record `index` and the next one (whose offset ends this needle) in one load.
