@@ -14,15 +14,18 @@
 //!   removal moves a bounded number of block headers, never the whole map.
 //!
 //! A lookup is a short straight-line path, so the CPU overlaps many independent lookups:
-//! interpolate over the segment bounds (a small, cache-resident array) and over the dense
-//! block bounds of one segment (8 bytes per block), each settled by a few branch-free
-//! compares (see `search.rs`); read the block's 64-byte header; interpolate into its key
-//! window and search it with a fixed number of steps; read the value (see `block.rs`).
-//! `get_many` also prefetches each stage's memory for a group of keys before using it.
+//! the radix directory (`directory.rs`, a cache-resident `u32` per key bucket) names the
+//! block, settled by one branch-free compare with the next block's bound while both
+//! candidate headers start loading; the block's 64-byte header says where its keys are; a
+//! fixed-step search of the key window around the interpolated guess, then the value (see
+//! `block.rs`; blocks of a volume's needles take a path with constant field widths). Buckets
+//! the directory cannot settle fall back to interpolated searches of the segment bounds and
+//! of one segment's block bounds (`search.rs`). `get_many` also prefetches each stage's
+//! memory for a group of keys before using it.
 //!
-//! Memory: a 64-byte header and an 8-byte bound per `block_entries_max` needles plus the
-//! packed fields; needles appended back to back by a volume take about 5.7 bytes each
-//! (BENCHMARKS.md).
+//! Memory: a 64-byte header and an 8-byte bound per `block_entries_max` needles, 2-4
+//! directory buckets of 4 bytes per block, plus the packed fields; needles appended back to
+//! back by a volume take about 5.8 bytes each (BENCHMARKS.md).
 
 mod block;
 mod directory;
@@ -144,6 +147,13 @@ impl NeedleMap {
 
     /// Sets `key -> value`; returns the value it replaces. `value.size` must not be
     /// `TOMBSTONE_SIZE` (use `remove`) and `value.offset_units` must fit 40 bits.
+    ///
+    /// Cost: a lookup plus a patch, or an append to the tail. Sealing (one insert in
+    /// `block_entries_max`) encodes a block and writes its few directory buckets; a rewrite
+    /// (one change in `block_patches_max`) re-encodes a block and rewrites the directory
+    /// over its segment, O(segment_blocks_max). Worst case O(blocks): a segment split or
+    /// removal, or a directory rebuild, each amortised over the many inserts between them
+    /// (see `directory.rs`).
     pub fn insert(&mut self, key: u64, value: NeedleValue) -> Option<NeedleValue> {
         assert!(
             value.size != TOMBSTONE_SIZE,
