@@ -211,6 +211,10 @@ impl Directory {
             return COLD;
         }
         assert!(block < 1 << self.block_bits);
+        assert!(
+            segment_index < 1 << (31 - self.block_bits),
+            "segment index fits a directory entry"
+        );
         ((segment_index as u32) << self.block_bits) | block as u32
     }
 
