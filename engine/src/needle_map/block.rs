@@ -15,6 +15,10 @@
 //! Needles appended by a volume take 2 key bytes and 3 value bytes each (a 10-bit key gap
 //! span and an 18-bit offset span per block, plus the 3-bit residual).
 //!
+//! Blocks of exactly that layout whose keys all lie within 8 places of their guess (nearly
+//! every block of a volume's needles) are flagged compact and read by `get_compact`, with
+//! constant field widths and a 16-key window; the general path below reads any block.
+//!
 //! A lookup interpolates `key - base_key` to a record index (the keys of a volume are near
 //! uniform within a block), runs a fixed-step branch-free binary search over the
 //! `window_len` keys around the guess, and reads the value of the record it lands on. The
@@ -30,11 +34,12 @@ use super::{NeedleValue, search};
 const FLAG_DERIVED: u8 = 1;
 
 /// The layout of appended needles: `COMPACT_KEY_BYTES`-byte keys, derived sizes in
-/// `COMPACT_VALUE_BYTES`-byte records, a `RECORD_WINDOW` window. Such a block is read by
-/// `get_compact`, whose field widths are constants.
+/// `COMPACT_VALUE_BYTES`-byte records with a `COMPACT_SIZE_BITS` residual, every key within
+/// the `COMPACT_WINDOW` keys around its guess. Such a block is read by `get_compact`, whose
+/// field widths are constants.
 const FLAG_COMPACT: u8 = 2;
 
-/// The block has patches (`patches` is `Some`).
+/// The block has patches (`patches` is `Some`), so `get` does not take the compact path.
 const FLAG_PATCHED: u8 = 4;
 
 /// `flags` of a block `get_compact` reads: one compare of the header picks the path.
@@ -349,14 +354,14 @@ impl Block {
         let count = self.count as usize;
         let keys = self.data.as_ptr();
         let values = keys.wrapping_add(count * COMPACT_KEY_BYTES);
-        // The key window is 64 bytes and the records near the guess up to two cache lines:
-        // starting the loads of every line now keeps them from following one another (the
-        // search would discover the window's second line, and the decode the record's line,
-        // only after the first one arrived).
+        // The key window (32 bytes) and the records near the guess take up to two cache
+        // lines each: starting the loads of every line now keeps them from following one
+        // another (the search would discover the window's second line, and the decode the
+        // record's line, only after the first one arrived).
         let guess_record = values.wrapping_add(guess * COMPACT_VALUE_BYTES);
         super::prefetch(guess_record.wrapping_sub(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES));
         super::prefetch(
-            guess_record.wrapping_add(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES + 5),
+            guess_record.wrapping_add(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES + 7),
         );
         // SAFETY: `i < count` (the window lies inside the block), so the two bytes are
         // inside the key fields of `data`.
