@@ -15,6 +15,10 @@
 //! Needles appended by a volume take 2 key bytes and 3 value bytes each (a 10-bit key gap
 //! span and an 18-bit offset span per block, plus the 3-bit residual).
 //!
+//! Blocks of exactly that layout whose keys all lie within 8 places of their guess (nearly
+//! every block of a volume's needles) are flagged compact and read by `get_compact`, with
+//! constant field widths and a 16-key window; the general path below reads any block.
+//!
 //! A lookup interpolates `key - base_key` to a record index (the keys of a volume are near
 //! uniform within a block), runs a fixed-step branch-free binary search over the
 //! `window_len` keys around the guess, and reads the value of the record it lands on. The
@@ -29,9 +33,38 @@ use super::{NeedleValue, search};
 /// Sizes are residuals against the gap to the next offset (see the module comment).
 const FLAG_DERIVED: u8 = 1;
 
+/// The layout of appended needles: `COMPACT_KEY_BYTES`-byte keys, derived sizes in
+/// `COMPACT_VALUE_BYTES`-byte records with a `COMPACT_SIZE_BITS` residual, every key within
+/// the `COMPACT_WINDOW` keys around its guess. Such a block is read by `get_compact`, whose
+/// field widths are constants.
+const FLAG_COMPACT: u8 = 2;
+
+/// The block has patches (`patches` is `Some`), so `get` does not take the compact path.
+const FLAG_PATCHED: u8 = 4;
+
+/// `flags` of a block `get_compact` reads: one compare of the header picks the path.
+const FLAGS_COMPACT_PATH: u8 = FLAG_DERIVED | FLAG_COMPACT;
+
+const COMPACT_KEY_BYTES: usize = 2;
+const COMPACT_VALUE_BYTES: usize = 3;
+/// Bits of the size residual in a compact record (the 0..=7 padding of a needle), below the
+/// offset field.
+const COMPACT_SIZE_BITS: u32 = 3;
+const COMPACT_RECORD_BITS: u32 = 8 * COMPACT_VALUE_BYTES as u32;
+/// Records on each side of the guess whose cache lines a compact lookup prefetches: a key of
+/// a volume lies within a few places of its guess.
+const COMPACT_PREFETCH_RECORDS: usize = 8;
+/// Keys a compact lookup searches around its guess (4 steps): holds every key of 95% of the
+/// 128-key blocks of a volume's keys, and sealing cuts the others a little shorter.
+const COMPACT_WINDOW: usize = 16;
+
 /// Bytes a needle of version 3 takes on disk besides its body: header 16, checksum 4,
 /// timestamp 8 (padding comes on top, 1..=8 bytes).
 const NEEDLE_OVERHEAD_BYTES: i64 = 28;
+
+/// The implied size of a needle is 8 times the gap to the next offset plus this (the
+/// overhead and the least padding, 8 bytes, taken off).
+const IMPLIED_SIZE_BIAS: i64 = -NEEDLE_OVERHEAD_BYTES - 8;
 
 /// Bytes the offset field takes at the start of a record in wide mode (offset and size do
 /// not fit 64 bits together); offsets need at most `OFFSET_UNITS_BITS_MAX + 1` bits.
@@ -49,6 +82,12 @@ const _: () = assert!(OFFSET_UNITS_BITS_MAX < WIDE_OFFSET_BYTES * 8);
 
 pub(super) type Entry = (u64, NeedleValue);
 
+/// What `get_or_absent` returns for a key that is not there (no live needle has this size).
+pub(super) const ABSENT: NeedleValue = NeedleValue {
+    offset_units: 0,
+    size: TOMBSTONE_SIZE,
+};
+
 /// Aligned to a cache line: everything a lookup needs to read its block is one memory access.
 #[repr(align(64))]
 pub(super) struct Block {
@@ -59,7 +98,8 @@ pub(super) struct Block {
     patches: Option<Box<Vec<Entry>>>,
     base_key: u64,
     base_offset: u64,
-    /// Plain mode: the smallest size. Derived mode: the smallest residual.
+    /// Plain mode: the smallest size. Derived mode: the smallest residual plus
+    /// `IMPLIED_SIZE_BIAS`, so a lookup adds only 8 times the gap to the next offset.
     base_size: i64,
     /// Turns a key delta into a guess of its record index (see `search::guess_parameters`).
     key_multiplier: u32,
@@ -152,10 +192,17 @@ impl Block {
         assert!(bits_needed(key_span) <= PACKED_FIELD_BITS_MAX);
         let key_bytes = bits_needed(key_span).div_ceil(8).max(1);
         let plain = FieldPlan::plain(entries);
-        let plan = match FieldPlan::derived(entries) {
+        let mut plan = match FieldPlan::derived(entries) {
             Some(derived) if derived.record_layout().0 < plain.record_layout().0 => derived,
             _ => plain,
         };
+        // A narrower residual is widened to the compact layout's when that costs no byte.
+        if plan.derived
+            && plan.size_width <= COMPACT_SIZE_BITS
+            && plan.offset_width + COMPACT_SIZE_BITS <= COMPACT_RECORD_BITS
+        {
+            plan.size_width = COMPACT_SIZE_BITS;
+        }
         assert!(plan.offset_width <= OFFSET_UNITS_BITS_MAX + 1);
         assert!(plan.size_width <= 32);
         let (value_bytes, offset_shift, size_byte) = plan.record_layout();
@@ -174,7 +221,11 @@ impl Block {
             patches: None,
             base_key,
             base_offset: plan.offset_base,
-            base_size: plan.size_base,
+            base_size: if plan.derived {
+                plan.size_base + IMPLIED_SIZE_BIAS
+            } else {
+                plan.size_base
+            },
             key_multiplier: u32::try_from(key_multiplier).expect("count < 2^16"),
             count: count as u16,
             window_len: count as u16,
@@ -188,6 +239,17 @@ impl Block {
             flags: if plan.derived { FLAG_DERIVED } else { 0 },
         };
         block.window_len = block.window_holding_every_key(entries) as u16;
+        let compact = plan.derived
+            && key_bytes as usize == COMPACT_KEY_BYTES
+            && value_bytes as usize == COMPACT_VALUE_BYTES
+            && plan.size_width == COMPACT_SIZE_BITS
+            && block.window_len as usize == RECORD_WINDOW
+            && block.window_holds_every_key(entries, COMPACT_WINDOW);
+        if compact {
+            assert_eq!((size_byte, offset_shift), (0, COMPACT_SIZE_BITS));
+            assert_eq!(guess_shift, 0, "a 2-byte key span needs no shift");
+            block.flags |= FLAG_COMPACT;
+        }
         debug_assert!(
             entries
                 .iter()
@@ -202,12 +264,7 @@ impl Block {
     /// (or the whole block) that does.
     fn window_holding_every_key(&self, entries: &[Entry]) -> usize {
         let count = entries.len();
-        let holds_every_key = |len: usize| {
-            entries.iter().enumerate().all(|(index, entry)| {
-                let low = window_low(self.guess(entry.0 - self.base_key), len, count);
-                (low..low + len).contains(&index)
-            })
-        };
+        let holds_every_key = |len: usize| self.window_holds_every_key(entries, len);
         if count >= RECORD_WINDOW && holds_every_key(RECORD_WINDOW) {
             return RECORD_WINDOW;
         }
@@ -218,9 +275,41 @@ impl Block {
         len.min(count)
     }
 
+    /// Whether the `len` keys around each key's guess hold that key, for every key of
+    /// `entries` (this block's keys).
+    fn window_holds_every_key(&self, entries: &[Entry], len: usize) -> bool {
+        let count = entries.len();
+        len <= count
+            && entries.iter().enumerate().all(|(index, entry)| {
+                let low = window_low(self.guess(entry.0 - self.base_key), len, count);
+                (low..low + len).contains(&index)
+            })
+    }
+
+    /// Whether the block has the compact layout (patches aside): what `get` reads fastest.
+    pub(super) fn has_compact_layout(&self) -> bool {
+        self.flags & FLAG_COMPACT != 0
+    }
+
+    /// Whether the block has the compact layout but for its keys' spread: a block of a
+    /// few entries fewer may have it.
+    pub(super) fn is_nearly_compact(&self) -> bool {
+        self.flags & FLAG_DERIVED != 0
+            && self.flags & FLAG_COMPACT == 0
+            && self.key_bytes as usize == COMPACT_KEY_BYTES
+            && self.value_bytes as usize == COMPACT_VALUE_BYTES
+            && u32::from(self.size_bits) == COMPACT_SIZE_BITS
+    }
+
     /// Entries packed in the block, patches not counted.
     pub(super) fn packed_count(&self) -> usize {
         self.count as usize
+    }
+
+    /// Whether `get` takes the compact path (tests).
+    #[cfg(test)]
+    pub(super) fn takes_compact_path(&self) -> bool {
+        self.flags == FLAGS_COMPACT_PATH
     }
 
     pub(super) fn patch_count(&self) -> usize {
@@ -229,12 +318,89 @@ impl Block {
 
     #[inline(always)]
     pub(super) fn get(&self, key: u64) -> Option<NeedleValue> {
-        // Nearly every block has no patches: one well-predicted branch on the header.
-        if self.patches.is_some() {
-            return self.get_patched(key);
+        let value = self.get_or_absent(key);
+        (value.size != TOMBSTONE_SIZE).then_some(value)
+    }
+
+    /// `get`, with `ABSENT` for a key the block does not hold: a `NeedleValue` travels in
+    /// two registers where an `Option` of one goes through memory.
+    #[inline(always)]
+    pub(super) fn get_or_absent(&self, key: u64) -> NeedleValue {
+        // The blocks of a volume's needles nearly all take the compact path, and nearly all
+        // blocks have no patches: well-predicted branches on the header.
+        if self.flags == FLAGS_COMPACT_PATH {
+            return self.get_compact(key);
         }
-        let index = self.find(key)?;
-        Some(self.value_at(index))
+        if self.patches.is_some() {
+            return self.get_patched(key).unwrap_or(ABSENT);
+        }
+        match self.find(key) {
+            Some(index) => self.value_at(index),
+            None => ABSENT,
+        }
+    }
+
+    /// `get` in a block of the compact layout without patches: `find` and `value_at` with
+    /// constant field widths, so the search and the decoding are a few dozen instructions.
+    #[inline(always)]
+    fn get_compact(&self, key: u64) -> NeedleValue {
+        debug_assert!(self.patches.is_none() && self.window_len as usize == RECORD_WINDOW);
+        let delta = key.wrapping_sub(self.base_key);
+        // `guess` without its clamps: the key span is below 2^16 (no shift), so a key of the
+        // block gives an index below `count`, and the window start is clamped below; any
+        // other key gives some index, whose window cannot hold it (a prefetch of a wild
+        // address does not fault).
+        let guess = (delta.wrapping_mul(u64::from(self.key_multiplier)) >> 16) as usize;
+        let count = self.count as usize;
+        let keys = self.data.as_ptr();
+        let values = keys.wrapping_add(count * COMPACT_KEY_BYTES);
+        // The key window (32 bytes) and the records near the guess take up to two cache
+        // lines each: starting the loads of every line now keeps them from following one
+        // another (the search would discover the window's second line, and the decode the
+        // record's line, only after the first one arrived).
+        let guess_record = values.wrapping_add(guess * COMPACT_VALUE_BYTES);
+        super::prefetch(guess_record.wrapping_sub(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES));
+        super::prefetch(
+            guess_record.wrapping_add(COMPACT_PREFETCH_RECORDS * COMPACT_VALUE_BYTES + 7),
+        );
+        // SAFETY: `i < count` (the window lies inside the block), so the two bytes are
+        // inside the key fields of `data`.
+        let key_at = |i: usize| unsafe {
+            debug_assert!(i < count);
+            u64::from(u16::from_le(
+                keys.add(i * COMPACT_KEY_BYTES)
+                    .cast::<u16>()
+                    .read_unaligned(),
+            ))
+        };
+        let low = guess
+            .saturating_sub(COMPACT_WINDOW / 2)
+            .min(count - COMPACT_WINDOW);
+        let window = keys.wrapping_add(low * COMPACT_KEY_BYTES);
+        super::prefetch(window);
+        super::prefetch(window.wrapping_add(COMPACT_WINDOW * COMPACT_KEY_BYTES - 1));
+        let index = search::branch_free_search(low, COMPACT_WINDOW, delta, &key_at);
+        // A key below `base_key` needs no check of its own: its wrapped delta exceeds
+        // `u64::MAX - base_key`, which no key of the block's has.
+        if key_at(index) != delta {
+            return ABSENT;
+        }
+        // Record `index` and the next one (whose offset ends this needle) in one load.
+        let word = read_u64(
+            &self.data,
+            count * COMPACT_KEY_BYTES + index * COMPACT_VALUE_BYTES,
+        );
+        let offset_field = (word & low_mask(COMPACT_RECORD_BITS)) >> COMPACT_SIZE_BITS;
+        let next_field = (word >> (COMPACT_RECORD_BITS + COMPACT_SIZE_BITS))
+            & low_mask(COMPACT_RECORD_BITS - COMPACT_SIZE_BITS);
+        let size_field = word & low_mask(COMPACT_SIZE_BITS);
+        let gap_bytes = 8 * (next_field as i64 - offset_field as i64);
+        let size = self.base_size + size_field as i64 + gap_bytes;
+        debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));
+        NeedleValue {
+            offset_units: self.base_offset + offset_field,
+            size: size as u32,
+        }
     }
 
     #[cold]
@@ -347,8 +513,8 @@ impl Block {
         let size_field = read_u64(&self.data, record + self.size_byte as usize)
             & low_mask(u32::from(self.size_bits));
         let derived_mask = -i64::from(self.flags & FLAG_DERIVED);
-        let implied = implied_size(offset as i64, next as i64) & derived_mask;
-        let size = self.base_size + size_field as i64 + implied;
+        let gap_bytes = (8 * (next as i64 - offset as i64)) & derived_mask;
+        let size = self.base_size + size_field as i64 + gap_bytes;
         debug_assert!((0..i64::from(TOMBSTONE_SIZE)).contains(&size));
         NeedleValue {
             offset_units: offset,
@@ -392,6 +558,7 @@ impl Block {
         assert!(value.size != TOMBSTONE_SIZE);
         let old = self.get(key);
         let patches = self.patches.get_or_insert_with(Box::default);
+        self.flags |= FLAG_PATCHED;
         match patches.binary_search_by_key(&key, |e| e.0) {
             Ok(i) => patches[i].1 = value,
             Err(i) => patches.insert(i, (key, value)),
@@ -404,6 +571,7 @@ impl Block {
         let old = self.get(key)?;
         let packed = self.find(key).is_some();
         let patches = self.patches.get_or_insert_with(Box::default);
+        self.flags |= FLAG_PATCHED;
         let tombstone = NeedleValue {
             offset_units: 0,
             size: TOMBSTONE_SIZE,
@@ -418,6 +586,7 @@ impl Block {
         }
         if patches.is_empty() {
             self.patches = None;
+            self.flags &= !FLAG_PATCHED;
         }
         Some(old)
     }
@@ -495,7 +664,7 @@ fn end_offsets(entries: &[Entry]) -> (i64, i64) {
 /// 8-byte units); the true size is this plus 0..=7 when the needles are back to back.
 #[inline(always)]
 fn implied_size(offset: i64, next: i64) -> i64 {
-    8 * (next - offset) - NEEDLE_OVERHEAD_BYTES - 8
+    8 * (next - offset) + IMPLIED_SIZE_BIAS
 }
 
 fn size_residual(size: u32, offset: i64, next: i64) -> i64 {

@@ -14,17 +14,21 @@
 //!   removal moves a bounded number of block headers, never the whole map.
 //!
 //! A lookup is a short straight-line path, so the CPU overlaps many independent lookups:
-//! interpolate over the segment bounds (a small, cache-resident array) and over the dense
-//! block bounds of one segment (8 bytes per block), each settled by a few branch-free
-//! compares (see `search.rs`); read the block's 64-byte header; interpolate into its key
-//! window and search it with a fixed number of steps; read the value (see `block.rs`).
-//! `get_many` also prefetches each stage's memory for a group of keys before using it.
+//! the radix directory (`directory.rs`, a cache-resident `u32` per key bucket) names the
+//! block, settled by one branch-free compare with the next block's bound while both
+//! candidate headers start loading; the block's 64-byte header says where its keys are; a
+//! fixed-step search of the key window around the interpolated guess, then the value (see
+//! `block.rs`; blocks of a volume's needles take a path with constant field widths). Buckets
+//! the directory cannot settle fall back to interpolated searches of the segment bounds and
+//! of one segment's block bounds (`search.rs`). `get_many` also prefetches each stage's
+//! memory for a group of keys before using it.
 //!
-//! Memory: a 64-byte header and an 8-byte bound per `block_entries_max` needles plus the
-//! packed fields; needles appended back to back by a volume take about 5.7 bytes each
-//! (BENCHMARKS.md).
+//! Memory: a 64-byte header and an 8-byte bound per `block_entries_max` needles, 2-4
+//! directory buckets of 4 bytes per block, plus the packed fields; needles appended back to
+//! back by a volume take about 5.8 bytes each (BENCHMARKS.md).
 
 mod block;
+mod directory;
 mod limits;
 mod load;
 mod search;
@@ -34,6 +38,7 @@ mod tests;
 use std::ops::Range;
 
 use block::{Block, Entry};
+use directory::{Directory, Found};
 pub use limits::{
     BLOCK_ENTRIES_MAX, BLOCK_PATCHES_MAX, Geometry, LOOKUP_GROUP_MAX, OFFSET_UNITS_BITS_MAX,
     SEGMENT_BLOCKS_MAX, TOMBSTONE_SIZE,
@@ -58,13 +63,16 @@ pub struct NeedleMap {
     tail_start: u64,
     /// Live entries.
     live: usize,
+    /// Key -> block for the lookups (see `directory.rs`).
+    directory: Directory,
 }
 
 struct Segment {
     blocks: Vec<Block>,
     /// `bounds[i]` is where the key range of `blocks[i]` starts (at most its smallest key);
-    /// ascending, the first equals the segment's bound. 8 to a cache line: a lookup searches
-    /// these, then reads one block header.
+    /// ascending, the first equals the segment's bound. One more, the sentinel, is where the
+    /// segment ends: the next segment's bound, or `tail_start` for the last segment (so a
+    /// lookup compares a key with the bound after its block without a branch).
     bounds: Vec<u64>,
     /// Interpolates `key - segment bound` to an index in `blocks`.
     guess: search::Guess,
@@ -74,7 +82,7 @@ impl Segment {
     fn with_capacity(blocks_max: usize) -> Segment {
         Segment {
             blocks: Vec::with_capacity(blocks_max),
-            bounds: Vec::with_capacity(blocks_max),
+            bounds: Vec::with_capacity(blocks_max + 1),
             guess: search::Guess::default(),
         }
     }
@@ -82,10 +90,22 @@ impl Segment {
     /// Called after every change of the blocks or their bounds: O(blocks), cheap next to the
     /// block encoding that comes with any such change.
     fn refresh_index(&mut self) {
-        assert_eq!(self.bounds.len(), self.blocks.len());
+        let blocks = self.blocks.len();
+        assert_eq!(
+            self.bounds.len(),
+            blocks + 1,
+            "one bound per block plus the sentinel"
+        );
         let first = self.bounds[0];
-        let last = self.bounds[self.bounds.len() - 1];
-        self.guess = search::Guess::new(last - first, self.bounds.len());
+        let last = self.bounds[blocks - 1];
+        self.guess = search::Guess::new(last - first, blocks);
+    }
+
+    /// The last block whose bound is at or below `key` (0 when none is).
+    fn block_at_or_below(&self, key: u64) -> usize {
+        self.bounds[..self.blocks.len()]
+            .partition_point(|bound| *bound <= key)
+            .saturating_sub(1)
     }
 }
 
@@ -121,11 +141,19 @@ impl NeedleMap {
             tail: Vec::new(),
             tail_start: 0,
             live: 0,
+            directory: Directory::new(geometry.segment_blocks_max),
         }
     }
 
     /// Sets `key -> value`; returns the value it replaces. `value.size` must not be
     /// `TOMBSTONE_SIZE` (use `remove`) and `value.offset_units` must fit 40 bits.
+    ///
+    /// Cost: a lookup plus a patch, or an append to the tail. Sealing (one insert in
+    /// `block_entries_max`) encodes a block and writes its few directory buckets; a rewrite
+    /// (one change in `block_patches_max`) re-encodes a block and rewrites the directory
+    /// over its segment, O(segment_blocks_max). Worst case O(blocks): a segment split or
+    /// removal, or a directory rebuild, each amortised over the many inserts between them
+    /// (see `directory.rs`).
     pub fn insert(&mut self, key: u64, value: NeedleValue) -> Option<NeedleValue> {
         assert!(
             value.size != TOMBSTONE_SIZE,
@@ -152,18 +180,42 @@ impl NeedleMap {
 
     #[inline(always)]
     pub fn get(&self, key: u64) -> Option<NeedleValue> {
+        let value = self.get_or_absent(key);
+        (value.size != TOMBSTONE_SIZE).then_some(value)
+    }
+
+    /// `get` with `block::ABSENT` for a missing key: every path returns its value in
+    /// registers, so the caller's loop keeps no `Option` in memory.
+    #[inline(always)]
+    fn get_or_absent(&self, key: u64) -> NeedleValue {
         if key >= self.tail_start {
             return self.tail_get(key);
         }
-        let (segment, block) = self.locate(key);
-        self.segments[segment].blocks[block].get(key)
+        match self.directory.find(&self.segments, key) {
+            // SAFETY: `Directory::find` returns the indices of an existing block.
+            Found::Block(segment, block) => unsafe {
+                debug_assert_eq!((segment, block), self.locate_searched(key));
+                let segment = self.segments.get_unchecked(segment);
+                segment.blocks.get_unchecked(block).get_or_absent(key)
+            },
+            Found::Cold => self.get_cold(key),
+        }
     }
 
-    /// `get` of a key in the tail (the last, not yet sealed entries).
+    /// `get_or_absent` of a key whose directory bucket spans more than two blocks.
     #[inline(never)]
-    fn tail_get(&self, key: u64) -> Option<NeedleValue> {
-        let index = self.tail.binary_search_by_key(&key, |e| e.0).ok()?;
-        Some(self.tail[index].1)
+    fn get_cold(&self, key: u64) -> NeedleValue {
+        let (segment, block) = self.locate_searched(key);
+        self.segments[segment].blocks[block].get_or_absent(key)
+    }
+
+    /// `get_or_absent` of a key in the tail (the last, not yet sealed entries).
+    #[inline(never)]
+    fn tail_get(&self, key: u64) -> NeedleValue {
+        match self.tail.binary_search_by_key(&key, |e| e.0) {
+            Ok(index) => self.tail[index].1,
+            Err(_) => block::ABSENT,
+        }
     }
 
     /// Removes `key`; returns the value it had.
@@ -208,6 +260,7 @@ impl NeedleMap {
             + self.segments.capacity() * size_of::<Segment>()
             + self.segment_bounds.capacity() * size_of::<u64>()
             + self.tail.capacity() * size_of::<Entry>()
+            + self.directory.heap_bytes()
     }
 
     /// All live entries in ascending key order.
@@ -223,8 +276,20 @@ impl NeedleMap {
     }
 
     /// Indices of the segment and block whose range holds `key` (`key < tail_start`).
-    #[inline]
+    #[inline(always)]
     fn locate(&self, key: u64) -> (usize, usize) {
+        match self.directory.find(&self.segments, key) {
+            Found::Block(segment, block) => {
+                debug_assert_eq!((segment, block), self.locate_searched(key));
+                (segment, block)
+            }
+            Found::Cold => self.locate_searched(key),
+        }
+    }
+
+    /// `locate` by interpolated searches of the segment bounds and the segment's block bounds.
+    #[inline]
+    fn locate_searched(&self, key: u64) -> (usize, usize) {
         let segment = self.locate_segment(key);
         let guess = self.guess_block(segment, key);
         (segment, self.locate_block(segment, guess, key))
@@ -247,8 +312,9 @@ impl NeedleMap {
 
     #[inline(always)]
     fn locate_block(&self, segment: usize, guess: usize, key: u64) -> usize {
-        let bounds = &self.segments[segment].bounds;
-        search::last_bound_at_or_below(bounds.len(), guess, key, |i| bounds[i])
+        let segment = &self.segments[segment];
+        let bounds = &segment.bounds;
+        search::last_bound_at_or_below(segment.blocks.len(), guess, key, |i| bounds[i])
     }
 
     /// `values[i] = self.get(keys[i])` for every `i`. Works through the keys in groups of
@@ -311,20 +377,57 @@ impl NeedleMap {
         if self.tail.len() <= per_block {
             return;
         }
-        let mut blocks = Vec::with_capacity(1);
-        encode_runs(&self.tail[..per_block], per_block, &mut blocks);
-        let new_tail_start = self.tail[per_block - 1].0 + 1;
-        assert!(new_tail_start <= self.tail[per_block].0);
-        self.tail.drain(..per_block);
+        let (sealed, blocks) = self.encode_seal(per_block);
+        let new_tail_start = self.tail[sealed - 1].0 + 1;
+        assert!(new_tail_start <= self.tail[sealed].0);
+        self.tail.drain(..sealed);
+        let first_bound = self.tail_start;
         for (i, block) in blocks.into_iter().enumerate() {
             let bound = if i == 0 {
-                self.tail_start
+                first_bound
             } else {
                 block.base_key()
             };
             self.push_block(bound, block);
         }
         self.tail_start = new_tail_start;
+        self.set_sentinel(self.segments.len() - 1);
+        self.directory
+            .refresh_from(&self.segments, self.tail_start, first_bound);
+    }
+
+    /// Encodes the first `per_block` tail entries, or a few fewer when that gives a block of
+    /// the compact layout and the full one just misses it (its keys stray a little too far
+    /// from a straight line): `(entries sealed, blocks)`. At most `SEAL_CUTS_MAX` extra
+    /// encodings, and only for such blocks (1 in 20 of a volume's).
+    fn encode_seal(&self, per_block: usize) -> (usize, Vec<Block>) {
+        let mut blocks = Vec::with_capacity(1);
+        encode_runs(&self.tail[..per_block], per_block, &mut blocks);
+        if blocks.len() == 1 && blocks[0].is_nearly_compact() {
+            let step = (per_block / 32).max(1);
+            let cuts = (1..=SEAL_CUTS_MAX).map(|i| per_block.saturating_sub(i * step));
+            for cut in cuts.take_while(|cut| *cut >= per_block / 2 && *cut > 0) {
+                let block = Block::encode(&self.tail[..cut]);
+                if block.has_compact_layout() {
+                    return (cut, vec![block]);
+                }
+            }
+        }
+        (per_block, blocks)
+    }
+
+    /// Sets the bound after the last block of segment `index`: where the next segment starts,
+    /// or `tail_start`.
+    fn set_sentinel(&mut self, index: usize) {
+        let end = self
+            .segment_bounds
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.tail_start);
+        let segment = &mut self.segments[index];
+        let blocks = segment.blocks.len();
+        segment.bounds[blocks] = end;
+        assert!(segment.bounds[blocks - 1] < end);
     }
 
     fn push_block(&mut self, bound: u64, block: Block) {
@@ -332,8 +435,10 @@ impl NeedleMap {
         assert!(bound <= block.base_key());
         match self.segments.last_mut() {
             Some(last) if last.blocks.len() < segment_max => {
-                assert!(*last.bounds.last().expect("segments are never empty") < bound);
+                assert!(last.bounds[last.blocks.len() - 1] < bound);
                 last.blocks.push(block);
+                // The new bound takes the sentinel's place; `seal_if_full` sets the sentinel.
+                *last.bounds.last_mut().expect("the sentinel") = bound;
                 last.bounds.push(bound);
                 last.refresh_index();
             }
@@ -341,10 +446,13 @@ impl NeedleMap {
                 assert!(self.segments.is_empty() == (bound == 0));
                 let mut segment = Segment::with_capacity(segment_max);
                 segment.blocks.push(block);
-                segment.bounds.push(bound);
+                segment.bounds.extend([bound, bound]);
                 segment.refresh_index();
                 self.segment_bounds.push(bound);
                 self.segments.push(segment);
+                if self.segments.len() >= 2 {
+                    self.set_sentinel(self.segments.len() - 2);
+                }
                 self.refresh_segment_guess();
             }
         }
@@ -424,6 +532,22 @@ impl NeedleMap {
         segment.refresh_index();
         if segment.blocks.len() > usize::from(self.geometry.segment_blocks_max) {
             self.split_segment(segment_index);
+            return;
+        }
+        // The blocks of this segment were renumbered: rewrite the buckets over its keys.
+        let end = segment.bounds[segment.blocks.len()];
+        self.directory
+            .refresh_range(&self.segments, self.tail_start, segment_bound, end - 1);
+    }
+
+    /// Rebuilds the directory after the segments were renumbered: O(blocks).
+    fn rebuild_directory(&mut self) {
+        let blocks = self.segments.iter().map(|s| s.blocks.len()).sum();
+        if blocks == 0 {
+            self.directory = Directory::new(self.geometry.segment_blocks_max);
+        } else {
+            self.directory
+                .rebuild(&self.segments, self.tail_start, blocks);
         }
     }
 
@@ -436,8 +560,11 @@ impl NeedleMap {
             self.segment_bounds[0] = 0;
             self.segments[0].bounds[0] = 0;
             self.segments[0].refresh_index();
+        } else {
+            self.set_sentinel(segment_index - 1);
         }
         self.refresh_segment_guess();
+        self.rebuild_directory();
     }
 
     /// Cuts an overfull segment into equal parts (two, unless a rewrite produced many blocks
@@ -448,25 +575,38 @@ impl NeedleMap {
         let len = segment.blocks.len();
         let parts = len.div_ceil(segment_max);
         assert!(parts >= 2);
-        let mut pieces = Vec::with_capacity(parts - 1);
+        let mut pieces: Vec<Segment> = Vec::with_capacity(parts - 1);
         for part in (1..parts).rev() {
             let start = len * part / parts;
             let mut piece = Segment::with_capacity(segment_max);
             piece.blocks.extend(segment.blocks.drain(start..));
+            // The last piece takes the segment's sentinel; the others end where the piece
+            // after them starts.
             piece.bounds.extend(segment.bounds.drain(start..));
+            if let Some(next) = pieces.last() {
+                piece.bounds.push(next.bounds[0]);
+            }
             piece.refresh_index();
             pieces.push(piece);
         }
+        let end = pieces.last().expect("at least two parts").bounds[0];
+        assert_eq!(segment.bounds.len(), segment.blocks.len());
+        segment.bounds.push(end);
         segment.blocks.shrink_to(segment_max);
-        segment.bounds.shrink_to(segment_max);
+        segment.bounds.shrink_to(segment_max + 1);
         segment.refresh_index();
         let at = segment_index + 1;
         self.segment_bounds
             .splice(at..at, pieces.iter().rev().map(|piece| piece.bounds[0]));
         self.segments.splice(at..at, pieces.into_iter().rev());
         self.refresh_segment_guess();
+        self.rebuild_directory();
     }
 }
+
+/// Shorter cuts `NeedleMap::encode_seal` tries (each `block_entries_max / 32` entries
+/// shorter) for a block that just misses the compact layout.
+const SEAL_CUTS_MAX: usize = 7;
 
 /// Packs sorted entries into blocks of at most `per_block` entries, each spanning less than
 /// 2^PACKED_FIELD_BITS_MAX keys; a run is cut into equal parts so no block is left tiny.

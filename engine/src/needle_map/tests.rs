@@ -64,14 +64,24 @@ fn check_structure(map: &NeedleMap) {
     for (segment, bound) in map.segments.iter().zip(&map.segment_bounds) {
         assert!(!segment.blocks.is_empty());
         assert!(segment.blocks.len() <= usize::from(geometry.segment_blocks_max));
-        assert_eq!(segment.bounds.len(), segment.blocks.len());
+        assert_eq!(segment.bounds.len(), segment.blocks.len() + 1);
         assert_eq!(segment.bounds[0], *bound);
         for (bound, block) in segment.bounds.iter().zip(&segment.blocks) {
             assert!(*bound <= block.base_key());
         }
-        all_bounds.extend(segment.bounds.iter().copied());
+        all_bounds.extend(segment.bounds[..segment.blocks.len()].iter().copied());
     }
     assert!(all_bounds.windows(2).all(|w| w[0] < w[1]));
+    // Each segment's sentinel is where the next one starts (the last: `tail_start`).
+    for (index, segment) in map.segments.iter().enumerate() {
+        let end = map
+            .segment_bounds
+            .get(index + 1)
+            .copied()
+            .unwrap_or(map.tail_start);
+        assert_eq!(segment.bounds[segment.blocks.len()], end);
+    }
+    map.directory.check(&map.segments, map.tail_start);
     let blocks = map.segments.iter().flat_map(|s| s.blocks.iter());
     for (index, block) in blocks.enumerate() {
         assert!(block.packed_count() <= usize::from(geometry.block_entries_max));
@@ -356,6 +366,14 @@ fn appended_needles_are_compact() {
     for (key, value) in entries.iter().step_by(97) {
         assert_eq!(map.get(*key), Some(*value));
     }
+    // Such blocks are read by the compact path (constant field widths).
+    let blocks: Vec<_> = map.segments.iter().flat_map(|s| s.blocks.iter()).collect();
+    let compact = blocks.iter().filter(|b| b.takes_compact_path()).count();
+    assert!(
+        compact * 10 >= blocks.len() * 9,
+        "{compact} of {} blocks compact",
+        blocks.len()
+    );
 }
 
 /// The bucket sort used by bulk loads orders by key and keeps entries of one key in input
@@ -452,4 +470,110 @@ proptest! {
             }
         }
     }
+}
+
+/// Blocks of the directory-tests' maps in total.
+fn block_count(map: &NeedleMap) -> usize {
+    map.segments.iter().map(|s| s.blocks.len()).sum()
+}
+
+/// A map grown by appends rebuilds its directory as it grows: the directory stays exact,
+/// within `BUCKETS_PER_BLOCK_MAX` buckets per block, and for evenly spread keys nearly
+/// every bucket is settled by the one-compare step (the fast path is what lookups take).
+#[test]
+fn directory_follows_appends() {
+    let geometry = Geometry {
+        block_entries_max: 16,
+        block_patches_max: 4,
+        segment_blocks_max: 8,
+    };
+    let mut map = NeedleMap::with_geometry(geometry);
+    let mut reference = Reference::new();
+    let mut key = 1_000_000u64;
+    for i in 0..20_000u64 {
+        key += 1 + (i * 7919) % 8;
+        map.insert(key, value(i, 100));
+        reference.insert(key, value(i, 100));
+        if i % 997 == 0 {
+            check_structure(&map);
+        }
+    }
+    check(&map, &reference);
+    let blocks = block_count(&map);
+    let buckets = map.directory.buckets();
+    assert!(blocks > 1000, "{blocks} blocks");
+    assert!(
+        buckets <= 8 * blocks + 64,
+        "{buckets} buckets for {blocks} blocks"
+    );
+    let cold = map.directory.cold_buckets();
+    assert!(cold * 20 < buckets, "{cold} of {buckets} buckets cold");
+}
+
+/// Keys in far-apart clusters (a skewed distribution: most buckets span many blocks or
+/// none) and keys up to u64::MAX are still all found, and absent keys are not.
+#[test]
+fn directory_skewed_keys_and_top_of_range() {
+    let mut map = NeedleMap::with_geometry(TINY);
+    let mut reference = Reference::new();
+    let starts = [0u64, 1 << 20, 1 << 40, (1 << 63) + 5, u64::MAX - 300];
+    for (cluster, start) in starts.into_iter().enumerate() {
+        for i in 0..60u64 {
+            let key = start.saturating_add(i * (1 + cluster as u64));
+            let v = value(i, cluster as u32);
+            assert_eq!(map.insert(key, v), reference.insert(key, v));
+        }
+        check(&map, &reference);
+    }
+    for key in [u64::MAX, u64::MAX - 1, u64::MAX - 300] {
+        let v = value(7, 7);
+        assert_eq!(map.insert(key, v), reference.insert(key, v));
+    }
+    check(&map, &reference);
+    for probe in [u64::MAX - 2, 1 << 62, (1 << 40) - 1, 3 << 20] {
+        assert_eq!(
+            map.get(probe),
+            reference.get(&probe).copied(),
+            "probe {probe}"
+        );
+    }
+}
+
+/// A map whose blocks were split (out-of-order inserts), merged (removals) and whose
+/// segments were split and removed keeps an exact directory: every key and its neighbours
+/// read the same as a BTreeMap after each phase.
+#[test]
+fn directory_after_splits_and_merges() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let geometry = Geometry {
+        block_entries_max: 8,
+        block_patches_max: 3,
+        segment_blocks_max: 4,
+    };
+    let mut map = NeedleMap::with_geometry(geometry);
+    let mut reference = Reference::new();
+    for key in (0..4000u64).map(|i| i * 10) {
+        map.insert(key, value(key, 1));
+        reference.insert(key, value(key, 1));
+    }
+    check(&map, &reference);
+    // Out-of-order inserts into sealed blocks: rewrites split blocks and segments.
+    for _ in 0..6000 {
+        let key = rng.random_range(0..40_000u64);
+        let v = value(key, 2);
+        assert_eq!(map.insert(key, v), reference.insert(key, v));
+    }
+    check(&map, &reference);
+    // Removals: blocks shrink and merge, segments empty out.
+    for _ in 0..12_000 {
+        let key = rng.random_range(0..40_000u64);
+        assert_eq!(map.remove(key), reference.remove(&key));
+    }
+    check(&map, &reference);
+    let keys: Vec<u64> = reference.keys().copied().collect();
+    for key in keys.iter().take(keys.len() - 5) {
+        assert_eq!(map.remove(*key), reference.remove(key));
+    }
+    check(&map, &reference);
 }
