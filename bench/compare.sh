@@ -199,6 +199,10 @@ rows, order = {}, []
 failed = {tuple(line.rstrip("\n").split("\t")) for line in open(sys.argv[4]) if line.strip()}
 for line in open(sys.argv[1]):
     system, label, rps, p50, p99, cpu = line.rstrip("\n").split("\t")
+    if not (rps and p50 and p99) or float(rps) == 0:
+        # No numbers or no request served (its server failed): the run is left out.
+        print(f"compare.sh: no numbers for {system} {label}; left out", file=sys.stderr)
+        continue
     if label not in order:
         order.append(label)
     cpu = float(cpu) if cpu else None
