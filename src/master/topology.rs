@@ -82,6 +82,9 @@ pub struct Topology {
     /// Round-robin cursors for assignment and for redirects.
     assign_cursor: usize,
     redirect_cursor: usize,
+    /// The largest id of the volumes `remove_collection` dropped: they are accounted for,
+    /// though no node reports them any more.
+    removed_volume_id_max: u32,
 }
 
 /// A node picked for a replica of a new volume.
@@ -119,6 +122,7 @@ impl Topology {
             index_stale: false,
             assign_cursor: 0,
             redirect_cursor: 0,
+            removed_volume_id_max: 0,
         }
     }
 
@@ -194,6 +198,8 @@ impl Topology {
 
     /// Forget every volume of `collection` (after `/col/delete`).
     pub fn remove_collection(&mut self, collection: &str) {
+        let removed = self.collection_volumes(collection).into_iter().map(|(id, _)| id);
+        self.removed_volume_id_max = removed.fold(self.removed_volume_id_max, u32::max);
         for node in self.nodes.values_mut() {
             node.volumes.retain(|_, v| v.collection != collection);
             node.pending.retain(|_, (v, _)| v.collection != collection);
@@ -304,13 +310,13 @@ impl Topology {
         self.index.by_id.len()
     }
 
-    /// The largest volume id any live node reports (or was just given by a grow).
+    /// The largest volume id any live node reports (or was just given by a grow), or that
+    /// a collection delete dropped.
     pub fn max_known_volume_id(&self) -> u32 {
         self.nodes
             .values()
             .flat_map(|n| n.all_volumes().map(|v| v.id))
-            .max()
-            .unwrap_or(0)
+            .fold(self.removed_volume_id_max, u32::max)
     }
 
     /// Nodes with room for another volume.
@@ -522,6 +528,26 @@ mod tests {
             ttl: String::new(),
             compact_revision: 0,
         }
+    }
+
+    // Proves volumes a collection delete dropped still count as known, so a new leader's
+    // warm-up check (Raft's largest volume id against the largest known one) does not take
+    // them for volumes no heartbeat has reported yet and refuse to grow the collection again.
+    #[test]
+    fn deleted_collections_stay_known_volume_ids() {
+        let mut topology = Topology::new(1000, Duration::from_secs(1));
+        let mut kept = volume(3, 0, "000");
+        kept.collection = "kept".into();
+        let mut dropped = volume(9, 0, "000");
+        dropped.collection = "dropped".into();
+        topology.heartbeat(beat(8080, "dc1", vec![kept, dropped]), Instant::now());
+        assert_eq!(topology.max_known_volume_id(), 9);
+        topology.remove_collection("dropped");
+        assert!(topology.lookup(9).is_none());
+        assert_eq!(topology.max_known_volume_id(), 9);
+        topology.remove_collection("kept");
+        assert_eq!(topology.volume_count(), 0);
+        assert_eq!(topology.max_known_volume_id(), 9);
     }
 
     // Proves a volume is writable only with all its replicas alive and below the size limit,
