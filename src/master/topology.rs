@@ -198,7 +198,10 @@ impl Topology {
 
     /// Forget every volume of `collection` (after `/col/delete`).
     pub fn remove_collection(&mut self, collection: &str) {
-        let removed = self.collection_volumes(collection).into_iter().map(|(id, _)| id);
+        let removed = self
+            .collection_volumes(collection)
+            .into_iter()
+            .map(|(id, _)| id);
         self.removed_volume_id_max = removed.fold(self.removed_volume_id_max, u32::max);
         for node in self.nodes.values_mut() {
             node.volumes.retain(|_, v| v.collection != collection);

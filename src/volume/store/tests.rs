@@ -47,10 +47,10 @@ fn settings() -> VolumeSettings {
     }
 }
 
-// Proves ring writes in flight together land at distinct offsets, each key reads back
-// its own bytes (small ones from the `.dat`'s mapping, a large one located in the file), an overwrite
-// or delete with another cookie is refused, a ring delete hides the key, and the files
-// reopen (recovery) with every live key and without the deleted one.
+// Proves inline writes and ring writes in flight together land at distinct offsets, each key
+// reads back its own bytes (small ones from the `.dat`'s mapping, large ones located in the
+// file), an overwrite or delete with another cookie is refused, a ring delete hides the key,
+// and the files reopen (recovery) with every live key and without the deleted one.
 #[test]
 fn concurrent_ring_writes_read_back_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,9 +59,12 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
     let mut core_store = stores.pop().unwrap();
     core_store.create(7, &settings()).unwrap();
     let store = RefCell::new(core_store);
-    // Key 12 is past the whole-read size, so it is located and sent from the file.
+    // Keys 1-9 are written inline and read from the mapping; 10-12 are past both the
+    // inline-write and the whole-read size, so they go through the ring together and are
+    // located and sent from the file.
+    let past_inline = WRITE_INLINE_RECORD_BYTES_MAX.max(READ_WHOLE_RECORD_BYTES_MAX) as usize;
     let data_of = |key: u64| match key {
-        12 => vec![12; READ_WHOLE_RECORD_BYTES_MAX as usize + 1000],
+        10..=12 => vec![key as u8; past_inline + 1000 * key as usize],
         _ => vec![key as u8; 100 + key as usize * 7000],
     };
     let runtime = compio::runtime::Runtime::new().unwrap();
