@@ -13,10 +13,29 @@ pub fn kelp_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kelp")
 }
 
-/// A loopback port that was free a moment ago (bind port 0, read it, release it).
+/// Test ports come from here, below the kernel's ephemeral range (32768 and up on Linux by
+/// default): a port the kernel hands out with `bind(0)` may be taken a moment later by any
+/// outgoing connection as its local port, before the test's server binds it; these never are.
+/// Other tools here use explicit ports at 23000 and above.
+const TEST_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// The next candidate of `TEST_PORTS` for this process: a process-wide cursor, so the tests
+/// of one binary (threads) never get the same port, starting at a place drawn from the pid,
+/// so test binaries run side by side start far apart.
+fn next_test_port(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let seed = (std::process::id().wrapping_mul(7919)) % span;
+    let _ = CURSOR.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    let offset = CURSOR.fetch_add(u32::from(count), Ordering::Relaxed) % span;
+    let offset = offset.min(span - u32::from(count));
+    TEST_PORTS.start + offset as u16
+}
+
+/// A loopback port that is free (bound and released to check) and outside the ephemeral range.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    free_port_run(1)
 }
 
 /// A loopback address where nothing listens, ever: port 1 is privileged and unused, so a
@@ -28,11 +47,9 @@ pub fn dead_address() -> String {
 
 /// `count` consecutive free loopback ports (for servers that take `--port` and use port+1, ...).
 pub fn free_port_run(count: u16) -> u16 {
+    assert!((1..TEST_PORTS.end - TEST_PORTS.start).contains(&count));
     for _ in 0..200 {
-        let base = free_port();
-        if base.checked_add(count).is_none() {
-            continue;
-        }
+        let base = next_test_port(count);
         let all_free =
             (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
         if all_free {
