@@ -74,6 +74,14 @@ for port in 23333 23380 33333 33380 23343 23390 23391 23392; do
     exit 1
   fi
 done
+# peer.sh starts SeaweedFS with its default -minFreeSpace (1% of the disk): below that every
+# volume is read-only and every assign fails, which would read as SeaweedFS failing every run.
+free_pct=$(df --output=avail,size "$work" | awk 'NR==2 { printf "%d", $1 * 100 / $2 }')
+if [ "$free_pct" -lt 2 ]; then
+  echo "compare.sh: only ${free_pct}% of the disk under $work is free; SeaweedFS refuses writes" \
+    "below 1%: free some space (or set TMPDIR to a roomier disk) first" >&2
+  exit 1
+fi
 echo "compare.sh: starting SeaweedFS" >&2
 bash "$peer" start "$work/seaweedfs" "$sw_master_port" 23380 >&2
 sw_master=127.0.0.1:$sw_master_port

@@ -560,10 +560,7 @@ fn open_file_limit_checked_against_max_connections() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let _guard = support::ChildGuard {
-        child,
-        name: "volume".into(),
-    };
+    let _guard = support::ChildGuard::adopt("volume", child, &log_path);
     support::wait_until("the volume server", Duration::from_secs(20), || {
         volume_support::healthy(port)
     });

@@ -85,6 +85,9 @@ fn start_cluster(dir: &Path) -> (Weed, Weed, String) {
             "-max=20".into(),
             "-preStopSeconds=0".into(),
             format!("-master=127.0.0.1:{master_port}"),
+            // SeaweedFS's default (1% of the disk free) turns every volume read-only, and every
+            // assign into 406, on a nearly full CI disk that still has gigabytes free.
+            "-minFreeSpace=64MiB".into(),
         ],
         &dir.join("volume.log"),
     );

@@ -59,10 +59,12 @@ pub fn free_port_run(count: u16) -> u16 {
     panic!("no run of {count} free loopback ports found");
 }
 
-/// A spawned process, killed (SIGKILL, by pid) and reaped when dropped.
+/// A spawned process, killed (SIGKILL, by pid) and reaped when dropped. When dropped by a
+/// failing test, the end of its log is printed, so a CI failure shows why the server misbehaved.
 pub struct ChildGuard {
     pub child: Child,
     pub name: String,
+    log_path: std::path::PathBuf,
 }
 
 impl ChildGuard {
@@ -73,19 +75,30 @@ impl ChildGuard {
             .append(true)
             .open(log_path)
             .unwrap_or_else(|e| panic!("open log {}: {e}", log_path.display()));
-        ChildGuard::spawn_logged(name, Command::new(kelp_bin()).args(args), log)
+        ChildGuard::spawn_logged(name, Command::new(kelp_bin()).args(args), log, log_path)
     }
 
     /// Spawn `command` with stdout and stderr written to `log`.
-    fn spawn_logged(name: &str, command: &mut Command, log: std::fs::File) -> ChildGuard {
+    fn spawn_logged(
+        name: &str,
+        command: &mut Command,
+        log: std::fs::File,
+        log_path: &Path,
+    ) -> ChildGuard {
         let child = command
             .stdout(Stdio::from(log.try_clone().expect("clone log fd")))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({command:?}): {e}"));
+        ChildGuard::adopt(name, child, log_path)
+    }
+
+    /// Guard a child spawned elsewhere whose output goes to `log_path`.
+    pub fn adopt(name: &str, child: Child, log_path: &Path) -> ChildGuard {
         ChildGuard {
             child,
             name: name.to_string(),
+            log_path: log_path.to_path_buf(),
         }
     }
 
@@ -120,6 +133,29 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            self.print_log_tail();
+        }
+    }
+}
+
+impl ChildGuard {
+    /// The last `LOG_TAIL_LINES` lines of the child's log, to stderr.
+    fn print_log_tail(&self) {
+        const LOG_TAIL_LINES: usize = 40;
+        let path = &self.log_path;
+        let text = std::fs::read(path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        eprintln!(
+            "--- last {} lines of {} ({}) ---\n{}\n--- end of {} ---",
+            tail.len(),
+            self.name,
+            path.display(),
+            tail.join("\n"),
+            self.name
+        );
     }
 }
 
@@ -161,8 +197,12 @@ pub fn weed_binary() -> std::path::PathBuf {
 pub fn spawn_weed(name: &str, args: &[String], log_path: &Path) -> ChildGuard {
     let log = std::fs::File::create(log_path)
         .unwrap_or_else(|e| panic!("create log {}: {e}", log_path.display()));
-    ChildGuard::spawn_logged(name, Command::new(weed_binary()).args(args), log)
+    ChildGuard::spawn_logged(name, Command::new(weed_binary()).args(args), log, log_path)
 }
+
+/// The free disk space below which the peer's volume server turns read-only: a little more than
+/// the peer tests write.
+const WEED_FREE_SPACE_MIN: &str = "64MiB";
 
 /// A SeaweedFS master and one volume server (each killed when dropped).
 pub struct WeedCluster {
@@ -203,6 +243,9 @@ impl WeedCluster {
             format!("-max={max_volumes}"),
             "-preStopSeconds=0".into(),
             format!("-master=127.0.0.1:{master_port}"),
+            // SeaweedFS's default (1% of the disk free) turns every volume read-only, and every
+            // assign into 406, on a nearly full CI disk that still has gigabytes free.
+            format!("-minFreeSpace={WEED_FREE_SPACE_MIN}"),
         ];
         WeedCluster {
             master: spawn_weed("weed master", &master_args, &root.join("master.log")),
