@@ -567,3 +567,49 @@ fn open_file_limit_checked_against_max_connections() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("connections per core"), "{log}");
 }
+
+// Proves a GET of a file the page cache dropped (as memory pressure would) is answered with
+// its bytes, read through the ring rather than by faulting on the core's thread, and is
+// counted in /metrics; the read brings the file back, so the next GET comes from the cache.
+#[test]
+fn evicted_files_read_back_through_the_ring() {
+    // On the build's disk: `/tmp` may be a tmpfs, whose pages cannot be dropped.
+    let temp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let server = VolumeServer::start_in(temp.path(), 1, "", &[]);
+    server.create_volume(1, "");
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let up = request(server.port, "POST", "/1,0a000000aa", &[], &data);
+    assert_eq!(up.status, 201, "{}", up.text());
+    let uncached = |port: u16| {
+        let metrics = get(port, "/metrics").text();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("kelp_volume_uncached_reads_total{core=\"0\"}"))
+            .unwrap_or_else(|| panic!("no uncached-reads metric in {metrics}"))
+            .to_string();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    assert_eq!(uncached(server.port), 0);
+    let dat = std::fs::File::open(temp.path().join("1.dat")).unwrap();
+    dat.sync_all().unwrap();
+    // SAFETY: posix_fadvise on an open descriptor; no memory is touched.
+    let dropped = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&dat),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(dropped, 0);
+    let cold = get(server.port, "/1,0a000000aa");
+    assert_eq!(cold.status, 200, "{}", cold.text());
+    assert!(
+        cold.body == data,
+        "the evicted file read back different bytes"
+    );
+    assert_eq!(uncached(server.port), 1);
+    let warm = get(server.port, "/1,0a000000aa");
+    assert!(warm.status == 200 && warm.body == data);
+    assert_eq!(uncached(server.port), 1, "read again from the page cache");
+}

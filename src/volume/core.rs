@@ -184,6 +184,9 @@ pub fn snapshot(state: &CoreState) -> CoreSnapshot {
     metrics
         .volumes
         .insert(state.core_index, volumes.len() as u64);
+    metrics
+        .uncached_reads
+        .insert(state.core_index, store.uncached_reads());
     CoreSnapshot {
         metrics,
         volumes,

@@ -48,7 +48,7 @@ pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
-    let found = match store::read(&state.store, path.fid, now_unix_ns()) {
+    let found = match store::read(&state.store, path.fid, now_unix_ns()).await {
         Ok(found) => found,
         Err(error) => return store_failure(state, request, error).await,
     };

@@ -56,6 +56,8 @@ pub struct CoreMetrics {
     pub handoff_queue_depth: BTreeMap<usize, u64>,
     /// core -> volumes it owns.
     pub volumes: BTreeMap<usize, u64>,
+    /// core -> GETs whose record was not in the page cache (read through the ring).
+    pub uncached_reads: BTreeMap<usize, u64>,
 }
 
 impl CoreMetrics {
@@ -89,6 +91,9 @@ impl CoreMetrics {
         for (core, count) in &other.volumes {
             *self.volumes.entry(*core).or_default() += count;
         }
+        for (core, count) in &other.uncached_reads {
+            *self.uncached_reads.entry(*core).or_default() += count;
+        }
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -108,6 +113,14 @@ impl CoreMetrics {
         out.push_str("# TYPE kelp_volume_volumes gauge\n");
         for (core, count) in &self.volumes {
             let _ = writeln!(out, "kelp_volume_volumes{{core=\"{core}\"}} {count}");
+        }
+        out.push_str("# HELP kelp_volume_uncached_reads_total GETs whose record was not in the page cache, read through the ring.\n");
+        out.push_str("# TYPE kelp_volume_uncached_reads_total counter\n");
+        for (core, count) in &self.uncached_reads {
+            let _ = writeln!(
+                out,
+                "kelp_volume_uncached_reads_total{{core=\"{core}\"}} {count}"
+            );
         }
         out
     }
@@ -200,6 +213,7 @@ mod tests {
         let mut core1 = CoreMetrics::default();
         core1.record("GET", 200, sample(20_000_000));
         core1.handoff_queue_depth.insert(1, 2);
+        core1.uncached_reads.insert(1, 3);
         let mut merged = CoreMetrics::default();
         merged.merge(&core0);
         merged.merge(&core1);
@@ -218,5 +232,6 @@ mod tests {
             "kelp_volume_request_duration_seconds_bucket{method=\"GET\",le=\"+Inf\"} 3\n"
         ));
         assert!(text.contains("kelp_volume_handoff_queue_depth{core=\"1\"} 2\n"));
+        assert!(text.contains("kelp_volume_uncached_reads_total{core=\"1\"} 3\n"));
     }
 }

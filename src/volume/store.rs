@@ -217,6 +217,8 @@ pub struct CoreStore {
     size_limit_bytes: u64,
     read_whole_bytes_max: u64,
     generations: u64,
+    /// GETs whose record was not all in the page cache, so were read through the ring.
+    uncached_reads: u64,
 }
 
 impl CoreStore {
@@ -230,11 +232,17 @@ impl CoreStore {
                 .unwrap_or(READ_WHOLE_RECORD_BYTES_MAX)
                 .max(1),
             generations: 0,
+            uncached_reads: 0,
         }
     }
 
     pub fn len(&self) -> usize {
         self.volumes.len()
+    }
+
+    /// GETs so far whose record was read through the ring because the page cache lacked it.
+    pub fn uncached_reads(&self) -> u64 {
+        self.uncached_reads
     }
 
     pub fn set_size_limit(&mut self, bytes: u64) {
@@ -284,6 +292,34 @@ impl CoreStore {
             Err(ReadError::CookieMismatch { .. }) => Err(StoreError::CookieMismatch { fid }),
             Err(error) => Err(failed(error)),
         }
+    }
+
+    /// Checks and decodes a record read through the ring (cookie, CRC, expiry), if its volume
+    /// is still the one it was read from.
+    fn finish_uncached_read(
+        &self,
+        fid: FileId,
+        uncached: &UncachedRead,
+        record: Bytes,
+        now_ns: u64,
+    ) -> Result<Found, StoreError> {
+        let local = match self.volumes.get(&fid.volume_id) {
+            Some(local) if local.generation == uncached.generation => local,
+            _ => return Err(StoreError::NotFound { fid }),
+        };
+        let needle = local
+            .volume
+            .core()
+            .finish_read(&uncached.plan, &record, fid.cookie, now_ns)
+            .map_err(|error| read_error(fid, error))?;
+        let meta = meta_of(&needle);
+        let data_len = needle.data.len();
+        let data_start = needle::DATA_PREFIX_BYTES;
+        Ok(Found {
+            meta,
+            data: NeedleData::Bytes(record.slice(data_start..data_start + data_len)),
+            data_len: data_len as u64,
+        })
     }
 
     /// Reserves the `.dat` region for `upload` (step 1 of the engine's append protocol).
@@ -592,8 +628,52 @@ async fn append(
 }
 
 /// Reads `fid`. Records up to the whole-read size are read from the `.dat`'s mapping (CRC
-/// checked) and their data sent from it; larger ones are located and sent from the file.
-pub fn read(store: &RefCell<CoreStore>, fid: FileId, now_ns: u64) -> Result<Found, StoreError> {
+/// checked) and their data sent from it, when the page cache holds them; one that it does not
+/// is read through the ring, so a cold read waits for the disk without blocking the core's
+/// other connections. Larger records are located and sent from the file.
+pub async fn read(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    now_ns: u64,
+) -> Result<Found, StoreError> {
+    let uncached = match start_read(store, fid, now_ns)? {
+        ReadStart::Found(found) => return Ok(found),
+        ReadStart::Uncached(uncached) => uncached,
+    };
+    let (offset, len) = (uncached.plan.offset, uncached.plan.len as usize);
+    let BufResult(result, record) =
+        kelp_net::fs::append_exact_at(uncached.dat.clone(), offset, len, Vec::new()).await;
+    if let Err(error) = result {
+        let context = format!(
+            "{fid}: read {len} bytes at offset {offset} of {}: {error}",
+            uncached.dat_path.display()
+        );
+        return Err(StoreError::Failed { context });
+    }
+    store
+        .borrow()
+        .finish_uncached_read(fid, &uncached, Bytes::from(record), now_ns)
+}
+
+/// How a read goes on after its first, synchronous step.
+enum ReadStart {
+    Found(Found),
+    /// The record is not (all) in the page cache: read it through the ring.
+    Uncached(UncachedRead),
+}
+
+struct UncachedRead {
+    plan: ReadPlan,
+    generation: u64,
+    dat: Arc<File>,
+    dat_path: PathBuf,
+}
+
+fn start_read(
+    store: &RefCell<CoreStore>,
+    fid: FileId,
+    now_ns: u64,
+) -> Result<ReadStart, StoreError> {
     let mut store = store.borrow_mut();
     let whole_bytes_max = store.read_whole_bytes_max;
     let local = store.get_mut(fid.volume_id)?;
@@ -603,11 +683,22 @@ pub fn read(store: &RefCell<CoreStore>, fid: FileId, now_ns: u64) -> Result<Foun
         .plan_read(fid.key)
         .map_err(|error| read_error(fid, error))?;
     if plan.len > whole_bytes_max {
-        return read_located(&local.volume, fid);
+        return read_located(&local.volume, fid).map(ReadStart::Found);
     }
     let map = local.dat_map(plan.offset + plan.len)?;
     let start = plan.offset as usize;
-    let record = map.slice(start..start + plan.len as usize);
+    let range = start..start + plan.len as usize;
+    if !map.is_resident(range.clone()) {
+        let uncached = UncachedRead {
+            plan,
+            generation: local.generation,
+            dat: local.volume.dat_file(),
+            dat_path: local.volume.paths().dat.clone(),
+        };
+        store.uncached_reads += 1;
+        return Ok(ReadStart::Uncached(uncached));
+    }
+    let record = map.slice(range);
     let needle = local
         .volume
         .core()
@@ -620,11 +711,11 @@ pub fn read(store: &RefCell<CoreStore>, fid: FileId, now_ns: u64) -> Result<Foun
         record[needle::DATA_PREFIX_BYTES..].as_ptr()
     ));
     let data_start = start + needle::DATA_PREFIX_BYTES;
-    Ok(Found {
+    Ok(ReadStart::Found(Found {
         meta,
         data: NeedleData::Bytes(map.bytes(data_start..data_start + data_len)),
         data_len: data_len as u64,
-    })
+    }))
 }
 
 fn settings_of(local: &LocalVolume) -> VolumeSettings {

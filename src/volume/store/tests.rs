@@ -79,7 +79,7 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
         let crcs = futures_join_all(writes).await;
         for (key, crc) in (1..=12u64).zip(crcs) {
             assert_eq!(crc, kelp_engine::format::crc32c(&data_of(key)));
-            let found = read(&store, fid(key), 2).unwrap();
+            let found = read(&store, fid(key), 2).await.unwrap();
             let body = found.data.to_bytes().unwrap();
             assert_eq!(&body[..], &data_of(key)[..], "key {key}");
         }
@@ -95,7 +95,7 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
         // The needle's size field: the data plus its length/flags fields.
         assert!(deleted.size > data_of(5).len() as u64, "{}", deleted.size);
         assert!(matches!(
-            read(&store, fid(5), 6),
+            read(&store, fid(5), 6).await,
             Err(StoreError::NotFound { .. })
         ));
         let again = delete(&store, fid(5), 7).await;
@@ -131,20 +131,79 @@ fn reads_across_a_remap() {
         write(&store, fid(1), &upload(vec![1; needle_bytes]), 1)
             .await
             .unwrap();
-        let first = read(&store, fid(1), 2).unwrap().data.to_bytes().unwrap();
+        let first = read(&store, fid(1), 2)
+            .await
+            .unwrap()
+            .data
+            .to_bytes()
+            .unwrap();
         let first_map_len = map_len(&store);
         for key in 2..=needles as u64 {
             let data = vec![key as u8; needle_bytes];
             write(&store, fid(key), &upload(data), key).await.unwrap();
         }
-        let last = read(&store, fid(needles as u64), 2).unwrap();
+        let last = read(&store, fid(needles as u64), 2).await.unwrap();
         let last = last.data.to_bytes().unwrap();
         assert_eq!(&last[..], &vec![needles as u8; needle_bytes][..]);
         let grown = map_len(&store);
         assert!(grown > first_map_len, "{grown} > {first_map_len}");
         assert_eq!(&first[..], &vec![1u8; needle_bytes][..]);
-        let again = read(&store, fid(1), 2).unwrap().data.to_bytes().unwrap();
+        let again = read(&store, fid(1), 2)
+            .await
+            .unwrap()
+            .data
+            .to_bytes()
+            .unwrap();
         assert_eq!(again, first);
+    });
+}
+
+// Proves a record the page cache dropped is read through the ring with its bytes intact and
+// counted as uncached, that the read brings it back so the next GET is served from the
+// mapping, and that a wrong cookie is still refused on the uncached path.
+#[test]
+fn uncached_records_are_read_through_the_ring() {
+    let dir = dat_map::disk_tempdir();
+    let mut stores = open_dir(&config(dir.path())).unwrap();
+    let mut core_store = stores.pop().unwrap();
+    core_store.create(7, &settings()).unwrap();
+    let store = RefCell::new(core_store);
+    let data_of = |key: u64| vec![key as u8; 3000 + 9000 * key as usize];
+    let runtime = compio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for key in 1..=3u64 {
+            write(&store, fid(key), &upload(data_of(key)), 1)
+                .await
+                .unwrap();
+        }
+        let dat = store.borrow().get(7).unwrap().volume.dat_file();
+        dat_map::evict_from_page_cache(&dat);
+        let stranger = FileId {
+            cookie: 1,
+            ..fid(2)
+        };
+        let refused = read(&store, stranger, 2).await;
+        assert!(matches!(refused, Err(StoreError::NotFound { .. })));
+        let uncached_before = store.borrow().uncached_reads();
+        assert!(
+            uncached_before >= 1,
+            "the evicted record was read from the mapping"
+        );
+        for key in 1..=3u64 {
+            let found = read(&store, fid(key), 2).await.unwrap();
+            assert_eq!(&found.data.to_bytes().unwrap()[..], &data_of(key)[..]);
+        }
+        let uncached = store.borrow().uncached_reads();
+        assert!(uncached > uncached_before, "{uncached} uncached reads");
+        for key in 1..=3u64 {
+            let found = read(&store, fid(key), 2).await.unwrap();
+            assert_eq!(&found.data.to_bytes().unwrap()[..], &data_of(key)[..]);
+        }
+        assert_eq!(
+            store.borrow().uncached_reads(),
+            uncached,
+            "read again from the cache"
+        );
     });
 }
 
