@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side by side: SeaweedFS 4.48 and Kelp under the same workloads, in interleaved rounds
-# (SeaweedFS, Kelp, SeaweedFS, Kelp, ...), one table of medians and ratios at the end.
+# (SeaweedFS then Kelp in odd rounds, Kelp then SeaweedFS in even ones), one table of medians
+# and ratios at the end.
 #
 #   bench/compare.sh [--rounds 3] [-n 20000] [--kelp-master HOST:PORT] [--out FILE] [--quick]
 #                    [--workloads "65536 16,65536 64"]   (size and connections; default: all six)
@@ -187,9 +188,17 @@ for ((round = 1; round <= rounds; round++)); do
     ((size >= 65536)) && files=$((n / 2))
     label="$((size / 1024)) KB c$conc"
     echo "compare.sh: round $round/$rounds: $label ($files files)" >&2
-    measure_kelp_client SeaweedFS "$label" "$sw_master" "$size" "$conc" "$files"
+    # The order flips every round: a run that follows another inherits its page cache and
+    # the memory it freed or took, which on this VM changes what a write costs (see the
+    # header), so neither server always goes second.
+    if ((round % 2)); then
+      measure_kelp_client SeaweedFS "$label" "$sw_master" "$size" "$conc" "$files"
+    fi
     if [[ $kelp_state == ready ]]; then
       measure_kelp_client Kelp "$label" "$kelp_master" "$size" "$conc" "$files"
+    fi
+    if ((round % 2 == 0)); then
+      measure_kelp_client SeaweedFS "$label" "$sw_master" "$size" "$conc" "$files"
     fi
   done
   if [[ -z $only_workloads ]]; then

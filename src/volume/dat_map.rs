@@ -1,7 +1,8 @@
 //! A read-only shared mapping of a volume's `.dat`, so a GET reads its needle from the page
-//! cache without a syscall and sends the data straight from the mapping: one copy (page cache
-//! to socket) instead of two (page cache to a buffer, buffer to socket), and no ring round
-//! trip before the send.
+//! cache and sends the data straight from the mapping: one copy (page cache to socket)
+//! instead of two (page cache to a buffer, buffer to socket), and no ring round trip before
+//! the send. Only records the page cache holds are read this way (`is_resident`): touching a
+//! page that is not would block the core's thread on the disk.
 //!
 //! Why it is sound: a `.dat` is append-only while the server runs, and a GET only maps the
 //! range of a record whose write has completed, which nothing writes again. The mapping may
