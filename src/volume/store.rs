@@ -3,7 +3,7 @@
 
 use super::config::Config;
 use super::core::VolumeSettings;
-use super::dat_map::{self, DatMap};
+use super::dat_map::{self, DatMap, ResidencyCache};
 use super::fid::FileId;
 use super::master_link::VolumeReport;
 use super::read::NeedleMeta;
@@ -185,6 +185,8 @@ struct LocalVolume {
     generation: u64,
     /// The `.dat` mapped for reads, made at the first read and grown as the volume grows.
     dat_map: Option<Arc<DatMap>>,
+    /// Which regions of the `.dat` were lately found in the page cache.
+    residency: ResidencyCache,
 }
 
 impl LocalVolume {
@@ -479,6 +481,7 @@ impl CoreStore {
             collection,
             generation: self.generations,
             dat_map: None,
+            residency: ResidencyCache::default(),
         };
         self.volumes.insert(local.volume.id(), local);
         Ok(())
@@ -708,7 +711,8 @@ fn start_read(
     let map = local.dat_map(plan.offset + plan.len)?;
     let start = plan.offset as usize;
     let range = start..start + plan.len as usize;
-    if !map.is_resident(range.clone()) {
+    let now_ms = (now_ns / 1_000_000) as u32;
+    if !local.residency.is_resident(&map, range.clone(), now_ms) {
         let uncached = UncachedRead {
             plan,
             generation: local.generation,
