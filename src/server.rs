@@ -4,8 +4,11 @@
 //! its per-core compio threads in the calling thread. Volume files live in `--dir`, the
 //! master's Raft log in `--dir/master`.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -43,6 +46,12 @@ pub struct Args {
     pub pulse_seconds: u64,
 }
 
+/// How long `kelp server` waits for its volume server to join the master before it says it
+/// is not ready.
+const READY_WAIT_MS_MAX: u64 = 60_000;
+/// Between two looks at the master's topology while waiting.
+const READY_POLL_MS: u64 = 100;
+
 /// The volume server's own flags, parsed by its own clap definition (so its defaults apply).
 #[derive(Parser)]
 struct VolumeCommandLine {
@@ -66,8 +75,51 @@ pub fn run(args: Args) -> CliResult {
     };
     let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
     start_master_thread(config)?;
+    let master_address = format!("{}:{}", args.ip, args.master_port);
+    std::thread::Builder::new()
+        .name("kelp-ready".into())
+        .spawn(move || announce_ready(&master_address))
+        .map_err(|e| format!("start the readiness thread: {e}"))?;
     let volume_args = volume_args(&args)?;
     crate::volume::run(volume_args)
+}
+
+/// Logs `server: ready` once the master lists the volume server (its first heartbeat is in),
+/// so a `/submit` from then on is answered; until then it is answered with an error (no
+/// leader yet, or no volume server to grow a volume on).
+fn announce_ready(master_address: &str) {
+    let deadline = Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
+    while Instant::now() < deadline {
+        if topology_has_a_volume_server(master_address) {
+            tracing::info!("server: ready: curl -F file=@FILE http://{master_address}/submit");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(READY_POLL_MS));
+    }
+    tracing::warn!(
+        "server: the volume server has not joined the master at {master_address} after {} s; \
+         see the errors above",
+        READY_WAIT_MS_MAX / 1000
+    );
+}
+
+/// Does the master's `/dir/status` answer 200 with a data node in its topology?
+fn topology_has_a_volume_server(master_address: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(master_address) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let request =
+        format!("GET /dir/status HTTP/1.1\r\nHost: {master_address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    if stream.read_to_end(&mut answer).is_err() {
+        return false;
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    answer.starts_with("HTTP/1.1 200") && answer.contains("\"DataNodes\":[{")
 }
 
 fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {

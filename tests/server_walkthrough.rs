@@ -34,8 +34,8 @@ fn server_args(
     .to_vec()
 }
 
-// Proves the README's quick start works: `kelp server --dir D` takes a `curl -F` upload on
-// the master's /submit, serves it from the volume server and through a 301 from the master,
+// Proves the README's quick start works: `kelp server --dir D` says when it is ready, and
+// from then on takes a `curl -F` upload on the master's /submit, serves it from the volume server and through a 301 from the master,
 // deletes it, and then answers 404 both ways. Then it restarts and still knows its volumes.
 #[test]
 fn seed_walkthrough_against_kelp_server() {
@@ -48,22 +48,15 @@ fn seed_walkthrough_against_kelp_server() {
     let master = format!("127.0.0.1:{master_port}");
     let (content_type, body) = multipart_file("hello.txt", b"hello weed-fs!\n");
     let headers = [("Content-Type", content_type.as_str())];
-    let mut submitted = None;
     wait_until(
-        "kelp server to take a /submit",
+        "kelp server to say it is ready",
         Duration::from_secs(20),
-        || {
-            let answer = http("POST", &master, "/submit", &headers, &body);
-            match answer {
-                Ok(answer) if answer.status == 201 => {
-                    submitted = Some(answer.json());
-                    true
-                }
-                _ => false,
-            }
-        },
+        || std::fs::read_to_string(&log).is_ok_and(|text| text.contains("server: ready")),
     );
-    let submitted = submitted.unwrap();
+    // Once it says so, the first /submit is taken.
+    let answer = http("POST", &master, "/submit", &headers, &body).expect("submit");
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let submitted = answer.json();
     assert_eq!(submitted["fileName"], "hello.txt");
     assert_eq!(submitted["size"], 15);
     let fid = submitted["fid"].as_str().unwrap().to_string();
