@@ -4,8 +4,6 @@
 //! its per-core compio threads in the calling thread. Volume files live in `--dir`, the
 //! master's Raft log in `--dir/master`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -88,9 +86,21 @@ pub fn run(args: Args) -> CliResult {
 /// so a `/submit` from then on is answered; until then it is answered with an error (no
 /// leader yet, or no volume server to grow a volume on).
 fn announce_ready(master_address: &str) {
+    let runtime = match compio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!("server: cannot watch for readiness: start a runtime: {error}");
+            return;
+        }
+    };
     let deadline = Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
+    let mut client = kelp_net::http::client::Client::new(master_address, Default::default());
     while Instant::now() < deadline {
-        if topology_has_a_volume_server(master_address) {
+        let status = runtime.block_on(client.request("GET", "/dir/status", &[], b""));
+        let has_data_node = status.is_ok_and(|answer| {
+            answer.status == 200 && answer.body.windows(14).any(|w| w == b"\"DataNodes\":[{")
+        });
+        if has_data_node {
             tracing::info!("server: ready: curl -F file=@FILE http://{master_address}/submit");
             return;
         }
@@ -101,25 +111,6 @@ fn announce_ready(master_address: &str) {
          see the errors above",
         READY_WAIT_MS_MAX / 1000
     );
-}
-
-/// Does the master's `/dir/status` answer 200 with a data node in its topology?
-fn topology_has_a_volume_server(master_address: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(master_address) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let request =
-        format!("GET /dir/status HTTP/1.1\r\nHost: {master_address}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = Vec::new();
-    if stream.read_to_end(&mut answer).is_err() {
-        return false;
-    }
-    let answer = String::from_utf8_lossy(&answer);
-    answer.starts_with("HTTP/1.1 200") && answer.contains("\"DataNodes\":[{")
 }
 
 fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {

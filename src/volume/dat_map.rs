@@ -167,8 +167,10 @@ impl DatMap {
         }
         let first_page = range.start / page_bytes();
         let last_page = (range.end - 1) / page_bytes();
-        self.page_is_resident(first_page)
-            && (last_page == first_page || self.page_is_resident(last_page))
+        let page_range =
+            |page: usize| page * page_bytes()..((page + 1) * page_bytes()).min(self.len);
+        self.pages_are_resident(page_range(first_page))
+            && (last_page == first_page || self.pages_are_resident(page_range(last_page)))
     }
 
     /// Are all pages of `range` in the page cache? One mincore(2) call per
@@ -195,21 +197,6 @@ impl DatMap {
             page += pages;
         }
         true
-    }
-
-    fn page_is_resident(&self, page: usize) -> bool {
-        assert!((page + 1) * page_bytes() <= self.len.next_multiple_of(page_bytes()));
-        let mut resident = 0u8;
-        // SAFETY: one whole page inside the mapping (asserted above; a mapping's length is
-        // rounded up to whole pages), and one byte for mincore to write its answer to.
-        let result = unsafe {
-            libc::mincore(
-                self.addr.as_ptr().add(page * page_bytes()).cast(),
-                page_bytes(),
-                &mut resident,
-            )
-        };
-        result == 0 && resident & 1 == 1
     }
 
     /// `slice(range)` as a `Bytes` that keeps the mapping alive until it is dropped (after
@@ -272,22 +259,27 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::FileExt;
 
+    /// `len` bytes of `byte` in a new file `1.dat` under `dir`, open read-write.
+    fn scratch_dat(dir: &std::path::Path, len: usize, byte: u8) -> File {
+        let file = File::options()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(dir.join("1.dat"))
+            .unwrap();
+        file.write_all_at(&vec![byte; len], 0).unwrap();
+        file
+    }
+
     // Proves residency answers "no" when the first or the last page of a record was dropped
     // from the page cache and "yes" once both are back, so a GET of a cold record is sent
     // through the ring instead of faulting on the core.
     #[test]
     fn residency_follows_the_page_cache() {
         let dir = disk_tempdir();
-        let path = dir.path().join("1.dat");
-        let file = File::options()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
         let page = page_bytes();
-        file.write_all_at(&vec![7u8; 6 * page + 100], 0).unwrap();
+        let file = scratch_dat(dir.path(), 6 * page + 100, 7);
         let map = DatMap::new(&file, map_len_for(6 * page as u64 + 100)).unwrap();
         evict_from_page_cache(&file);
         // SAFETY: posix_fadvise on an open descriptor: no readahead, so reading page 1 does not
@@ -326,17 +318,9 @@ mod tests {
     #[test]
     fn residency_cache_trusts_a_region_for_a_while() {
         let dir = disk_tempdir();
-        let path = dir.path().join("1.dat");
-        let file = File::options()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
         let region = RESIDENCY_REGION_BYTES;
         let file_len = 2 * region + region / 2; // the last region ends past the file
-        file.write_all_at(&vec![3u8; file_len], 0).unwrap();
+        let file = scratch_dat(dir.path(), file_len, 3);
         let map = DatMap::new(&file, map_len_for(file_len as u64)).unwrap();
         let mut cache = ResidencyCache::default();
         let record = 100..5000;

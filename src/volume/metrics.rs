@@ -101,27 +101,24 @@ impl CoreMetrics {
         let mut out = String::with_capacity(4096);
         self.render_counters(&mut out);
         self.render_latency(&mut out);
-        out.push_str("# HELP kelp_volume_handoff_queue_depth Requests handed to a core by other cores, not yet answered.\n");
-        out.push_str("# TYPE kelp_volume_handoff_queue_depth gauge\n");
-        for (core, depth) in &self.handoff_queue_depth {
-            let _ = writeln!(
-                out,
-                "kelp_volume_handoff_queue_depth{{core=\"{core}\"}} {depth}"
-            );
-        }
-        out.push_str("# HELP kelp_volume_volumes Volumes owned by each core.\n");
-        out.push_str("# TYPE kelp_volume_volumes gauge\n");
-        for (core, count) in &self.volumes {
-            let _ = writeln!(out, "kelp_volume_volumes{{core=\"{core}\"}} {count}");
-        }
-        out.push_str("# HELP kelp_volume_uncached_reads_total GETs whose record was not in the page cache, read through the ring.\n");
-        out.push_str("# TYPE kelp_volume_uncached_reads_total counter\n");
-        for (core, count) in &self.uncached_reads {
-            let _ = writeln!(
-                out,
-                "kelp_volume_uncached_reads_total{{core=\"{core}\"}} {count}"
-            );
-        }
+        render_per_core(
+            &mut out,
+            ("kelp_volume_handoff_queue_depth", "gauge"),
+            "Requests handed to a core by other cores, not yet answered.",
+            &self.handoff_queue_depth,
+        );
+        render_per_core(
+            &mut out,
+            ("kelp_volume_volumes", "gauge"),
+            "Volumes owned by each core.",
+            &self.volumes,
+        );
+        render_per_core(
+            &mut out,
+            ("kelp_volume_uncached_reads_total", "counter"),
+            "GETs whose record was not in the page cache, read through the ring.",
+            &self.uncached_reads,
+        );
         out
     }
 
@@ -190,6 +187,20 @@ pub struct RequestSample {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub latency_us: u64,
+}
+
+/// One metric family with a value per core: `name{core="N"} value`.
+fn render_per_core(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    by_core: &BTreeMap<usize, u64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (core, value) in by_core {
+        let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
+    }
 }
 
 #[cfg(test)]

@@ -314,14 +314,9 @@ impl CoreStore {
             .core()
             .finish_read(&uncached.plan, &record, fid.cookie, now_ns)
             .map_err(|error| read_error(fid, error))?;
-        let meta = meta_of(&needle);
-        let data_len = needle.data.len();
         let data_start = needle::DATA_PREFIX_BYTES;
-        Ok(Found {
-            meta,
-            data: NeedleData::Bytes(record.slice(data_start..data_start + data_len)),
-            data_len: data_len as u64,
-        })
+        let data = record.slice(data_start..data_start + needle.data.len());
+        Ok(found_in_memory(&needle, data))
     }
 
     /// Reserves the `.dat` region for `upload` (step 1 of the engine's append protocol).
@@ -729,18 +724,23 @@ fn start_read(
         .core()
         .finish_read(&plan, record, fid.cookie, now_ns)
         .map_err(|error| read_error(fid, error))?;
-    let meta = meta_of(&needle);
-    let data_len = needle.data.len();
     assert!(std::ptr::eq(
         needle.data.as_ptr(),
         record[needle::DATA_PREFIX_BYTES..].as_ptr()
     ));
     let data_start = start + needle::DATA_PREFIX_BYTES;
-    Ok(ReadStart::Found(Found {
-        meta,
-        data: NeedleData::Bytes(map.bytes(data_start..data_start + data_len)),
-        data_len: data_len as u64,
-    }))
+    let data = map.bytes(data_start..data_start + needle.data.len());
+    Ok(ReadStart::Found(found_in_memory(&needle, data)))
+}
+
+/// `needle`'s metadata with its data, `data`, held in memory (a mapping or a buffer).
+fn found_in_memory(needle: &Needle<'_>, data: Bytes) -> Found {
+    assert_eq!(data.len(), needle.data.len());
+    Found {
+        meta: meta_of(needle),
+        data_len: data.len() as u64,
+        data: NeedleData::Bytes(data),
+    }
 }
 
 fn settings_of(local: &LocalVolume) -> VolumeSettings {

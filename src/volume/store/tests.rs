@@ -184,21 +184,21 @@ fn uncached_records_are_read_through_the_ring() {
         };
         let refused = read(&store, stranger, 2).await;
         assert!(matches!(refused, Err(StoreError::NotFound { .. })));
+        let read_every_key_back = async || {
+            for key in 1..=3u64 {
+                let found = read(&store, fid(key), 2).await.unwrap();
+                assert_eq!(&found.data.to_bytes().unwrap()[..], &data_of(key)[..]);
+            }
+        };
         let uncached_before = store.borrow().uncached_reads();
         assert!(
             uncached_before >= 1,
             "the evicted record was read from the mapping"
         );
-        for key in 1..=3u64 {
-            let found = read(&store, fid(key), 2).await.unwrap();
-            assert_eq!(&found.data.to_bytes().unwrap()[..], &data_of(key)[..]);
-        }
+        read_every_key_back().await;
         let uncached = store.borrow().uncached_reads();
         assert!(uncached > uncached_before, "{uncached} uncached reads");
-        for key in 1..=3u64 {
-            let found = read(&store, fid(key), 2).await.unwrap();
-            assert_eq!(&found.data.to_bytes().unwrap()[..], &data_of(key)[..]);
-        }
+        read_every_key_back().await;
         assert_eq!(
             store.borrow().uncached_reads(),
             uncached,
