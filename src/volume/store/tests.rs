@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 
 fn config(dir: &Path) -> Config {
     Config {
