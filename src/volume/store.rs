@@ -33,7 +33,7 @@ pub const READ_WHOLE_RECORD_BYTES_MAX: u64 = 128 * 1024;
 /// io-wq worker thread (two wake-ups per write). Up to 128 KiB (a 64 KB upload's record) the
 /// hand-off costs more than the copy it moves off the core: inline, 64 KB writes took 12-20%
 /// less server CPU with no worse p99, also while the VM charged for fresh page-cache pages
-/// (BENCHMARKS.md, "Session 3"). A bigger record's copy would hold the core, and every
+/// (BENCHMARKS.md, "Volume server"). A bigger record's copy would hold the core, and every
 /// connection on it, for longer, so those stay on the ring.
 pub const WRITE_INLINE_RECORD_BYTES_MAX: u64 = 128 * 1024;
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A/B of two kelp binaries' volume servers (BENCHMARKS.md, "Volume server", ring vs
-# blocking I/O): both run `kelp volume --cores 1` side by side (A on 26610, B on 26620; no
-# master), wrk drives POSTs of 1 KB and 64 KB and GETs of 1 KB at 16 and 64 connections,
-# A and B interleaved within each round (the order flips every round); prints one line per
-# run, then medians and the B/A ratio.
+# A/B of two kelp binaries' volume servers (BENCHMARKS.md, "A/B of two Kelp binaries"): both
+# run `kelp volume --cores 1` side by side (A on 26610, B on 26620; no master), wrk drives
+# POSTs of 1 KB and 64 KB and GETs of 1 KB at 16 and 64 connections, A and B interleaved
+# within each round (the order flips every round); prints one line per run, then medians and
+# the B/A ratio.
 # usage: [MULTIPART=1] src/volume/bench/ab.sh A_BIN B_BIN [ROUNDS=3] [SECONDS=3]
 #        (needs wrk, curl, python3; MULTIPART=1 sends POST bodies as multipart/form-data)
 set -euo pipefail
