@@ -4,13 +4,15 @@
 # `cargo build --release`):
 #   src/master/bench_assign.sh [ROUNDS=3] [SECONDS=10] [CONNECTIONS=64] [THREADS=2]
 # Kelp: one master on 127.0.0.1:25433 with a volume announced by one heartbeat.
-# SeaweedFS: `peer.sh start DIR 25333 25080` (master + volume server).
+# SeaweedFS: `peer.sh start DIR 25333 25080` (master + volume server); peer.sh is
+# ../shared/tools/peer.sh beside the repository, or KELP_PEER_SH.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+case ${1:-} in -h|--help) sed -n '2,8p' "$0"; exit 0 ;; esac
 rounds=${1:-3} seconds=${2:-10} connections=${3:-64} threads=${4:-2}
+peer=${KELP_PEER_SH:-$PWD/../shared/tools/peer.sh}
+[[ -f $peer ]] || { echo "bench_assign.sh: $peer not found; set KELP_PEER_SH" >&2; exit 1; }
 work=$(mktemp -d)
-peer=../shared/tools/peer.sh
-[[ -x $peer ]] || peer=/work/shared/tools/peer.sh
 kelp_pid=
 cleanup() {
   [[ -n $kelp_pid ]] && kill "$kelp_pid" 2>/dev/null || true
