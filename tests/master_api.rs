@@ -37,7 +37,7 @@ fn wait_for_nodes(master: &MasterProcess, count: usize) {
 }
 
 // Proves growth follows the placement: 000 grows a batch on the servers, 100 needs two data
-// centers (406 with the seed's message while there is one, growth once a second appears),
+// centers (406 with SeaweedFS's message while there is one, growth once a second appears),
 // the volume server's --max is respected, and every volume is found by lookup.
 #[test]
 fn growth_follows_placement_and_max() {

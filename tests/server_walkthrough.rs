@@ -1,4 +1,4 @@
-//! `kelp server` (master + volume server in one process) running the seed's walk-through:
+//! `kelp server` (master + volume server in one process) running SeaweedFS's walk-through:
 //! submit, read from the volume server, read through the master (redirect), delete, 404.
 
 mod master_common;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::{WeedCluster, wait_until};
 use volume_support::{VolumeServer, curl, get, request};
 
-/// A port in this helper's range whose SeaweedFS gRPC twin (port + 10000) is free too.
+/// A port in the peer tests' range whose SeaweedFS gRPC twin (port + 10000) is free too.
 fn weed_port(from: u16) -> u16 {
     (from..24999)
         .find(|&p| {

@@ -32,7 +32,7 @@ fn weed_path() -> String {
     })
 }
 
-/// A port in this helper's range (23000-23999) that is free, with port + 10000 (weed's gRPC
+/// A port in the peer tests' range (23000-23999) that is free, with port + 10000 (weed's gRPC
 /// port) free too; `taken` is a port already handed out (its server may not listen yet).
 fn free_port_pair(taken: Option<u16>) -> u16 {
     let start = 23_000 + (std::process::id() % 900) as u16;

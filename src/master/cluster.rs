@@ -1,6 +1,6 @@
 //! How masters find each other and who serves what.
 //!
-//! Bootstrap (as in the seed's three-master walk-through): a master with an empty Raft log
+//! Bootstrap (as in SeaweedFS's three-master walk-through): a master with an empty Raft log
 //! asks its peers for `/cluster/status`. If one names a leader, it asks that leader to join
 //! (`POST /cluster/join`): the leader adds it as a learner, then as a voter. If no peer has a
 //! leader and this master has the lowest address among the peers that answer, it waits a few

@@ -407,7 +407,7 @@ fn redirect(master: &Master, request: &Request<Incoming>) -> HttpResponse {
         target.push('?');
         target.push_str(query);
     }
-    // 301 as in the seed for reads; 307 keeps the method and body of a write.
+    // 301 as in SeaweedFS for reads; 307 keeps the method and body of a write.
     let status = match *request.method() {
         Method::GET | Method::HEAD | Method::DELETE => 301,
         _ => 307,
