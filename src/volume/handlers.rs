@@ -73,8 +73,18 @@ pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
         (found.data, found.data_len)
     };
     let plan = read::plan(&found.meta, &ask, data_len);
-    let mut response = Response::new(plan.status);
-    response.headers = plan.headers;
+    let mut response = match plan.status {
+        416 => {
+            let asked = ask.range.unwrap_or_default();
+            let text = format!(
+                "{}: range {asked:?} is outside its {data_len} bytes",
+                path.fid
+            );
+            Response::error(416, &text)
+        }
+        status => Response::new(status),
+    };
+    response.headers.extend(plan.headers);
     if let Some((start, len)) = plan.body {
         response.body = data.slice(start, len);
     }
