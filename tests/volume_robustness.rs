@@ -5,12 +5,53 @@ mod support;
 mod volume_support;
 
 use std::io::Write as _;
-use volume_support::{VolumeServer, request};
+use volume_support::{VolumeServer, get, request};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(data).unwrap();
     encoder.finish().unwrap()
+}
+
+// Proves an upload labelled `Content-Encoding: gzip` whose body is not a whole, intact gzip
+// stream (not gzip at all, cut short, or with a wrong CRC) is refused with 400 and a JSON
+// error and stores nothing, raw or multipart, while a good one is stored.
+#[test]
+fn gzip_uploads_are_checked() {
+    let server = VolumeServer::start(1, "", &[]);
+    server.create_volume(1, "");
+    let good = gzip(&b"squeeze me ".repeat(100));
+    let mut wrong_crc = good.clone();
+    let crc_at = wrong_crc.len() - 8;
+    wrong_crc[crc_at] ^= 0xff;
+    let cut = good[..good.len() - 4].to_vec();
+    let gz = [("Content-Encoding", "gzip")];
+    for (index, body) in [b"not gzip".to_vec(), wrong_crc, cut].iter().enumerate() {
+        let fid = format!("/1,0{}000000aa", index + 1);
+        let refused = request(server.port, "POST", &fid, &gz, body);
+        assert_eq!(refused.status, 400, "body {index}: {}", refused.text());
+        let message = refused.json()["error"].as_str().unwrap().to_string();
+        assert!(message.contains("gzip"), "{message}");
+        assert_eq!(get(server.port, &fid).status, 404, "nothing stored");
+    }
+    let boundary = "kelpboundary";
+    let mut multipart = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+         Content-Encoding: gzip\r\n\r\n"
+    )
+    .into_bytes();
+    multipart.extend_from_slice(b"still not gzip");
+    multipart.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let headers = [("Content-Type", content_type.as_str())];
+    let refused = request(server.port, "POST", "/1,05000000aa", &headers, &multipart);
+    assert_eq!(refused.status, 400, "multipart part: {}", refused.text());
+    assert_eq!(get(server.port, "/1,05000000aa").status, 404);
+
+    let stored = request(server.port, "POST", "/1,06000000aa", &gz, &good);
+    assert_eq!(stored.status, 201, "{}", stored.text());
+    let plain = get(server.port, "/1,06000000aa");
+    assert_eq!(plain.body, b"squeeze me ".repeat(100));
 }
 
 // Proves a range past the end is answered 416 with `Content-Range: bytes */LEN` and a JSON
