@@ -5,7 +5,11 @@ mod support;
 mod volume_support;
 
 use std::io::Write as _;
-use volume_support::{VolumeServer, get, request};
+use std::net::Ipv4Addr;
+use volume_support::{VolumeServer, get, request, request_from};
+
+/// A loopback address that is not the server's master (127.0.0.1 in these tests).
+const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -82,4 +86,55 @@ fn unsatisfiable_range_is_a_json_error() {
         let message = past.json()["error"].as_str().unwrap().to_string();
         assert!(message.contains("range"), "{message}");
     }
+}
+
+// Proves admin calls are refused with 403 and a JSON error when they come from an address
+// that is not one of the server's --master hosts, on the main port and on a core's own port
+// (before any hand-off to the owner core), and that the volume and its files stay; the same
+// call from the master's host still works.
+#[test]
+fn admin_calls_come_only_from_master_hosts() {
+    let server = VolumeServer::start(2, "", &[]);
+    server.create_volume(1, "");
+    let written = request(server.port, "POST", "/1,01637037d6", &[], b"keep me");
+    assert_eq!(written.status, 201, "{}", written.text());
+    let calls = [
+        "/admin/volume/delete?volume=1",
+        "/admin/volume/create?volume=2",
+        "/admin/volume/create?volume=3",
+        "/admin/anything",
+    ];
+    for port in [server.port, server.core_port(0), server.core_port(1)] {
+        for path in calls {
+            let refused = request_from(STRANGER, port, "POST", path);
+            assert_eq!(
+                refused.status,
+                403,
+                "POST {path} on {port}: {}",
+                refused.text()
+            );
+            let message = refused.json()["error"].as_str().unwrap().to_string();
+            assert!(message.contains("127.0.0.2"), "{message}");
+        }
+    }
+    let kept = get(server.port, "/1,01637037d6");
+    assert_eq!((kept.status, kept.body.as_slice()), (200, &b"keep me"[..]));
+    assert!(server.dir.join("1.dat").exists());
+    let status = get(server.port, "/status").json();
+    assert_eq!(status["Volumes"].as_array().unwrap().len(), 1, "{status}");
+    let reads = request_from(STRANGER, server.port, "GET", "/1,01637037d6");
+    assert_eq!(reads.status, 200, "only admin calls are restricted");
+    let dropped = request(
+        server.port,
+        "POST",
+        "/admin/volume/delete?volume=1",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        dropped.status,
+        200,
+        "from the master's host: {}",
+        dropped.text()
+    );
 }

@@ -2,6 +2,7 @@
 //! the volumes (`shard::owner_core`) and serves them through its own ring, on the shared
 //! `--port` (SO_REUSEPORT) and on its own port (`--port` + 1 + core).
 
+pub mod admin_guard;
 pub mod codec;
 pub mod conditional;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod dat_map;
 pub mod fid;
 pub mod handlers;
 pub mod heartbeat;
+pub mod limits;
 pub mod master_link;
 pub mod metrics;
 pub mod multipart;
@@ -43,6 +45,8 @@ pub fn run(args: Args) -> CliResult {
     let config = Arc::new(config);
     let stores = store::open_dir(&config)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
+    let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());
+    let admin_guard = Arc::new(admin_guard::AdminGuard::new(masters));
     {
         let mut registry = registry.lock().expect("registry");
         for store in &stores {
@@ -76,6 +80,7 @@ pub fn run(args: Args) -> CliResult {
             core_index: context.core_index,
             config: config.clone(),
             registry: registry.clone(),
+            admin_guard: admin_guard.clone(),
             mesh,
             store: std::cell::RefCell::new(store),
             metrics: Default::default(),

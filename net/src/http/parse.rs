@@ -290,6 +290,7 @@ fn parse_head(
         query,
         headers,
         body: bytes::Bytes::new(),
+        peer: None,
     };
     Ok(Some(PendingBody {
         request,
