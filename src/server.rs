@@ -79,7 +79,9 @@ pub fn run(args: Args) -> CliResult {
         .spawn(move || announce_ready(&master_address))
         .map_err(|e| format!("start the readiness thread: {e}"))?;
     let volume_args = volume_args(&args)?;
+    // The volume server's errors name its own flags; here --port is --volume-port.
     crate::volume::run(volume_args)
+        .map_err(|e| format!("volume server (its --port is --volume-port here): {e}").into())
 }
 
 /// Logs `server: ready` once the master lists the volume server (its first heartbeat is in),
@@ -174,7 +176,7 @@ fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<(), String>>) 
         let address = format!("{}:{}", config.ip, config.port);
         let listener = match tokio::net::TcpListener::bind(&address).await {
             Ok(listener) => listener,
-            Err(error) => return format!("listen on {address}: {error}"),
+            Err(error) => return format!("listen on {address} (--master-port): {error}"),
         };
         let master = match master::node::Master::start(config).await {
             Ok(master) => master,

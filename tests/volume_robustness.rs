@@ -5,7 +5,9 @@ mod support;
 mod volume_support;
 
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+use support::{ChildGuard, dead_address, free_port_run};
 use volume_support::{VolumeServer, get, request, request_from};
 
 /// A loopback address that is not the server's master (127.0.0.1 in these tests).
@@ -137,4 +139,46 @@ fn admin_calls_come_only_from_master_hosts() {
         "from the master's host: {}",
         dropped.text()
     );
+}
+
+/// Starts `kelp volume` on `port` with 2 cores and waits for it to exit; returns its exit
+/// code and log.
+fn start_expecting_exit(port: u16) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("volume.log");
+    let (data, port_text, master) = (
+        dir.path().display().to_string(),
+        port.to_string(),
+        dead_address(),
+    );
+    let args = [
+        "volume", "--dir", &data, "--port", &port_text, "--cores", "2", "--master", &master,
+    ];
+    let mut guard = ChildGuard::spawn_kelp("kelp volume", &args, &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(status) = guard.child.try_wait().unwrap() {
+            return (status.code(), std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    guard.kill();
+    panic!("kelp volume still runs 10 s after start with a port taken; log:\n{text}");
+}
+
+// Proves a port the server cannot bind (the main port, core 0's or core 1's own port) stops
+// the start at once: exit status 1 and a message naming the address and the flag.
+#[test]
+fn a_taken_port_stops_the_start() {
+    for offset in [2u16, 1, 0] {
+        let port = free_port_run(3);
+        let taken = port + offset;
+        let _holder = TcpListener::bind(("127.0.0.1", taken)).expect("hold the port");
+        let (code, log) = start_expecting_exit(port);
+        assert_eq!(code, Some(1), "port {taken} taken; log:\n{log}");
+        assert!(log.contains(&format!("127.0.0.1:{taken}")), "{log}");
+        assert!(log.contains("--port"), "names the flag: {log}");
+        assert!(log.contains("in use"), "{log}");
+    }
 }

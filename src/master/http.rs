@@ -34,7 +34,7 @@ pub async fn serve(master: Arc<Master>) -> Result<(), String> {
     let address = format!("{}:{}", master.config.ip, master.config.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|e| format!("listen on {address}: {e}"))?;
+        .map_err(|e| format!("listen on {address} (--ip, --port): {e}"))?;
     tracing::info!(
         "master: listening on {address} as {}",
         master.config.self_address
