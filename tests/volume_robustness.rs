@@ -4,11 +4,11 @@
 mod support;
 mod volume_support;
 
-use std::io::Write as _;
-use std::net::{Ipv4Addr, TcpListener};
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 use support::{ChildGuard, dead_address, free_port_run};
-use volume_support::{VolumeServer, get, request, request_from};
+use volume_support::{VolumeServer, connect, get, request, request_from};
 
 /// A loopback address that is not the server's master (127.0.0.1 in these tests).
 const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -181,4 +181,97 @@ fn a_taken_port_stops_the_start() {
         assert!(log.contains("--port"), "names the flag: {log}");
         assert!(log.contains("in use"), "{log}");
     }
+}
+
+/// Reads until the server closes the connection; panics if it stays open past `limit`.
+fn wait_for_close(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue,
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                return started.elapsed();
+            }
+            Err(error) => panic!(
+                "connection still open after {:?}: {error}",
+                started.elapsed()
+            ),
+        }
+    }
+}
+
+/// `count` connections that send nothing and hold a slot each: one refused at once (a 503,
+/// while the server had not yet seen an earlier client's close) is replaced.
+fn open_silent_connections(port: u16, count: usize) -> Vec<TcpStream> {
+    let mut silent = Vec::new();
+    for _ in 0..count * 10 {
+        if silent.len() == count {
+            return silent;
+        }
+        let mut stream = connect(port);
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let refused = stream.read(&mut [0u8; 1]).is_ok();
+        if !refused {
+            silent.push(stream);
+        }
+    }
+    panic!("could not hold {count} connection slots");
+}
+
+// Proves connections with no request in progress are closed after --idle-timeout-seconds:
+// silent ones that never sent a byte (which, with a small --max-connections, made every
+// other client's request a 503 for as long as they stayed) and keep-alive ones idle after a
+// request. A request head that has started is given the header timeout instead.
+#[test]
+fn idle_connections_are_closed() {
+    let extra = [
+        "--max-connections",
+        "4",
+        "--idle-timeout-seconds",
+        "1",
+        "--header-timeout-seconds",
+        "3",
+    ];
+    let server = VolumeServer::start(1, "", &extra);
+    let mut silent = open_silent_connections(server.port, 4);
+    let starved = get(server.port, "/healthz");
+    assert_eq!(starved.status, 503, "4 silent sockets take every slot");
+    for stream in &mut silent {
+        let open_for = wait_for_close(stream, Duration::from_secs(5));
+        assert!(
+            open_for < Duration::from_secs(3),
+            "closed after {open_for:?}"
+        );
+    }
+    assert_eq!(get(server.port, "/healthz").status, 200, "slots free again");
+
+    let mut kept_alive = connect(server.port);
+    kept_alive
+        .write_all(&volume_support::encode("GET", "/healthz", &[], b""))
+        .unwrap();
+    assert_eq!(
+        volume_support::read_response(&mut kept_alive, false).status,
+        200
+    );
+    let open_for = wait_for_close(&mut kept_alive, Duration::from_secs(5));
+    assert!(
+        open_for < Duration::from_secs(3),
+        "keep-alive closed after {open_for:?}"
+    );
+
+    let mut slow_head = connect(server.port);
+    slow_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2_000));
+    let timed_out = volume_support::read_response(&mut slow_head, false);
+    assert_eq!(
+        timed_out.status, 408,
+        "a started head gets the header timeout, not idle"
+    );
 }

@@ -160,6 +160,8 @@ const CONNECTIONS_PER_CORE_MIN: usize = 64;
 fn http_limits(config: &Config) -> HttpLimits {
     let mut limits = HttpLimits {
         body_bytes_max: config.file_bytes_max,
+        idle_timeout_ms: config.idle_timeout_ms,
+        header_timeout_ms: config.header_timeout_ms,
         ..HttpLimits::default()
     };
     if let Some(connections_max) = config.connections_max {
