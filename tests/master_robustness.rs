@@ -9,7 +9,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use master_common::{Answer, MasterProcess, get, http, wait_for_leader};
+use master_common::{Answer, FakeVolumeServer, MasterProcess, get, http, wait_for_leader};
 use support::free_port;
 
 fn start_master(dir: &std::path::Path) -> MasterProcess {
@@ -155,4 +155,42 @@ fn unsupported_methods_get_405_with_allow() {
             answer.text()
         );
     }
+}
+
+// Proves the warm-up of a new leader still holds for the volume ids it should wait for: after
+// a restart, with Raft knowing volumes 1-7 that no heartbeat reports (the volume server lost
+// them), an assignment is answered 503 until 1.5 pulses have passed, and then grows volumes
+// above 7. (A leader that grew volumes itself never waits for them: see
+// server_walkthrough::assignments_succeed_once_ready.)
+#[test]
+fn a_restarted_leader_waits_only_for_volumes_no_heartbeat_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start_master(dir.path());
+    let server = FakeVolumeServer::start(vec![master.address.clone()], "", "", 20);
+    let first = master_common::assign_retrying(&master.address, "", Duration::from_secs(10));
+    assert!(first["fid"].is_string());
+    assert_eq!(server.volume_ids(), (1..=7).collect::<Vec<u32>>());
+    server.volumes.lock().unwrap().clear();
+    master.kill();
+    master.spawn(&[]);
+    wait_for_leader(&[&master], 1, Duration::from_secs(10));
+    let waiting = get(&master.address, "/dir/assign").unwrap();
+    assert_eq!(waiting.status, 503, "{}", waiting.text());
+    assert_eq!(
+        waiting.json()["error"],
+        "the leader is new and waits for heartbeats"
+    );
+    let grown = master_common::assign_retrying(&master.address, "", Duration::from_secs(10));
+    let volume_id: u32 = grown["fid"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        volume_id > 7,
+        "new volumes above the ones Raft knew: {grown}"
+    );
 }
