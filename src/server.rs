@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::CliResult;
+use crate::master::node::Master;
+use crate::master::params::{AssignOptions, Query};
 use crate::master::{self, MasterConfig};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -72,43 +75,41 @@ pub fn run(args: Args) -> CliResult {
         raft_election_ms: 1500,
     };
     let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
-    start_master_thread(config)?;
+    let master = start_master_thread(config)?;
     let master_address = format!("{}:{}", args.ip, args.master_port);
     std::thread::Builder::new()
         .name("kelp-ready".into())
-        .spawn(move || announce_ready(&master_address))
+        .spawn(move || announce_ready(&master, &master_address))
         .map_err(|e| format!("start the readiness thread: {e}"))?;
     let volume_args = volume_args(&args)?;
+    // The volume server's errors name its own flags; here --port is --volume-port.
     crate::volume::run(volume_args)
+        .map_err(|e| format!("volume server (its --port is --volume-port here): {e}").into())
 }
 
-/// Logs `server: ready` once the master lists the volume server (its first heartbeat is in),
-/// so a `/submit` from then on is answered; until then it is answered with an error (no
-/// leader yet, or no volume server to grow a volume on).
-fn announce_ready(master_address: &str) {
-    let runtime = match compio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
+/// Logs `server: ready` once an assignment (`/dir/assign` or `/submit` with no options)
+/// would succeed: this master leads, the volume server has joined it, and it has a writable
+/// volume or may grow one now. Until then one is answered with an error (no leader yet, no
+/// volume server to grow a volume on).
+fn announce_ready(master: &Master, master_address: &str) {
+    let options = match AssignOptions::parse(&Query::parse(""), master.config.default_placement) {
+        Ok(options) => options,
         Err(error) => {
-            tracing::warn!("server: cannot watch for readiness: start a runtime: {error}");
+            tracing::warn!("server: cannot watch for readiness: {error}");
             return;
         }
     };
     let deadline = Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
-    let mut client = kelp_net::http::client::Client::new(master_address, Default::default());
     while Instant::now() < deadline {
-        let status = runtime.block_on(client.request("GET", "/dir/status", &[], b""));
-        let has_data_node = status.is_ok_and(|answer| {
-            answer.status == 200 && answer.body.windows(14).any(|w| w == b"\"DataNodes\":[{")
-        });
-        if has_data_node {
+        if master.can_assign(&options) {
             tracing::info!("server: ready: curl -F file=@FILE http://{master_address}/submit");
             return;
         }
         std::thread::sleep(Duration::from_millis(READY_POLL_MS));
     }
     tracing::warn!(
-        "server: the volume server has not joined the master at {master_address} after {} s; \
-         see the errors above",
+        "server: the master at {master_address} cannot assign after {} s (no volume server \
+         joined, or none has a free volume slot); see the errors above",
         READY_WAIT_MS_MAX / 1000
     );
 }
@@ -135,10 +136,11 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
         .map_err(|e| format!("volume server flags: {e}"))
 }
 
-/// Start the master on its own runtime; returns once it listens (or failed to start). If the
-/// master stops later, the whole process exits: half a server is worse than none.
-fn start_master_thread(config: MasterConfig) -> Result<(), String> {
-    let (started, wait) = mpsc::channel::<Result<(), String>>();
+/// Start the master on its own runtime; returns it once it listens (or why it failed to
+/// start). If the master stops later, the whole process exits: half a server is worse than
+/// none.
+fn start_master_thread(config: MasterConfig) -> Result<Arc<Master>, String> {
+    let (started, wait) = mpsc::channel::<Result<Arc<Master>, String>>();
     let address = format!("{}:{}", config.ip, config.port);
     std::thread::Builder::new()
         .name("kelp-master".into())
@@ -150,9 +152,9 @@ fn start_master_thread(config: MasterConfig) -> Result<(), String> {
         })
         .map_err(|e| format!("start the master thread: {e}"))?;
     match wait.recv() {
-        Ok(Ok(())) => {
+        Ok(Ok(master)) => {
             tracing::info!("server: master listening on {address}");
-            Ok(())
+            Ok(master)
         }
         Ok(Err(error)) => Err(format!("master: {error}")),
         Err(_) => Err("master: the master thread ended before it started".into()),
@@ -160,7 +162,7 @@ fn start_master_thread(config: MasterConfig) -> Result<(), String> {
 }
 
 /// Runs the master until it fails; returns why.
-fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<(), String>>) -> String {
+fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<Arc<Master>, String>>) -> String {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -174,13 +176,13 @@ fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<(), String>>) 
         let address = format!("{}:{}", config.ip, config.port);
         let listener = match tokio::net::TcpListener::bind(&address).await {
             Ok(listener) => listener,
-            Err(error) => return format!("listen on {address}: {error}"),
+            Err(error) => return format!("listen on {address} (--master-port): {error}"),
         };
         let master = match master::node::Master::start(config).await {
             Ok(master) => master,
             Err(error) => return error,
         };
-        let _ = started.send(Ok(()));
+        let _ = started.send(Ok(master.clone()));
         match master::http::serve_listener(master, listener).await {
             Ok(()) => "the listener closed".to_string(),
             Err(error) => error,

@@ -140,3 +140,48 @@ fn new_volumes_are_assigned_on_their_owner_core_port() {
         );
     }
 }
+
+// Proves `server: ready` means an assignment succeeds: on a fresh directory, concurrent
+// assignments sent from the moment the line appears all get a fid (none is told that the new
+// leader waits for heartbeats, which a leader with no volume ids to wait for never does).
+#[test]
+fn assignments_succeed_once_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let (master_port, volume_port) = (free_port(), free_port_run(3));
+    let args = server_args(dir.path(), master_port, volume_port, 5);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = dir.path().join("server.log");
+    let _server = ChildGuard::spawn_kelp("kelp server", &args, &log);
+    let master = format!("127.0.0.1:{master_port}");
+    let ready = || std::fs::read_to_string(&log).is_ok_and(|text| text.contains("server: ready"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `server: ready` in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Eight clients, starting 3 ms apart, assign back to back (at most 25 each, within a
+    // second): some of them ask while the first assignment grows the first volumes.
+    let askers: Vec<_> = (0..8u64)
+        .map(|index| {
+            let master = master.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(index * 3));
+                let started = std::time::Instant::now();
+                let mut answers = Vec::new();
+                while answers.len() < 25 && started.elapsed() < Duration::from_secs(1) {
+                    answers.push(http("GET", &master, "/dir/assign", &[], b"").expect("assign"));
+                }
+                answers
+            })
+        })
+        .collect();
+    for asker in askers {
+        for answer in asker.join().unwrap() {
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            assert!(answer.json()["fid"].is_string());
+        }
+    }
+}

@@ -11,8 +11,9 @@ pub const BODY_BYTES_MAX_DEFAULT: u64 = 256 * 1024 * 1024;
 pub const CONNECTIONS_MAX_DEFAULT: usize = 16 * 1024;
 /// Default time a client has to send a complete request head once it started one.
 pub const HEADER_TIMEOUT_MS_DEFAULT: u64 = 10_000;
-/// Default time a connection may sit idle (between requests, or between body reads).
-pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// Default time a connection may sit idle: before its first byte, between requests, or on
+/// one read or write of a body (SeaweedFS's `-idleTimeout` is 30 s too).
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Default body size from which `Body::File` is sent by splice (zero-copy) instead of read+send.
 /// Measured on the development machine (server CPU per request, interleaved runs): splice costs
 /// more below 64 KiB, breaks even near 128 KiB, saves 7% at 256 KiB and 39% at 1 MiB. See

@@ -74,6 +74,18 @@ fn pipelined_requests_answered_in_order() {
     );
 }
 
+// Proves every request of a connection carries the client's address (what the socket
+// reports), so handlers can decide by it.
+#[test]
+fn requests_carry_the_peer_address() {
+    let (_server, mut client) = start_and_connect();
+    let local = client.stream.local_addr().unwrap();
+    for _ in 0..2 {
+        client.send(&get("/peer"));
+        assert_eq!(client.next(false).unwrap().text(), format!("Some({local})"));
+    }
+}
+
 // Proves a chunked request body reaches the handler decoded.
 #[test]
 fn chunked_body_is_decoded() {

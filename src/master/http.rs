@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
+use super::checked_stream::CheckedStream;
 use super::limits::{
     ASSIGN_COUNT_MAX, CONNECTIONS_MAX, GROW_COUNT_MAX, HEADER_READ_TIMEOUT_MS,
     OUTBOUND_CALL_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX,
@@ -34,7 +35,7 @@ pub async fn serve(master: Arc<Master>) -> Result<(), String> {
     let address = format!("{}:{}", master.config.ip, master.config.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|e| format!("listen on {address}: {e}"))?;
+        .map_err(|e| format!("listen on {address} (--ip, --port): {e}"))?;
     tracing::info!(
         "master: listening on {address} as {}",
         master.config.self_address
@@ -70,14 +71,22 @@ pub async fn serve_listener(
                 let master = master.clone();
                 async move { Ok::<_, Infallible>(route(master, request).await) }
             });
+            // hyper sees only requests kelp_net's parser accepted; a refused one is answered
+            // by `finish` once hyper has answered those before it. The checked stream ends
+            // at the refused request: half_close lets hyper answer the requests it still
+            // holds instead of dropping them at that end.
+            let checked = TokioIo::new(CheckedStream::new(stream));
             let connection = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
                 .keep_alive(true)
+                .half_close(true)
                 .pipeline_flush(true)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!("master: connection: {error}");
+                .serve_connection(checked, service)
+                .without_shutdown();
+            match connection.await {
+                Ok(parts) => parts.io.into_inner().finish().await,
+                Err(error) => tracing::debug!("master: connection: {error}"),
             }
         });
     }
@@ -138,8 +147,41 @@ async fn read_body(
     }
 }
 
+/// The methods an endpoint takes (its `Allow` header); `None` for a path that is not an
+/// endpoint (answered 404 by `route`).
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    let allow = match path {
+        "/dir/assign" | "/vol/grow" | "/vol/vacuum" => "GET, POST",
+        "/dir/lookup" => "GET, HEAD, POST",
+        "/submit" => "POST, PUT",
+        "/col/delete" => "GET, POST, DELETE",
+        "/heartbeat" | "/cluster/join" | "/raft/append" | "/raft/vote" | "/raft/snapshot" => "POST",
+        "/cluster/status" | "/healthz" | "/metrics" | "/vol/status" | "/dir/status" | "/"
+        | "/ui/index.html" => "GET, HEAD",
+        _ if is_fid_path(path) => "GET, HEAD, POST, PUT, DELETE",
+        _ => return None,
+    };
+    Some(allow)
+}
+
+/// `/<fid>` (redirected to a volume server).
+fn is_fid_path(path: &str) -> bool {
+    path.len() > 1 && path.as_bytes()[1].is_ascii_digit()
+}
+
 async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path().to_string();
+    if let Some(allow) = allowed_methods(&path)
+        && !allow
+            .split(", ")
+            .any(|method| method == request.method().as_str())
+    {
+        let text = format!("{path} takes {allow}, not {}", request.method());
+        let mut response = error(405, &text);
+        let allow = hyper::header::HeaderValue::from_static(allow);
+        response.headers_mut().insert(hyper::header::ALLOW, allow);
+        return response;
+    }
     if path.starts_with("/raft/") {
         return super::status::raft_rpc(&master, request).await;
     }
@@ -166,7 +208,7 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/col/delete" => delete_collection(&master, &query).await,
         "/cluster/join" => join(&master, request).await,
         "/" | "/ui/index.html" => super::status::index_page(&master),
-        _ if path.len() > 1 && path.as_bytes()[1].is_ascii_digit() => redirect(&master, &request),
+        _ if is_fid_path(&path) => redirect(&master, &request),
         _ => error(404, &format!("no such endpoint: {path}")),
     }
 }
@@ -250,9 +292,6 @@ fn lookup(master: &Master, query: &Query) -> HttpResponse {
 }
 
 async fn heartbeat(master: &Arc<Master>, request: Request<Incoming>) -> HttpResponse {
-    if request.method() != Method::POST {
-        return error(405, "heartbeat takes POST with a JSON body");
-    }
     let body = match read_body(request).await {
         Ok((_, body)) => body,
         Err(response) => return response,
@@ -285,9 +324,6 @@ async fn heartbeat(master: &Arc<Master>, request: Request<Incoming>) -> HttpResp
 }
 
 async fn submit(master: &Arc<Master>, query: &Query, request: Request<Incoming>) -> HttpResponse {
-    if request.method() != Method::POST && request.method() != Method::PUT {
-        return error(405, "submit takes a multipart POST");
-    }
     let options = match AssignOptions::parse(query, master.config.default_placement) {
         Ok(options) => options,
         Err(message) => return bad_request(message),

@@ -24,6 +24,18 @@ pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Largest request body the master reads (heartbeats, Raft RPCs, `/submit` uploads).
 pub const REQUEST_BODY_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Largest request line plus headers; a larger head is answered 431 (as by the volume server).
+pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// A refused request's answer must be taken by the client within this time.
+pub const REFUSAL_WRITE_TIMEOUT_MS: u64 = 1_000;
+
+/// After a refusal, what the client still sends is read and dropped for at most this long
+/// and this many bytes, so that the kernel does not reset the connection before the client
+/// has read the answer.
+pub const REFUSAL_LINGER_MS_MAX: u64 = 1_000;
+pub const REFUSAL_LINGER_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// Largest Raft log record accepted when replaying the log file.
 pub const RAFT_RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 

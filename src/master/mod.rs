@@ -6,6 +6,7 @@
 //! growth), [`cluster`] (bootstrap, joining, leadership, proxying), [`http`] (routes and
 //! handlers), [`status`] (status pages and metrics).
 
+pub mod checked_stream;
 pub mod cluster;
 pub mod http;
 pub mod http_client;

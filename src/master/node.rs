@@ -107,6 +107,9 @@ pub struct Master {
     grow_lock: tokio::sync::Mutex<()>,
     pub is_leader: AtomicBool,
     pub leader_since: Mutex<Option<Instant>>,
+    /// Raft's largest volume id when this leader started growing volumes itself (None: it
+    /// has not): the ids above it are its own, which no heartbeat needs to confirm.
+    own_volume_ids_above: Mutex<Option<u32>>,
     pub counters: Counters,
 }
 
@@ -160,6 +163,7 @@ impl Master {
             grow_lock: tokio::sync::Mutex::new(()),
             is_leader: AtomicBool::new(false),
             leader_since: Mutex::new(None),
+            own_volume_ids_above: Mutex::new(None),
             counters: Counters::default(),
         });
         super::cluster::spawn_background(master.clone());
@@ -190,6 +194,10 @@ impl Master {
         let mut topology = self.lock_topology();
         *topology = Topology::new(topology.volume_size_limit_bytes, topology.pulse);
         *self.leader_since.lock().expect("leader_since lock") = leading.then(Instant::now);
+        *self
+            .own_volume_ids_above
+            .lock()
+            .expect("own volume ids lock") = None;
     }
 
     /// Propose a command; only the leader can.
@@ -302,6 +310,17 @@ impl Master {
         })
     }
 
+    /// Whether `assign(options, 1)` would succeed now, without assigning or growing anything:
+    /// this master leads, and a writable volume fits the options, or one may be grown (no
+    /// warm-up wait, and servers with free slots fit the placement).
+    pub fn can_assign(&self, options: &AssignOptions) -> bool {
+        if !self.is_leader.load(Ordering::Acquire) {
+            return false;
+        }
+        self.pick(options).is_some()
+            || (self.check_warmed_up().is_ok() && self.plan_volumes(options, 1).is_ok())
+    }
+
     fn pick(&self, options: &AssignOptions) -> Option<(u32, Location)> {
         self.lock_topology()
             .pick_writable(&options.key, &options.data_center, &options.rack)
@@ -310,10 +329,16 @@ impl Master {
     /// Right after an election the topology is empty until the volume servers heartbeat to
     /// the new leader; growing then would create volumes the cluster does not need. So for
     /// 1.5 pulses, while Raft knows of volume ids no heartbeat has reported yet, answer 503.
+    /// Ids this leader allocated itself are not waited for (a fresh cluster never waits).
     fn check_warmed_up(&self) -> Result<(), MasterError> {
         let since = *self.leader_since.lock().expect("leader_since lock");
         let warm_up = Duration::from_millis(self.config.pulse_seconds * 1500);
-        let unreported = self.state().max_volume_id > self.lock_topology().max_known_volume_id();
+        let own_above = *self
+            .own_volume_ids_above
+            .lock()
+            .expect("own volume ids lock");
+        let earlier_ids_max = own_above.unwrap_or_else(|| self.state().max_volume_id);
+        let unreported = earlier_ids_max > self.lock_topology().max_known_volume_id();
         match since {
             Some(since) if unreported && since.elapsed() < warm_up => Err(
                 MasterError::Unavailable("the leader is new and waits for heartbeats".into()),
@@ -340,6 +365,10 @@ impl Master {
             let name = collection.clone();
             self.propose(Command::AddCollection { name }).await?;
         }
+        self.own_volume_ids_above
+            .lock()
+            .expect("own volume ids lock")
+            .get_or_insert_with(|| self.state().max_volume_id);
         let ids = match self
             .propose(Command::NextVolumeIds {
                 count: plans.len() as u32,

@@ -16,6 +16,10 @@ pub fn mime_for_extension(ext: &str) -> String {
         .to_string()
 }
 
+/// Most bytes a stored gzip body may inflate to: an upload past it is refused, and inflating
+/// one for a client that does not accept gzip stops here.
+pub const INFLATED_BYTES_MAX: u64 = 1 << 30;
+
 #[derive(Debug)]
 pub enum InflateError {
     Corrupt(std::io::Error),
@@ -47,6 +51,18 @@ pub fn gunzip(data: &[u8], bytes_max: u64) -> Result<Vec<u8>, InflateError> {
         return Err(InflateError::TooLarge { bytes_max });
     }
     Ok(inflated)
+}
+
+/// Checks that `data` is whole, intact gzip (every member's header, deflate stream, and
+/// trailer CRC-32 and length) inflating to at most `bytes_max`, without keeping the output.
+pub fn check_gzip(data: &[u8], bytes_max: u64) -> Result<(), InflateError> {
+    let decoder = flate2::read::MultiGzDecoder::new(data);
+    let inflated = std::io::copy(&mut decoder.take(bytes_max + 1), &mut std::io::sink())
+        .map_err(InflateError::Corrupt)?;
+    if inflated > bytes_max {
+        return Err(InflateError::TooLarge { bytes_max });
+    }
+    Ok(())
 }
 
 /// Does an Accept-Encoding value accept gzip (and not with q=0)?
@@ -109,6 +125,35 @@ mod tests {
             gunzip(b"not gzip", 100),
             Err(InflateError::Corrupt(_))
         ));
+    }
+
+    // Proves the upload check takes whole gzip streams (one member or several) and refuses
+    // empty, truncated, corrupt-CRC, trailing-garbage and over-limit ones.
+    #[test]
+    fn gzip_check() {
+        let gzip = |data: &[u8]| {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        let whole = gzip(&[b'z'; 5000]);
+        assert!(check_gzip(&whole, 5000).is_ok());
+        assert!(check_gzip(&[whole.clone(), gzip(b"more")].concat(), 6000).is_ok());
+        assert!(matches!(
+            check_gzip(&whole, 4999),
+            Err(InflateError::TooLarge { bytes_max: 4999 })
+        ));
+        let mut wrong_crc = whole.clone();
+        let crc_at = wrong_crc.len() - 8;
+        wrong_crc[crc_at] ^= 1;
+        let cut = &whole[..whole.len() - 1];
+        let garbage = [whole.as_slice(), b"junk"].concat();
+        for bad in [&b""[..], b"not gzip", cut, &wrong_crc, &garbage] {
+            assert!(
+                matches!(check_gzip(bad, 1 << 20), Err(InflateError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     // Proves Accept-Encoding parsing honours q=0 and wildcards.

@@ -1,5 +1,6 @@
 //! `kelp volume` flags and the validated configuration every core shares (read-only).
 
+use kelp_net::limits::{HEADER_TIMEOUT_MS_DEFAULT, IDLE_TIMEOUT_MS_DEFAULT};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -7,6 +8,8 @@ use std::path::PathBuf;
 pub const VOLUMES_MAX: u32 = 10_000;
 /// Largest `--file-size-limit-mb` (the engine stores at most 1 GiB of data per needle).
 pub const FILE_SIZE_LIMIT_MB_MAX: u64 = 1024;
+/// Largest `--idle-timeout-seconds` and `--header-timeout-seconds` (a day).
+pub const TIMEOUT_SECONDS_MAX: u64 = 86_400;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -44,6 +47,13 @@ pub struct Args {
     /// Bodies sent from the volume file of at least this many bytes use splice (zero-copy).
     #[arg(long)]
     pub zero_copy_min_bytes: Option<u64>,
+    /// Seconds a connection may stay open with no request in progress (before its first
+    /// byte, or between keep-alive requests), and wait on one read or write of a body.
+    #[arg(long, default_value_t = IDLE_TIMEOUT_MS_DEFAULT / 1000)]
+    pub idle_timeout_seconds: u64,
+    /// Seconds a client has to send a whole request head once it started one (then 408).
+    #[arg(long, default_value_t = HEADER_TIMEOUT_MS_DEFAULT / 1000)]
+    pub header_timeout_seconds: u64,
 }
 
 /// The validated configuration.
@@ -61,6 +71,8 @@ pub struct Config {
     pub file_bytes_max: u64,
     pub connections_max: Option<usize>,
     pub zero_copy_min_bytes: Option<u64>,
+    pub idle_timeout_ms: u64,
+    pub header_timeout_ms: u64,
 }
 
 impl Config {
@@ -78,6 +90,9 @@ impl Config {
             ));
         }
         let masters = parse_masters(&args.master)?;
+        let idle_timeout_ms = timeout_ms("--idle-timeout-seconds", args.idle_timeout_seconds)?;
+        let header_timeout_ms =
+            timeout_ms("--header-timeout-seconds", args.header_timeout_seconds)?;
         let cores = args
             .cores
             .unwrap_or_else(kelp_net::runtime::available_cores);
@@ -104,6 +119,8 @@ impl Config {
             file_bytes_max: args.file_size_limit_mb << 20,
             connections_max: args.max_connections,
             zero_copy_min_bytes: args.zero_copy_min_bytes,
+            idle_timeout_ms,
+            header_timeout_ms,
         })
     }
 
@@ -124,6 +141,14 @@ impl Config {
             || url == self.public_url
             || (0..self.cores).any(|core| url == self.core_url(core))
     }
+}
+
+/// A timeout flag in seconds, checked to be in `1..=TIMEOUT_SECONDS_MAX`, in milliseconds.
+fn timeout_ms(flag: &str, seconds: u64) -> Result<u64, String> {
+    if seconds == 0 || seconds > TIMEOUT_SECONDS_MAX {
+        return Err(format!("{flag} {seconds} not in 1..={TIMEOUT_SECONDS_MAX}"));
+    }
+    Ok(seconds * 1000)
 }
 
 fn parse_masters(text: &str) -> Result<Vec<String>, String> {
@@ -150,6 +175,14 @@ fn parse_masters(text: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Proves timeout flags are taken in 1 s ..= a day and turned into milliseconds.
+    #[test]
+    fn timeouts() {
+        assert_eq!(timeout_ms("--idle-timeout-seconds", 30), Ok(30_000));
+        assert!(timeout_ms("--idle-timeout-seconds", 0).is_err());
+        assert!(timeout_ms("--header-timeout-seconds", TIMEOUT_SECONDS_MAX + 1).is_err());
+    }
 
     // Proves the master list is split and each entry checked as host:port.
     #[test]

@@ -2,6 +2,7 @@
 //! A request that lands on a core that does not own its volume is handed to the owner over
 //! the mesh and answered from there (share-nothing: a volume is touched by one thread only).
 
+use super::admin_guard::AdminGuard;
 use super::config::Config;
 use super::master_link::{LookupCache, Masters, VolumeReport};
 use super::metrics::{CoreMetrics, RequestSample};
@@ -57,6 +58,8 @@ pub struct CoreState {
     pub core_index: usize,
     pub config: Arc<Config>,
     pub registry: Arc<Mutex<Registry>>,
+    /// Decides who may make admin calls (the masters).
+    pub admin_guard: Arc<AdminGuard>,
     pub mesh: MeshEndpoint<CoreMessage>,
     pub store: RefCell<CoreStore>,
     pub metrics: RefCell<CoreMetrics>,
@@ -106,6 +109,11 @@ fn target_core(state: &CoreState, request: &Request) -> Option<usize> {
 }
 
 async fn route(state: &Rc<CoreState>, request: Request) -> Response {
+    if request.path.starts_with("/admin/")
+        && let Err(refusal) = state.admin_guard.authorize(&request)
+    {
+        return refusal;
+    }
     match request.path.as_str() {
         "/healthz" => return Response::json(200, "{\"status\":\"ok\"}".to_string()),
         "/status" => return handlers::status(state).await,

@@ -10,9 +10,6 @@ use kelp_net::http::{Request, Response};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Inflating a stored gzip body for a client that does not accept gzip stops here.
-pub const INFLATED_BYTES_MAX: u64 = 1 << 30;
-
 pub fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -73,8 +70,18 @@ pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
         (found.data, found.data_len)
     };
     let plan = read::plan(&found.meta, &ask, data_len);
-    let mut response = Response::new(plan.status);
-    response.headers = plan.headers;
+    let mut response = match plan.status {
+        416 => {
+            let asked = ask.range.unwrap_or_default();
+            let text = format!(
+                "{}: range {asked:?} is outside its {data_len} bytes",
+                path.fid
+            );
+            Response::error(416, &text)
+        }
+        status => Response::new(status),
+    };
+    response.headers.extend(plan.headers);
     if let Some((start, len)) = plan.body {
         response.body = data.slice(start, len);
     }
@@ -85,7 +92,7 @@ fn inflate(data: &NeedleData) -> Result<Bytes, String> {
     let stored = data
         .to_bytes()
         .map_err(|e| format!("reading stored data: {e}"))?;
-    codec::gunzip(&stored, INFLATED_BYTES_MAX)
+    codec::gunzip(&stored, codec::INFLATED_BYTES_MAX)
         .map(Bytes::from)
         .map_err(|e| e.to_string())
 }
@@ -124,7 +131,8 @@ fn upload_error_status(error: &UploadError) -> u16 {
         UploadError::Multipart(_)
         | UploadError::Md5Mismatch { .. }
         | UploadError::BadTimestamp { .. }
-        | UploadError::PairsTooLarge { .. } => 400,
+        | UploadError::PairsTooLarge { .. }
+        | UploadError::BadGzip(_) => 400,
     }
 }
 

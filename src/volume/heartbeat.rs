@@ -1,10 +1,11 @@
 //! The heartbeat to the master (`crate::wire::Heartbeat`), sent by core 0 for the whole server. A
 //! master that is down is retried with backoff and logged, never fatal.
 
+use super::admin_guard::MasterAddresses;
 use super::core::{CoreState, all_snapshots, broadcast_size_limit};
 use super::master_link::{self, Heartbeat, Masters};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Pulse used until the master says otherwise (SeaweedFS's default).
 pub const PULSE_SECONDS_DEFAULT: u64 = 5;
@@ -23,6 +24,7 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
         };
         let wait_ms = match outcome {
             Ok(answer) => {
+                refresh_admin_masters(&state, masters.current());
                 if backoff_ms > 0 {
                     tracing::info!("heartbeat: master {} answers again", masters.current());
                     backoff_ms = 0;
@@ -44,6 +46,23 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
         };
         compio::time::sleep(Duration::from_millis(wait_ms)).await;
     }
+}
+
+/// Resolves the masters' names again for the admin calls' gate when it is time (a new
+/// leader name, or an old answer), on a blocking thread: DNS must not stall this core.
+fn refresh_admin_masters(state: &CoreState, current_master: &str) {
+    let guard = state.admin_guard.clone();
+    let Some(names) = guard.claim_refresh(current_master, Instant::now()) else {
+        return;
+    };
+    compio::runtime::spawn(async move {
+        let resolve = move || MasterAddresses::resolve(names);
+        match compio::runtime::spawn_blocking(resolve).await {
+            Ok(masters) => guard.replace(masters),
+            Err(_) => tracing::warn!("admin calls: resolving the masters panicked"),
+        }
+    })
+    .detach();
 }
 
 async fn build(state: &CoreState) -> Result<Heartbeat, String> {

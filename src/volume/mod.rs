@@ -2,6 +2,7 @@
 //! the volumes (`shard::owner_core`) and serves them through its own ring, on the shared
 //! `--port` (SO_REUSEPORT) and on its own port (`--port` + 1 + core).
 
+pub mod admin_guard;
 pub mod codec;
 pub mod conditional;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod dat_map;
 pub mod fid;
 pub mod handlers;
 pub mod heartbeat;
+pub mod limits;
 pub mod master_link;
 pub mod metrics;
 pub mod multipart;
@@ -34,8 +36,15 @@ use std::sync::{Arc, Mutex};
 
 pub use self::config::Args;
 
-/// What core i takes when it starts: its volumes and its end of the mesh.
-type CoreSlot = Mutex<Option<(store::CoreStore, MeshEndpoint<CoreMessage>)>>;
+/// What core i takes when it starts: its volumes, its end of the mesh, and its listeners
+/// (the shared `--port` and its own port, bound before any core starts).
+struct CoreStart {
+    store: store::CoreStore,
+    mesh: MeshEndpoint<CoreMessage>,
+    listeners: Vec<std::net::TcpListener>,
+}
+
+type CoreSlot = Mutex<Option<CoreStart>>;
 
 pub fn run(args: Args) -> CliResult {
     let mut config = Config::from_args(args)?;
@@ -43,6 +52,8 @@ pub fn run(args: Args) -> CliResult {
     let config = Arc::new(config);
     let stores = store::open_dir(&config)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
+    let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());
+    let admin_guard = Arc::new(admin_guard::AdminGuard::new(masters));
     {
         let mut registry = registry.lock().expect("registry");
         for store in &stores {
@@ -57,11 +68,20 @@ pub fn run(args: Args) -> CliResult {
             config.dir.display()
         );
     }
+    let listeners = bind_listeners(&config)?;
     let endpoints = kelp_net::mesh::mesh::<CoreMessage>(config.cores, core::MESH_CAPACITY_PER_PAIR);
     let per_core: Vec<CoreSlot> = stores
         .into_iter()
         .zip(endpoints)
-        .map(|pair| Mutex::new(Some(pair)))
+        .zip(listeners)
+        .map(|((store, mesh), listeners)| {
+            let start = CoreStart {
+                store,
+                mesh,
+                listeners,
+            };
+            Mutex::new(Some(start))
+        })
         .collect();
     let per_core = Arc::new(per_core);
     let limits = http_limits(&config);
@@ -71,11 +91,16 @@ pub fn run(args: Args) -> CliResult {
             .lock()
             .expect("core slot")
             .take();
-        let (store, mesh) = taken.expect("each core starts once");
+        let CoreStart {
+            store,
+            mesh,
+            listeners,
+        } = taken.expect("each core starts once");
         let state = Rc::new(CoreState {
             core_index: context.core_index,
             config: config.clone(),
             registry: registry.clone(),
+            admin_guard: admin_guard.clone(),
             mesh,
             store: std::cell::RefCell::new(store),
             metrics: Default::default(),
@@ -85,7 +110,8 @@ pub fn run(args: Args) -> CliResult {
             masters: Default::default(),
             peers: Default::default(),
         });
-        serve_core(state, limits, context.driver.name(), shutdown.clone())
+        let driver = context.driver.name();
+        serve_core(state, listeners, limits, driver, shutdown.clone())
     });
     result.map_err(|e| format!("serving: {e}"))?;
     tracing::info!("volume server: stopped");
@@ -134,6 +160,8 @@ const CONNECTIONS_PER_CORE_MIN: usize = 64;
 fn http_limits(config: &Config) -> HttpLimits {
     let mut limits = HttpLimits {
         body_bytes_max: config.file_bytes_max,
+        idle_timeout_ms: config.idle_timeout_ms,
+        header_timeout_ms: config.header_timeout_ms,
         ..HttpLimits::default()
     };
     if let Some(connections_max) = config.connections_max {
@@ -145,8 +173,33 @@ fn http_limits(config: &Config) -> HttpLimits {
     limits
 }
 
+/// Binds every core's two listeners (the shared `--port`, SO_REUSEPORT, and the core's own
+/// port) before any core starts, so a port that is taken stops the start at once with its
+/// address and the flag that chose it, instead of leaving a core out.
+fn bind_listeners(config: &Config) -> Result<Vec<Vec<std::net::TcpListener>>, String> {
+    let port = config.port;
+    let cores = config.cores;
+    let main_addr = SocketAddr::new(config.ip, port);
+    (0..cores)
+        .map(|core_index| {
+            let main = bind_reuseport(main_addr)
+                .map_err(|e| format!("{e}; it is the server's --port {port}"))?;
+            let core_addr = SocketAddr::new(config.ip, shard::core_port(port, core_index));
+            let own = bind_reuseport(core_addr).map_err(|e| {
+                format!(
+                    "{e}; it is core {core_index}'s own port (--port {port} + 1 + {core_index}): \
+                     the server needs ports {port} to {} free",
+                    shard::core_port(port, cores - 1)
+                )
+            })?;
+            Ok(vec![main, own])
+        })
+        .collect()
+}
+
 async fn serve_core(
     state: Rc<CoreState>,
+    listeners: Vec<std::net::TcpListener>,
     limits: HttpLimits,
     driver: &'static str,
     shutdown: Shutdown,
@@ -155,8 +208,6 @@ async fn serve_core(
     let core_index = state.core_index;
     let main_addr = SocketAddr::new(config.ip, config.port);
     let core_addr = SocketAddr::new(config.ip, shard::core_port(config.port, core_index));
-    // Bind both before serving, so a taken port fails the start with its address.
-    let listeners = vec![bind_reuseport(main_addr)?, bind_reuseport(core_addr)?];
     let handler = Rc::new(VolumeHandler {
         state: state.clone(),
     });

@@ -62,30 +62,25 @@ pub fn plan(meta: &NeedleMeta, ask: &ReadAsk<'_>, body_len: u64) -> ReadPlan {
             body: None,
         };
     }
-    headers.extend(representation_headers(meta, ask));
-    match range::decide(ask.range, body_len) {
-        range::RangeDecision::Full => ReadPlan {
-            status: 200,
-            headers,
-            body: Some((0, body_len)),
-        },
+    let (status, body, content_range) = match range::decide(ask.range, body_len) {
+        range::RangeDecision::Full => (200, Some((0, body_len)), None),
         range::RangeDecision::Partial { start, len } => {
             let content_range = range::content_range(start, len, body_len);
-            headers.push(("Content-Range".to_string(), content_range));
-            ReadPlan {
-                status: 206,
-                headers,
-                body: Some((start, len)),
-            }
+            (206, Some((start, len)), Some(content_range))
         }
-        range::RangeDecision::Unsatisfiable => {
-            headers.push(("Content-Range".to_string(), format!("bytes */{body_len}")));
-            ReadPlan {
-                status: 416,
-                headers,
-                body: None,
-            }
-        }
+        range::RangeDecision::Unsatisfiable => (416, None, Some(format!("bytes */{body_len}"))),
+    };
+    // A 416 is answered with a JSON error, not with the file: no representation headers.
+    if status != 416 {
+        headers.extend(representation_headers(meta, ask));
+    }
+    if let Some(content_range) = content_range {
+        headers.push(("Content-Range".to_string(), content_range));
+    }
+    ReadPlan {
+        status,
+        headers,
+        body,
     }
 }
 
@@ -233,6 +228,11 @@ mod tests {
         let refused = plan(&meta(), &outside, 6);
         assert_eq!((refused.status, refused.body), (416, None));
         assert_eq!(header(&refused, "Content-Range"), Some("bytes */6"));
+        assert_eq!(
+            header(&refused, "Content-Type"),
+            None,
+            "the answer is a JSON error"
+        );
         let cached = ReadAsk {
             if_none_match: Some("\"353dd8be\""),
             ..ReadAsk::default()

@@ -44,9 +44,18 @@ pub struct Upload {
 #[derive(Debug)]
 pub enum UploadError {
     Multipart(multipart::MultipartError),
-    Md5Mismatch { expected: String, actual: String },
-    BadTimestamp { text: String },
-    PairsTooLarge { bytes: usize },
+    Md5Mismatch {
+        expected: String,
+        actual: String,
+    },
+    BadTimestamp {
+        text: String,
+    },
+    PairsTooLarge {
+        bytes: usize,
+    },
+    /// Labelled `Content-Encoding: gzip` but not gzip a reader could inflate.
+    BadGzip(codec::InflateError),
 }
 
 impl fmt::Display for UploadError {
@@ -64,6 +73,18 @@ impl fmt::Display for UploadError {
                 write!(
                     f,
                     "Seaweed-* pairs take {bytes} bytes, over {PAIRS_BYTES_MAX}"
+                )
+            }
+            UploadError::BadGzip(codec::InflateError::Corrupt(error)) => {
+                write!(
+                    f,
+                    "Content-Encoding is gzip but the body is not intact gzip: {error}"
+                )
+            }
+            UploadError::BadGzip(codec::InflateError::TooLarge { bytes_max }) => {
+                write!(
+                    f,
+                    "Content-Encoding is gzip and the body inflates past {bytes_max} bytes"
                 )
             }
         }
@@ -103,6 +124,10 @@ pub fn parse(input: UploadInput<'_>) -> Result<Upload, UploadError> {
     }
     let encoding = part_encoding.as_deref().or(input.content_encoding);
     let gzipped = encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+    if gzipped {
+        // Stored as sent and served as gzip: a body readers could not inflate is refused now.
+        codec::check_gzip(&data, codec::INFLATED_BYTES_MAX).map_err(UploadError::BadGzip)?;
+    }
     let name = name
         .map(|n| truncate_utf8(&n, NAME_BYTES_MAX))
         .filter(|n| !n.is_empty());
@@ -240,8 +265,16 @@ mod tests {
             parse(bad_md5),
             Err(UploadError::Md5Mismatch { .. })
         ));
-        let mut full = input(b"hello");
-        full.content_md5 = Some("XUFAKrxLKna5cZ2REBfFkg==");
+        let mut not_gzip = input(b"hello");
+        not_gzip.content_encoding = Some("gzip");
+        assert!(matches!(parse(not_gzip), Err(UploadError::BadGzip(_))));
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        std::io::Write::write_all(&mut encoder, b"hello").unwrap();
+        let gzipped = encoder.finish().unwrap();
+        let md5 = codec::content_md5(&gzipped);
+        let mut full = input(b"");
+        full.body = Bytes::from(gzipped);
+        full.content_md5 = Some(&md5);
         full.content_encoding = Some("gzip");
         full.pairs = vec![("Owner".to_string(), "me".to_string())];
         full.query = "ts=1234&ttl=3d&fsync=true&type=replicate";

@@ -418,3 +418,54 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     }
     Some((path, body))
 }
+
+/// A connection to 127.0.0.1:`port` whose local address is `source` (another loopback
+/// address, such as 127.0.0.2), so the server sees a peer other than 127.0.0.1.
+pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd as _;
+    let address = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket, owned by the TcpStream built from it below (or closed on error).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is ours; nothing else owns it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let local = address(source, 0);
+    // SAFETY: bind(2) with a sockaddr_in of `length` bytes.
+    let bound = unsafe { libc::bind(fd, (&raw const local).cast(), length) };
+    assert_eq!(
+        bound,
+        0,
+        "bind {source}: {}",
+        std::io::Error::last_os_error()
+    );
+    let remote = address(std::net::Ipv4Addr::LOCALHOST, port);
+    // SAFETY: connect(2) with a sockaddr_in of `length` bytes.
+    let connected = unsafe { libc::connect(fd, (&raw const remote).cast(), length) };
+    assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
+}
+
+/// One request from local address `source` on a new connection.
+pub fn request_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> RawResponse {
+    let mut stream = connect_from(source, port);
+    stream
+        .write_all(&encode(method, path, &[], b""))
+        .expect("send request");
+    read_response(&mut stream, method == "HEAD")
+}

@@ -151,6 +151,9 @@ pub struct Request {
     pub headers: Headers,
     /// Whole body, chunked already decoded, bounded by `HttpLimits::body_bytes_max`.
     pub body: bytes::Bytes,
+    /// The client's address as the socket reports it; `None` for a request that did not come
+    /// from a socket (built by a test or the parser alone).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// A part of an open file sent as a response body (splice above the zero-copy threshold).

@@ -414,6 +414,8 @@ struct Connection {
     write_timeout: Duration,
     /// `None` for a connection refused at the limit (it is not counted).
     slot: Option<ConnectionSlot>,
+    /// The client's address, given to every request of the connection.
+    peer: Option<SocketAddr>,
 }
 
 async fn serve_connection<H: Handler>(
@@ -424,8 +426,10 @@ async fn serve_connection<H: Handler>(
 ) {
     let _ = stream.set_nodelay(true);
     let write_timeout = Duration::from_millis(limits.idle_timeout_ms);
+    let peer = stream.peer_addr().ok();
     let mut connection = Connection::new(stream, limits.parse_limits(), write_timeout);
     connection.slot = Some(slot);
+    connection.peer = peer;
     let close = connection.run(&limits, &*handler).await;
     if let Close::Io(error) = close {
         tracing::debug!("connection closed: {error}");
@@ -437,6 +441,7 @@ impl Connection {
         Connection {
             write_timeout,
             slot: None,
+            peer: None,
             stream,
             reader: RequestReader::new(parse_limits),
             outgoing: Vec::with_capacity(1024),
@@ -455,8 +460,9 @@ impl Connection {
                 Err(error) => return self.refuse(&error).await,
             };
             let result = match event {
-                Event::Request(request, meta) => {
+                Event::Request(mut request, meta) => {
                     head_started = None;
+                    request.peer = self.peer;
                     self.answer(limits, handler, request, meta).await
                 }
                 Event::SendContinue => self.send_continue().await,

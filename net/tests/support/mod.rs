@@ -15,7 +15,7 @@ mod raw_response;
 pub use raw_response::RawResponse;
 
 /// Answers: `/echo` (body echoed, or "METHOD path?query"), `/sleep?ms=N`, `/file?len=N`
-/// (bytes 3..3+N of a fixed file), `/status?code=N`.
+/// (bytes 3..3+N of a fixed file), `/status?code=N`, `/peer` (the client's address).
 pub struct TestHandler {
     pub file: Arc<std::fs::File>,
 }
@@ -66,6 +66,7 @@ impl Handler for TestHandler {
                 let len = query_number(&request, "len").unwrap_or(0);
                 Response::new(200).body_bytes(body_file_expected(len))
             }
+            "/peer" => Response::new(200).body_bytes(format!("{:?}", request.peer)),
             "/panic" => panic!("test handler asked to panic"),
             "/status" => {
                 // Always with a body, also for statuses that must not carry one.

@@ -15,6 +15,8 @@ fn config(dir: &Path) -> Config {
         file_bytes_max: 1 << 20,
         connections_max: None,
         zero_copy_min_bytes: None,
+        idle_timeout_ms: 30_000,
+        header_timeout_ms: 10_000,
     }
 }
 
