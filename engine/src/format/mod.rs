@@ -3,6 +3,7 @@
 //! Every decoder takes bytes and returns a typed error naming what is wrong; none panics on
 //! any input (fuzzed in `fuzz/`, property-tested in `engine/tests/format_props.rs`).
 
+pub mod collection;
 pub mod fid;
 pub mod idx;
 pub mod needle;
@@ -11,6 +12,7 @@ pub mod superblock;
 pub mod ttl;
 pub mod vif;
 
+pub use collection::{CollectionError, check_collection, parse_volume_base_name};
 pub use fid::{FidError, FileId};
 pub use idx::{IdxEntry, IdxError, OffsetWidth, TOMBSTONE_SIZE};
 pub use needle::{Needle, NeedleError, NeedleHeader, Version};
