@@ -21,8 +21,9 @@ use super::limits::{
     OUTBOUND_CALL_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX,
 };
 use super::node::{Master, MasterError};
-use super::params::{AssignOptions, Query, volume_id_of};
+use super::params::{AssignOptions, Query};
 use super::topology::Heartbeat;
+use kelp_engine::format::{FileId, check_collection, parse_volume_id_prefix};
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -222,13 +223,18 @@ fn lookup(master: &Master, query: &Query) -> HttpResponse {
     if asked.is_empty() {
         return bad_request("lookup needs volumeId or fileId".into());
     }
+    // A file id may carry an extension (`3,01637037d6.jpg`); the fid is checked without it.
     let checked = match asked.contains(',') {
-        true => super::params::parse_fid(asked).map(|(id, _, _)| id),
-        false => volume_id_of(asked),
+        true => FileId::parse(asked.split_once('.').map_or(asked, |(fid, _)| fid)),
+        false => parse_volume_id_prefix(asked).map(|volume_id| FileId {
+            volume_id,
+            key: 0,
+            cookie: 0,
+        }),
     };
     let volume_id = match checked {
-        Ok(id) => id,
-        Err(message) => return bad_request(message),
+        Ok(fid) => fid.volume_id,
+        Err(failure) => return bad_request(failure.to_string()),
     };
     let mut topology = master.lock_topology();
     match topology.lookup(volume_id) {
@@ -363,8 +369,8 @@ async fn delete_collection(master: &Master, query: &Query) -> HttpResponse {
     if collection.is_empty() {
         return bad_request("col/delete needs collection".into());
     }
-    if let Err(message) = super::params::check_collection(collection) {
-        return bad_request(message);
+    if let Err(failure) = check_collection(collection) {
+        return bad_request(failure.to_string());
     }
     match master.delete_collection(collection).await {
         Ok(()) => Response::builder()
@@ -395,9 +401,9 @@ async fn join(master: &Master, request: Request<Incoming>) -> HttpResponse {
 /// `GET /<fid>` (also HEAD and DELETE): send the client to a replica, rotating among them.
 fn redirect(master: &Master, request: &Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
-    let volume_id = match volume_id_of(&path[1..]) {
+    let volume_id = match parse_volume_id_prefix(&path[1..]) {
         Ok(id) => id,
-        Err(message) => return bad_request(message),
+        Err(failure) => return bad_request(failure.to_string()),
     };
     let Some(location) = master.lock_topology().redirect_target(volume_id) else {
         return error(404, &format!("volume id {volume_id} not found"));

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kelp_engine::format::FileId;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::MasterConfig;
 use super::http_client::HttpClient;
 use super::limits::{KEY_LEASE_COUNT, KEY_LEASE_LOW_WATER, OUTBOUND_CALL_TIMEOUT_MS};
-use super::params::{AssignOptions, format_fid};
+use super::params::{AssignOptions, grow_batch};
 use super::raft::log_store::LogStore;
 use super::raft::network::NetworkFactory;
 use super::raft::state_machine::{MasterState, StateMachineStore};
@@ -283,7 +284,7 @@ impl Master {
             Some(picked) => picked,
             None => {
                 self.check_warmed_up()?;
-                self.grow(options, options.key.placement.grow_batch(), true)
+                self.grow(options, grow_batch(options.key.placement), true)
                     .await?;
                 self.pick(options).ok_or_else(|| {
                     MasterError::NotAcceptable("no writable volume after growing".into())
@@ -295,8 +296,13 @@ impl Master {
             .assigned_keys
             .fetch_add(count, Ordering::Relaxed);
         let cookie: u32 = rand::random();
+        let fid = FileId {
+            volume_id,
+            key,
+            cookie,
+        };
         Ok(Assignment {
-            fid: format_fid(volume_id, key, cookie),
+            fid: fid.to_string(),
             location,
             count,
         })
@@ -444,8 +450,8 @@ impl Master {
                 delete_count: 0,
                 deleted_byte_count: 0,
                 read_only: false,
-                replica_placement: key.placement.to_string(),
-                ttl: key.ttl.clone(),
+                replica_placement: key.placement,
+                ttl: key.ttl,
                 compact_revision: 0,
             };
             topology.add_pending_volume(&node, report, now);

@@ -13,7 +13,7 @@ pub mod ttl;
 pub mod vif;
 
 pub use collection::{CollectionError, check_collection, parse_volume_base_name};
-pub use fid::{FidError, FileId};
+pub use fid::{FidError, FileId, parse_volume_id, parse_volume_id_prefix};
 pub use idx::{IdxEntry, IdxError, OffsetWidth, TOMBSTONE_SIZE};
 pub use needle::{Needle, NeedleError, NeedleHeader, Version};
 pub use placement::{PlacementError, ReplicaPlacement};

@@ -188,13 +188,21 @@ impl Ttl {
     /// The same duration in canonical form (what [`Ttl::parse`] gives for any spelling of it).
     pub fn canonical(self) -> Ttl {
         let canonical = Ttl::fit_seconds(self.seconds());
-        assert_eq!(canonical.seconds(), self.seconds(), "{self:?} has an exact form");
+        assert_eq!(
+            canonical.seconds(),
+            self.seconds(),
+            "{self:?} has an exact form"
+        );
         canonical
     }
 
     /// The TTL in the largest unit that holds `seconds` exactly with a count below 256, else
     /// rounded down in the smallest unit whose count fits (SeaweedFS's `fitTtlCount`).
-    pub fn fit_seconds(seconds: u64) -> Ttl {
+    fn fit_seconds(seconds: u64) -> Ttl {
+        assert!(
+            seconds <= Ttl::MAX.seconds(),
+            "{seconds} s is past the longest ttl"
+        );
         if seconds == 0 {
             return Ttl::EMPTY;
         }
@@ -207,15 +215,14 @@ impl Ttl {
                 };
             }
         }
-        for unit in [Minute, Hour, Day, Week, Month, Year] {
-            if seconds / unit.seconds() < 256 {
-                return Ttl {
-                    count: (seconds / unit.seconds()) as u8,
-                    unit,
-                };
-            }
+        let unit = [Minute, Hour, Day, Week, Month, Year]
+            .into_iter()
+            .find(|unit| seconds / unit.seconds() < 256)
+            .expect("at most 255 years fit in years");
+        Ttl {
+            count: (seconds / unit.seconds()) as u8,
+            unit,
         }
-        Ttl::EMPTY
     }
 
     pub fn from_bytes(bytes: [u8; 2]) -> Result<Ttl, TtlError> {
@@ -297,7 +304,11 @@ mod tests {
                 assert_eq!(parsed.to_string(), expected.to_string(), "{text}");
             }
         }
-        assert_eq!(Ttl::parse("12M").unwrap().to_string(), "12M", "360 days, not a year");
+        assert_eq!(
+            Ttl::parse("12M").unwrap().to_string(),
+            "12M",
+            "360 days, not a year"
+        );
         assert_eq!(Ttl::parse("5").unwrap().to_string(), "5m");
     }
 
@@ -321,7 +332,17 @@ mod tests {
     // exact 2-byte form (SeaweedFS rounds `256m` down to `4h`), and more than 255 years.
     #[test]
     fn bad_text_is_refused_with_a_reason() {
-        for text in ["3x", "1H", "-1h", "+1h", " 1h", "1.5h", "h", "1h ", "9999999999m"] {
+        for text in [
+            "3x",
+            "1H",
+            "-1h",
+            "+1h",
+            " 1h",
+            "1.5h",
+            "h",
+            "1h ",
+            "9999999999m",
+        ] {
             assert!(Ttl::parse(text).is_err(), "{text:?}");
         }
         let inexact = Ttl::parse("256m").unwrap_err().to_string();
@@ -337,7 +358,9 @@ mod tests {
         let ttl: Ttl = serde_json::from_str("\"60m\"").unwrap();
         assert_eq!(serde_json::to_string(&ttl).unwrap(), "\"1h\"");
         assert_eq!(serde_json::to_string(&Ttl::EMPTY).unwrap(), "\"\"");
-        let bad = serde_json::from_str::<Ttl>("\"3x\"").unwrap_err().to_string();
+        let bad = serde_json::from_str::<Ttl>("\"3x\"")
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("bad ttl \"3x\""), "{bad}");
     }
 }
