@@ -324,15 +324,32 @@ async fn submit(master: &Arc<Master>, query: &Query, request: Request<Incoming>)
     if !(200..300).contains(&reply.status) {
         return passthrough(reply);
     }
-    let uploaded: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-    let answer = serde_json::json!({
-        "fileName": uploaded.get("name").cloned().unwrap_or_default(),
-        "fid": assignment.fid,
-        "fileUrl": format!("{}/{}", assignment.location.public_url, assignment.fid),
-        "size": uploaded.get("size").cloned().unwrap_or_default(),
-        "eTag": uploaded.get("eTag").cloned().unwrap_or_default(),
-    });
-    json(201, &answer, query.is_pretty())
+    let file_url = format!("{}/{}", assignment.location.public_url, assignment.fid);
+    match submit_answer(&reply.body, &assignment.fid, &file_url) {
+        Ok(answer) => json(201, &answer, query.is_pretty()),
+        Err(message) => error(502, &format!("upload to {url}: {message}")),
+    }
+}
+
+/// The `/submit` answer built from the volume server's upload answer
+/// (`{"name","size","eTag"}`); an answer without them is an error, not empty fields.
+fn submit_answer(uploaded: &[u8], fid: &str, file_url: &str) -> Result<serde_json::Value, String> {
+    let text = || String::from_utf8_lossy(uploaded).into_owned();
+    let uploaded: serde_json::Value = serde_json::from_slice(uploaded)
+        .map_err(|e| format!("stored, but the answer {:?} is not JSON: {e}", text()))?;
+    let field = |name: &str| {
+        uploaded
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("stored, but the answer {:?} has no {name:?}", text()))
+    };
+    Ok(serde_json::json!({
+        "fileName": field("name")?,
+        "fid": fid,
+        "fileUrl": file_url,
+        "size": field("size")?,
+        "eTag": field("eTag")?,
+    }))
 }
 
 fn passthrough(reply: super::http_client::Reply) -> HttpResponse {
@@ -472,5 +489,26 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         Err(failure) => master_error(&MasterError::Unavailable(format!(
             "the leader did not answer: {failure}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the /submit answer takes name, size and eTag from the volume server's answer,
+    // and that an answer that is not JSON or lacks one of them is an error naming it (it
+    // used to give empty fields).
+    #[test]
+    fn submit_answer_needs_the_upload_fields() {
+        let uploaded = br#"{"name":"a.txt","size":3,"eTag":"\"abc\""}"#;
+        let answer = submit_answer(uploaded, "3,01637037d6", "h:1/3,01637037d6").unwrap();
+        assert_eq!(answer["fileName"], "a.txt");
+        assert_eq!(answer["size"], 3);
+        assert_eq!(answer["fid"], "3,01637037d6");
+        let not_json = submit_answer(b"<html>", "3,01", "u").unwrap_err();
+        assert!(not_json.contains("not JSON"), "{not_json}");
+        let no_size = submit_answer(br#"{"name":"a","eTag":"x"}"#, "3,01", "u").unwrap_err();
+        assert!(no_size.contains("\"size\""), "{no_size}");
     }
 }
