@@ -218,7 +218,7 @@ fn bad_parameters_get_json_errors() {
     let cases = [
         ("/dir/assign?count=abc", 400),
         ("/dir/assign?count=0", 400),
-        ("/dir/assign?replication=12", 400),
+        ("/dir/assign?replication=0001", 400),
         ("/dir/assign?replication=0x0", 400),
         ("/dir/assign?ttl=5q", 400),
         ("/dir/assign?collection=../x", 400),

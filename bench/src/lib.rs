@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kelp_engine::format::{FileId, ReplicaPlacement, check_collection};
 use limits::{CONCURRENCY_MAX, FILE_BYTES_MAX, LIST_LINES_MAX, OPERATIONS_MAX, THREADS_MAX};
 use report::{PhaseReport, RunReport};
 use run::{PhaseKind, PhaseOutcome, PhasePlan};
@@ -173,21 +174,11 @@ impl Args {
                 "--threads: must be 1..={THREADS_MAX}, got {threads}"
             ));
         }
-        let name_ok = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-        };
-        if !name_ok(&self.collection) {
-            return fail(format!(
-                "--collection: {:?} has characters other than letters, digits, _ - .",
-                self.collection
-            ));
+        if let Err(error) = check_collection(&self.collection) {
+            return fail(format!("--collection: {error}"));
         }
-        if self.replication.len() != 3 || !self.replication.bytes().all(|b| b.is_ascii_digit()) {
-            return fail(format!(
-                "--replication: {:?} is not three digits like 000 or 001",
-                self.replication
-            ));
+        if let Err(error) = ReplicaPlacement::parse(&self.replication) {
+            return fail(format!("--replication: {error}"));
         }
         if self.read_only && self.files.list.is_none() {
             return fail("--read-only needs --list FILE (the fids of an earlier write run)".into());
@@ -229,7 +220,7 @@ pub fn run_benchmark(
         size: args.size,
         size_jitter: args.size_jitter,
         collection: args.collection.clone(),
-        replication: args.replication.clone(),
+        replication: ReplicaPlacement::parse(&args.replication)?,
         fsync: args.fsync,
         delete_percent: args.delete_percent,
     });
@@ -395,13 +386,12 @@ pub fn read_list(path: &Path) -> Result<Vec<FileRecord>, BoxError> {
         if fid.is_empty() || fid.starts_with('#') {
             continue;
         }
-        if !fid.contains(',') || records.len() >= LIST_LINES_MAX {
-            return Err(format!(
-                "fid list {} line {}: {fid:?} is not a fid like 3,01637037d6 (or the list has over {LIST_LINES_MAX} lines)",
-                path.display(),
-                number + 1
-            )
-            .into());
+        let at = || format!("fid list {} line {}", path.display(), number + 1);
+        if let Err(error) = FileId::parse(fid) {
+            return Err(format!("{}: {error} (a fid looks like 3,01637037d6)", at()).into());
+        }
+        if records.len() >= LIST_LINES_MAX {
+            return Err(format!("{}: the list has over {LIST_LINES_MAX} lines", at()).into());
         }
         records.push(FileRecord {
             fid: fid.to_string(),

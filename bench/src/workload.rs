@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kelp_engine::format::{FileId, ReplicaPlacement, parse_volume_id_prefix};
 use kelp_net::http::client::{Client, ClientError, ClientOptions, ClientResponse};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -30,7 +31,7 @@ pub struct Workload {
     pub size: usize,
     pub size_jitter: usize,
     pub collection: String,
-    pub replication: String,
+    pub replication: ReplicaPlacement,
     pub fsync: bool,
     pub delete_percent: u8,
 }
@@ -366,6 +367,10 @@ fn parse_assign(
     if let (200, Some(fid), Some(url), None) =
         (response.status, &answer.fid, &answer.url, &answer.error)
     {
+        if let Err(error) = FileId::parse(fid) {
+            let error = OpError::other(format!("{context}: HTTP 200 with {error}"));
+            return Err((error, AssignRetry::No));
+        }
         return Ok((fid.clone(), url.clone()));
     }
     let reason = answer
@@ -409,10 +414,7 @@ fn write_upload(out: &mut Vec<u8>, data: &[u8], id: u64) {
 }
 
 fn parse_volume_id(fid: &str) -> Result<u32, OpError> {
-    let volume = fid.split([',', '/']).next().unwrap_or("");
-    volume
-        .parse()
-        .map_err(|_| OpError::other(format!("fid {fid:?} does not start with a volume id")))
+    parse_volume_id_prefix(fid).map_err(|error| OpError::other(error.to_string()))
 }
 
 fn check_read(record: &FileRecord, body: &[u8]) -> Result<(), OpError> {
@@ -469,6 +471,7 @@ mod tests {
         assert_eq!(parse_volume_id("3,01637037d6").unwrap(), 3);
         assert_eq!(parse_volume_id("12/01637037d6").unwrap(), 12);
         assert!(parse_volume_id("x,01").is_err());
+        assert!(parse_volume_id("+3,01").is_err());
         assert!(parse_volume_id("").is_err());
     }
 
@@ -537,5 +540,12 @@ mod tests {
             parse_assign("m", &response(200, "<html>")),
             Err((_, AssignRetry::No))
         ));
+        let not_a_fid = response(200, r#"{"fid":"14,zz","url":"127.0.0.1:23080"}"#);
+        match parse_assign("m", &not_a_fid) {
+            Err((error, AssignRetry::No)) => {
+                assert!(error.message.contains("\"14,zz\""), "{error:?}")
+            }
+            other => panic!("expected a final error, got {:?}", other.map(|_| ())),
+        }
     }
 }

@@ -57,7 +57,7 @@ fn master_list_is_split_and_checked() {
 #[test]
 fn out_of_range_values_name_their_flag() {
     // Proves each bound is checked and the message says which flag to change.
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["-n", "0"], "-n"),
         (&["-c", "0"], "-c"),
         (&["-c", "5000"], "-c"),
@@ -67,8 +67,11 @@ fn out_of_range_values_name_their_flag() {
         (&["--duration", "0"], "--duration"),
         (&["--rate=-5"], "--rate"),
         (&["--threads", "0"], "--threads"),
-        (&["--replication", "01"], "--replication"),
+        (&["--replication", "0001"], "--replication"),
+        (&["--replication", "9x9"], "--replication"),
+        (&["--replication", "300"], "--replication"),
         (&["--collection", "a/b"], "--collection"),
+        (&["--collection", ".hidden"], "--collection"),
     ];
     for (argv, flag) in cases {
         let message = validation_error(argv);
@@ -105,12 +108,14 @@ fn bad_list_files_are_named_in_the_error() {
     assert_eq!(fids, ["3,01637037d6", "4,02a1b2c3d4"]);
 
     let bad = dir.path().join("bad.txt");
-    std::fs::write(&bad, "3,01637037d6\nnot a fid\n").unwrap();
-    let error = kelp_bench::read_list(&bad).unwrap_err().to_string();
-    assert!(
-        error.contains("bad.txt") && error.contains("line 2"),
-        "{error}"
-    );
+    for line in ["not a fid", "3,zz637037d6", "x,01637037d6"] {
+        std::fs::write(&bad, format!("3,01637037d6\n{line}\n")).unwrap();
+        let error = kelp_bench::read_list(&bad).unwrap_err().to_string();
+        assert!(
+            error.contains("bad.txt") && error.contains("line 2") && error.contains(line),
+            "{error}"
+        );
+    }
 
     let args = parse(&["--read-only", "--list", missing.to_str().unwrap()]).unwrap();
     let error = kelp_bench::run_benchmark(&args, false)

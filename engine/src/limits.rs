@@ -1,6 +1,8 @@
 //! Every engine limit, in one place, with `_max` names. Related limits are tied together by
 //! compile-time assertions so that changing one cannot silently break another.
 
+/// Longest collection name, in bytes (it prefixes volume file names and URL queries).
+pub const COLLECTION_NAME_BYTES_MAX: usize = 128;
 /// Longest needle name, in bytes (the name length is stored in one byte).
 pub const NAME_BYTES_MAX: usize = 255;
 /// Longest mime type, in bytes (one length byte).

@@ -22,8 +22,9 @@ use super::limits::{
     OUTBOUND_CALL_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX,
 };
 use super::node::{Master, MasterError};
-use super::params::{AssignOptions, Query, volume_id_of};
+use super::params::{AssignOptions, Query};
 use super::topology::Heartbeat;
+use kelp_engine::format::{FileId, check_collection, parse_volume_id_prefix};
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -264,13 +265,18 @@ fn lookup(master: &Master, query: &Query) -> HttpResponse {
     if asked.is_empty() {
         return bad_request("lookup needs volumeId or fileId".into());
     }
+    // A file id may carry an extension (`3,01637037d6.jpg`); the fid is checked without it.
     let checked = match asked.contains(',') {
-        true => super::params::parse_fid(asked).map(|(id, _, _)| id),
-        false => volume_id_of(asked),
+        true => FileId::parse(asked.split_once('.').map_or(asked, |(fid, _)| fid)),
+        false => parse_volume_id_prefix(asked).map(|volume_id| FileId {
+            volume_id,
+            key: 0,
+            cookie: 0,
+        }),
     };
     let volume_id = match checked {
-        Ok(id) => id,
-        Err(message) => return bad_request(message),
+        Ok(fid) => fid.volume_id,
+        Err(failure) => return bad_request(failure.to_string()),
     };
     let mut topology = master.lock_topology();
     match topology.lookup(volume_id) {
@@ -354,15 +360,32 @@ async fn submit(master: &Arc<Master>, query: &Query, request: Request<Incoming>)
     if !(200..300).contains(&reply.status) {
         return passthrough(reply);
     }
-    let uploaded: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-    let answer = serde_json::json!({
-        "fileName": uploaded.get("name").cloned().unwrap_or_default(),
-        "fid": assignment.fid,
-        "fileUrl": format!("{}/{}", assignment.location.public_url, assignment.fid),
-        "size": uploaded.get("size").cloned().unwrap_or_default(),
-        "eTag": uploaded.get("eTag").cloned().unwrap_or_default(),
-    });
-    json(201, &answer, query.is_pretty())
+    let file_url = format!("{}/{}", assignment.location.public_url, assignment.fid);
+    match submit_answer(&reply.body, &assignment.fid, &file_url) {
+        Ok(answer) => json(201, &answer, query.is_pretty()),
+        Err(message) => error(502, &format!("upload to {url}: {message}")),
+    }
+}
+
+/// The `/submit` answer built from the volume server's upload answer
+/// (`{"name","size","eTag"}`); an answer without them is an error, not empty fields.
+fn submit_answer(uploaded: &[u8], fid: &str, file_url: &str) -> Result<serde_json::Value, String> {
+    let text = || String::from_utf8_lossy(uploaded).into_owned();
+    let uploaded: serde_json::Value = serde_json::from_slice(uploaded)
+        .map_err(|e| format!("stored, but the answer {:?} is not JSON: {e}", text()))?;
+    let field = |name: &str| {
+        uploaded
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("stored, but the answer {:?} has no {name:?}", text()))
+    };
+    Ok(serde_json::json!({
+        "fileName": field("name")?,
+        "fid": fid,
+        "fileUrl": file_url,
+        "size": field("size")?,
+        "eTag": field("eTag")?,
+    }))
 }
 
 fn passthrough(reply: super::http_client::Reply) -> HttpResponse {
@@ -399,8 +422,8 @@ async fn delete_collection(master: &Master, query: &Query) -> HttpResponse {
     if collection.is_empty() {
         return bad_request("col/delete needs collection".into());
     }
-    if let Err(message) = super::params::check_collection(collection) {
-        return bad_request(message);
+    if let Err(failure) = check_collection(collection) {
+        return bad_request(failure.to_string());
     }
     match master.delete_collection(collection).await {
         Ok(()) => Response::builder()
@@ -431,9 +454,9 @@ async fn join(master: &Master, request: Request<Incoming>) -> HttpResponse {
 /// `GET /<fid>` (also HEAD and DELETE): send the client to a replica, rotating among them.
 fn redirect(master: &Master, request: &Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
-    let volume_id = match volume_id_of(&path[1..]) {
+    let volume_id = match parse_volume_id_prefix(&path[1..]) {
         Ok(id) => id,
-        Err(message) => return bad_request(message),
+        Err(failure) => return bad_request(failure.to_string()),
     };
     let Some(location) = master.lock_topology().redirect_target(volume_id) else {
         return error(404, &format!("volume id {volume_id} not found"));
@@ -502,5 +525,26 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         Err(failure) => master_error(&MasterError::Unavailable(format!(
             "the leader did not answer: {failure}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the /submit answer takes name, size and eTag from the volume server's answer,
+    // and that an answer that is not JSON or lacks one of them is an error naming it (it
+    // used to give empty fields).
+    #[test]
+    fn submit_answer_needs_the_upload_fields() {
+        let uploaded = br#"{"name":"a.txt","size":3,"eTag":"\"abc\""}"#;
+        let answer = submit_answer(uploaded, "3,01637037d6", "h:1/3,01637037d6").unwrap();
+        assert_eq!(answer["fileName"], "a.txt");
+        assert_eq!(answer["size"], 3);
+        assert_eq!(answer["fid"], "3,01637037d6");
+        let not_json = submit_answer(b"<html>", "3,01", "u").unwrap_err();
+        assert!(not_json.contains("not JSON"), "{not_json}");
+        let no_size = submit_answer(br#"{"name":"a","eTag":"x"}"#, "3,01", "u").unwrap_err();
+        assert!(no_size.contains("\"size\""), "{no_size}");
     }
 }

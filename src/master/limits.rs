@@ -65,6 +65,3 @@ pub const PURGE_BATCH_ENTRIES: u64 = 256;
 /// reachable peer before it starts a new single-master cluster.
 pub const BOOTSTRAP_ALONE_ROUNDS: u32 = 3;
 pub const BOOTSTRAP_ROUND_MS: u64 = 300;
-
-/// Largest collection name (it becomes part of a file name on volume servers).
-pub const COLLECTION_NAME_BYTES_MAX: usize = 128;

@@ -62,7 +62,7 @@ pub struct MasterConfig {
     /// Every master, this one included.
     pub peers: Vec<String>,
     pub mdir: PathBuf,
-    pub default_placement: params::Placement,
+    pub default_placement: kelp_engine::format::ReplicaPlacement,
     pub volume_size_limit_bytes: u64,
     pub pulse_seconds: u64,
     pub raft_heartbeat_ms: u64,
@@ -71,8 +71,9 @@ pub struct MasterConfig {
 
 impl MasterConfig {
     pub fn from_args(args: &Args) -> Result<MasterConfig, String> {
-        let default_placement = params::Placement::parse(&args.default_replication)
-            .map_err(|e| format!("--default-replication: {e}"))?;
+        let default_placement =
+            kelp_engine::format::ReplicaPlacement::parse(&args.default_replication)
+                .map_err(|e| format!("--default-replication: {e}"))?;
         if args.pulse_seconds == 0 {
             return Err("--pulse-seconds must be at least 1".into());
         }
@@ -192,6 +193,9 @@ mod tests {
         assert_eq!(config.self_address, "localhost:9333");
         assert_eq!(config.peers.len(), 2);
         args.default_replication = "1".into();
+        let padded = MasterConfig::from_args(&args).unwrap().default_placement;
+        assert_eq!(padded.to_string(), "001");
+        args.default_replication = "0001".into();
         let error = MasterConfig::from_args(&args).unwrap_err();
         assert!(error.contains("--default-replication"), "{error}");
         args.default_replication = "000".into();

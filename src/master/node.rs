@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kelp_engine::format::FileId;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::MasterConfig;
 use super::http_client::HttpClient;
 use super::limits::{KEY_LEASE_COUNT, KEY_LEASE_LOW_WATER, OUTBOUND_CALL_TIMEOUT_MS};
-use super::params::{AssignOptions, format_fid};
+use super::params::{AssignOptions, grow_batch};
 use super::raft::log_store::LogStore;
 use super::raft::network::NetworkFactory;
 use super::raft::state_machine::{MasterState, StateMachineStore};
@@ -291,7 +292,7 @@ impl Master {
             Some(picked) => picked,
             None => {
                 self.check_warmed_up()?;
-                self.grow(options, options.key.placement.grow_batch(), true)
+                self.grow(options, grow_batch(options.key.placement), true)
                     .await?;
                 self.pick(options).ok_or_else(|| {
                     MasterError::NotAcceptable("no writable volume after growing".into())
@@ -303,8 +304,13 @@ impl Master {
             .assigned_keys
             .fetch_add(count, Ordering::Relaxed);
         let cookie: u32 = rand::random();
+        let fid = FileId {
+            volume_id,
+            key,
+            cookie,
+        };
         Ok(Assignment {
-            fid: format_fid(volume_id, key, cookie),
+            fid: fid.to_string(),
             location,
             count,
         })
@@ -442,28 +448,30 @@ impl Master {
         let mut created: Vec<(String, u16)> = Vec::new();
         for node in nodes {
             let url = format!("http://{node}/admin/volume/create?{query}");
-            match self.admin_call(&url).await {
+            let port = match self.admin_call(&url).await {
                 Ok(body) => {
-                    let port = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("port").and_then(|p| p.as_u64()))
-                        .and_then(|p| u16::try_from(p).ok())
-                        .unwrap_or(0);
-                    created.push((node.clone(), port));
+                    let port = created_volume_port(&url, &body);
+                    // A 2xx answer made the volume there: on a failure it is dropped too.
+                    created.push((node.clone(), port.as_ref().map_or(0, |p| *p)));
+                    port
                 }
-                Err(error) => {
-                    for (done, _) in &created {
-                        let url = format!("http://{done}/admin/volume/delete?volume={volume_id}");
-                        let _ = self.admin_call(&url).await;
+                Err(error) => Err(error),
+            };
+            if let Err(error) = port {
+                for (done, _) in &created {
+                    let url = format!("http://{done}/admin/volume/delete?volume={volume_id}");
+                    if let Err(failure) = self.admin_call(&url).await {
+                        tracing::warn!("master: drop half-created volume {volume_id}: {failure}");
                     }
-                    tracing::warn!("master: create volume {volume_id}: {error}");
-                    return Err(error);
                 }
+                tracing::warn!("master: create volume {volume_id}: {error}");
+                return Err(error);
             }
         }
         let now = Instant::now();
         let mut topology = self.lock_topology();
         for (node, port) in created {
+            assert_ne!(port, 0, "every created replica has its port");
             let report = VolumeReport {
                 id: volume_id,
                 port,
@@ -473,8 +481,8 @@ impl Master {
                 delete_count: 0,
                 deleted_byte_count: 0,
                 read_only: false,
-                replica_placement: key.placement.to_string(),
-                ttl: key.ttl.clone(),
+                replica_placement: key.placement,
+                ttl: key.ttl,
                 compact_revision: 0,
             };
             topology.add_pending_volume(&node, report, now);
@@ -567,9 +575,48 @@ impl Master {
     }
 }
 
+/// The port a volume server's `/admin/volume/create` answer names for the new volume (the
+/// owner core's port, given out from the first assignment on). An answer without one is an
+/// error: taking it for port 0 would send clients to the wrong port.
+fn created_volume_port(url: &str, body: &[u8]) -> Result<u16, String> {
+    let bad = |what: &str| {
+        let text = String::from_utf8_lossy(body);
+        format!("{url}: answer {text:?} {what}")
+    };
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(&format!("is not JSON: {e}")))?;
+    let port = answer.get("port").ok_or_else(|| bad("has no port"))?;
+    port.as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("has a port that is not 1..=65535"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Proves the port of a created volume is read from the answer, and an answer without a
+    // usable port is an error naming the volume server and the answer (it used to be 0).
+    #[test]
+    fn created_volume_port_is_required() {
+        let url = "http://v:8080/admin/volume/create?volume=3";
+        assert_eq!(
+            created_volume_port(url, br#"{"volume":3,"port":8081}"#),
+            Ok(8081)
+        );
+        let cases: [(&[u8], &str); 5] = [
+            (br#"{"volume":3}"#, "has no port"),
+            (br#"{"port":0}"#, "not 1..=65535"),
+            (br#"{"port":"x"}"#, "not 1..=65535"),
+            (br#"{"port":70000}"#, "not 1..=65535"),
+            (b"<html>", "is not JSON"),
+        ];
+        for (body, reason) in cases {
+            let error = created_volume_port(url, body).unwrap_err();
+            assert!(error.starts_with(url) && error.contains(reason), "{error}");
+        }
+    }
 
     // Proves contiguous key takes, dropping of too-short ranges, and the heartbeat floor.
     #[test]

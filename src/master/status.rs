@@ -299,7 +299,7 @@ pub fn index_page(master: &Master) -> HttpResponse {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{ids:?}</td></tr>",
             escape(&key.collection),
             key.placement,
-            escape(&key.ttl)
+            key.ttl
         );
     }
     page.push_str("</table></body></html>\n");

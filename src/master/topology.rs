@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 pub use crate::wire::{Heartbeat, VolumeReport};
 use serde::Serialize;
 
-use super::params::{LayoutKey, Placement};
+use kelp_engine::format::ReplicaPlacement;
+
+use super::params::LayoutKey;
 
 pub const DEFAULT_DATA_CENTER: &str = "DefaultDataCenter";
 pub const DEFAULT_RACK: &str = "DefaultRack";
@@ -230,7 +232,7 @@ impl Topology {
         }
         let mut writable: HashMap<LayoutKey, Vec<u32>> = HashMap::new();
         for (id, volume) in &by_id {
-            let copies = volume.key.placement.copies();
+            let copies = volume.key.placement.copy_count();
             let complete = volume.locations.len() >= copies;
             if complete && !volume.read_only && volume.size_max < self.volume_size_limit_bytes {
                 writable.entry(volume.key.clone()).or_default().push(*id);
@@ -356,7 +358,7 @@ impl Topology {
 /// of the answer is in the main rack.
 pub fn plan_placement(
     slots: &[NodeSlot],
-    placement: Placement,
+    placement: ReplicaPlacement,
     data_center: &str,
     rack: &str,
     shuffle_seed: u64,
@@ -397,7 +399,7 @@ pub fn plan_placement(
                 .expect("dc has a node");
             chosen.push(node.url.clone());
         }
-        assert_eq!(chosen.len(), placement.copies());
+        assert_eq!(chosen.len(), placement.copy_count());
         return Ok(chosen);
     }
     Err(NOT_ENOUGH_NODES)
@@ -406,7 +408,7 @@ pub fn plan_placement(
 /// The replicas inside the main data center: `z + 1` in one rack, one in each of `y` others.
 fn plan_in_data_center(
     in_dc: &[&NodeSlot],
-    placement: Placement,
+    placement: ReplicaPlacement,
     rack: &str,
 ) -> Option<Vec<String>> {
     let same_rack = usize::from(placement.same_rack);
@@ -461,8 +463,8 @@ mod tests {
         }
     }
 
-    fn placement(text: &str) -> Placement {
-        Placement::parse(text).unwrap()
+    fn placement(text: &str) -> ReplicaPlacement {
+        ReplicaPlacement::parse(text).unwrap()
     }
 
     // Proves each placement picks nodes in the right data centers and racks, or refuses.
@@ -527,8 +529,8 @@ mod tests {
             delete_count: 0,
             deleted_byte_count: 0,
             read_only: false,
-            replica_placement: replication.into(),
-            ttl: String::new(),
+            replica_placement: placement(replication),
+            ttl: kelp_engine::format::Ttl::EMPTY,
             compact_revision: 0,
         }
     }
@@ -559,7 +561,7 @@ mod tests {
     fn writable_volumes_and_dead_nodes() {
         let start = Instant::now();
         let mut topology = Topology::new(1000, Duration::from_secs(1));
-        let key = LayoutKey::new("", placement("001"), "");
+        let key = LayoutKey::new("", placement("001"), kelp_engine::format::Ttl::EMPTY);
         topology.heartbeat(
             beat(1, "dc1", vec![volume(1, 10, "001"), volume(2, 2000, "001")]),
             start,

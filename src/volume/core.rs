@@ -50,8 +50,8 @@ pub struct Registry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSettings {
     pub collection: String,
-    pub replication: String,
-    pub ttl: String,
+    pub replication: kelp_engine::format::ReplicaPlacement,
+    pub ttl: kelp_engine::format::Ttl,
 }
 
 pub struct CoreState {

@@ -1,32 +1,14 @@
-//! File ids in request paths: every path form SeaweedFS's volume server accepts.
+//! File ids in request paths: every path form SeaweedFS's volume server accepts, split here
+//! and parsed by `kelp_engine::format::fid` (the one definition of a fid).
 //!
 //! `/3,01637037d6`, `/3,01637037d6.jpg`, `/3/01637037d6`, `/3/01637037d6.jpg`,
-//! `/3/01637037d6/name.jpg`, and the batch form `3,01637037d6_2` (key + 2). The key is hex
-//! without leading zero bytes, the last 8 hex digits are the cookie.
+//! `/3/01637037d6/name.jpg`, and the batch form `3,01637037d6_2` (key + 2).
 
 use std::fmt;
 
-/// A parsed file id: volume, needle key, cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
-    pub volume_id: u32,
-    pub key: u64,
-    pub cookie: u32,
-}
-
-impl fmt::Display for FileId {
-    /// The canonical text form: key hex without leading zero bytes, then the cookie.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key_hex = format!("{:016x}", self.key);
-        let significant = key_hex.trim_start_matches("00");
-        let significant = if significant.is_empty() {
-            "00"
-        } else {
-            significant
-        };
-        write!(f, "{},{}{:08x}", self.volume_id, significant, self.cookie)
-    }
-}
+use kelp_engine::format::fid::parse_key_cookie;
+pub use kelp_engine::format::fid::parse_volume_id;
+pub use kelp_engine::format::{FidError, FileId};
 
 /// A request path resolved to a file id, plus what the path says about the file's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,63 +20,29 @@ pub struct FidPath {
     pub filename: Option<String>,
 }
 
-/// Why a path is not a file id (answered 400, or 404 for paths that are not fids at all).
+/// Why a path is not a file id: not a fid at all (answered 404), or a malformed one (400).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FidError {
+pub enum PathError {
     /// No fid in the path (`/`, `/3`, `/a/b/c/d`).
-    NotAFid {
-        path: String,
-    },
-    BadVolumeId {
-        text: String,
-    },
-    KeyCookieTooShort {
-        text: String,
-    },
-    KeyCookieTooLong {
-        text: String,
-    },
-    BadHex {
-        text: String,
-    },
-    BadDelta {
-        text: String,
-    },
+    NotAFid { path: String },
+    /// The path has a fid's shape, but its volume id, key or cookie is malformed.
+    BadFid(FidError),
 }
 
-impl fmt::Display for FidError {
+impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FidError::NotAFid { path } => write!(f, "path {path:?} is not a file id"),
-            FidError::BadVolumeId { text } => write!(f, "invalid volume id {text:?}"),
-            FidError::KeyCookieTooShort { text } => {
-                write!(
-                    f,
-                    "file key and cookie {text:?} is too short (needs > 8 hex digits)"
-                )
-            }
-            FidError::KeyCookieTooLong { text } => {
-                write!(
-                    f,
-                    "file key and cookie {text:?} is too long (max 24 hex digits)"
-                )
-            }
-            FidError::BadHex { text } => write!(f, "file key and cookie {text:?} is not hex"),
-            FidError::BadDelta { text } => write!(f, "invalid key delta {text:?} in file id"),
+            PathError::NotAFid { path } => write!(f, "path {path:?} is not a file id"),
+            PathError::BadFid(error) => error.fmt(f),
         }
     }
 }
 
-impl std::error::Error for FidError {}
-
-/// Cookie width in hex digits.
-const COOKIE_HEX_LEN: usize = 8;
-/// Key (8 bytes) + cookie (4 bytes) in hex digits.
-const KEY_COOKIE_HEX_LEN_MAX: usize = 24;
+impl std::error::Error for PathError {}
 
 /// Parse a request path (raw, not percent-decoded, no query) into a file id.
-pub fn parse_path(path: &str) -> Result<FidPath, FidError> {
-    let not_a_fid = || FidError::NotAFid {
+pub fn parse_path(path: &str) -> Result<FidPath, PathError> {
+    let not_a_fid = || PathError::NotAFid {
         path: path.to_string(),
     };
     let trimmed = path.strip_prefix('/').ok_or_else(not_a_fid)?;
@@ -113,8 +61,8 @@ pub fn parse_path(path: &str) -> Result<FidPath, FidError> {
         (Some(name), _) => (fid_text, extension_of(name).to_string()),
         _ => (fid_text, String::new()),
     };
-    let volume_id = parse_volume_id(vid_text)?;
-    let (key, cookie) = parse_key_cookie(fid_text)?;
+    let volume_id = parse_volume_id(vid_text).map_err(PathError::BadFid)?;
+    let (key, cookie) = parse_key_cookie(fid_text).map_err(PathError::BadFid)?;
     Ok(FidPath {
         fid: FileId {
             volume_id,
@@ -124,74 +72,6 @@ pub fn parse_path(path: &str) -> Result<FidPath, FidError> {
         ext,
         filename,
     })
-}
-
-/// Parse `"3,01637037d6"` (a fid as the master hands it out).
-#[cfg(test)]
-pub fn parse_fid(text: &str) -> Result<FileId, FidError> {
-    let (vid_text, key_cookie) = text.split_once(',').ok_or_else(|| FidError::NotAFid {
-        path: text.to_string(),
-    })?;
-    let volume_id = parse_volume_id(vid_text)?;
-    let (key, cookie) = parse_key_cookie(key_cookie)?;
-    Ok(FileId {
-        volume_id,
-        key,
-        cookie,
-    })
-}
-
-pub fn parse_volume_id(text: &str) -> Result<u32, FidError> {
-    let valid = !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit());
-    let bad = || FidError::BadVolumeId {
-        text: text.to_string(),
-    };
-    if !valid {
-        return Err(bad());
-    }
-    text.parse::<u32>().map_err(|_| bad())
-}
-
-/// `<key hex><cookie 8 hex>[_<delta decimal>]`.
-fn parse_key_cookie(text: &str) -> Result<(u64, u32), FidError> {
-    let (hex, delta) = match text.rfind('_') {
-        Some(underscore) if underscore > 0 => (&text[..underscore], Some(&text[underscore + 1..])),
-        _ => (text, None),
-    };
-    if hex.len() <= COOKIE_HEX_LEN {
-        return Err(FidError::KeyCookieTooShort {
-            text: text.to_string(),
-        });
-    }
-    if hex.len() > KEY_COOKIE_HEX_LEN_MAX {
-        return Err(FidError::KeyCookieTooLong {
-            text: text.to_string(),
-        });
-    }
-    let bad_hex = || FidError::BadHex {
-        text: text.to_string(),
-    };
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad_hex());
-    }
-    let split = hex.len() - COOKIE_HEX_LEN;
-    let key = u64::from_str_radix(&hex[..split], 16).map_err(|_| bad_hex())?;
-    let cookie = u32::from_str_radix(&hex[split..], 16).map_err(|_| bad_hex())?;
-    let key = match delta {
-        None => key,
-        Some(delta_text) => {
-            let bad_delta = || FidError::BadDelta {
-                text: text.to_string(),
-            };
-            let valid = !delta_text.is_empty() && delta_text.bytes().all(|b| b.is_ascii_digit());
-            if !valid {
-                return Err(bad_delta());
-            }
-            let delta: u64 = delta_text.parse().map_err(|_| bad_delta())?;
-            key.checked_add(delta).ok_or_else(bad_delta)?
-        }
-    };
-    Ok((key, cookie))
 }
 
 /// The extension of a file name with its dot, "" when none (`a.tar.gz` -> `.gz`).
@@ -264,60 +144,38 @@ mod tests {
         let fid = parse_path("/7,0a00000001_5").unwrap().fid;
         assert_eq!((fid.volume_id, fid.key, fid.cookie), (7, 0x0a + 5, 1));
         assert!(matches!(
-            parse_fid("7,0a00000001_x"),
-            Err(FidError::BadDelta { .. })
+            parse_path("/7,0a00000001_x"),
+            Err(PathError::BadFid(FidError::BadDelta { .. }))
         ));
     }
 
-    // Proves malformed fids give the typed error naming the problem.
+    // Proves malformed fids give the engine's typed error naming the problem, and paths that
+    // are no fid at all are told apart (the handlers answer 404 for those, 400 for the rest).
     #[test]
     fn malformed_fids_are_rejected() {
-        assert!(matches!(parse_path("/"), Err(FidError::NotAFid { .. })));
-        assert!(matches!(parse_path("/3"), Err(FidError::NotAFid { .. })));
+        for path in ["/", "/3", "/a/b/c/d", "3,01637037d6"] {
+            assert!(
+                matches!(parse_path(path), Err(PathError::NotAFid { .. })),
+                "{path}"
+            );
+        }
+        let bad = |path: &str| match parse_path(path) {
+            Err(PathError::BadFid(error)) => error,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert!(matches!(bad("/x,01637037d6"), FidError::BadVolumeId { .. }));
         assert!(matches!(
-            parse_path("/a/b/c/d"),
-            Err(FidError::NotAFid { .. })
-        ));
-        assert!(matches!(
-            parse_path("/x,01637037d6"),
-            Err(FidError::BadVolumeId { .. })
-        ));
-        assert!(matches!(
-            parse_path("/3,637037d6"),
-            Err(FidError::KeyCookieTooShort { .. })
+            bad("/3,637037d6"),
+            FidError::KeyCookieTooShort { .. }
         ));
         let long = format!("/3,{}", "1".repeat(25));
+        assert!(matches!(bad(&long), FidError::KeyCookieTooLong { .. }));
+        assert!(matches!(bad("/3,0g637037d6"), FidError::BadHex { .. }));
         assert!(matches!(
-            parse_path(&long),
-            Err(FidError::KeyCookieTooLong { .. })
+            bad("/99999999999,01637037d6"),
+            FidError::BadVolumeId { .. }
         ));
-        assert!(matches!(
-            parse_path("/3,0g637037d6"),
-            Err(FidError::BadHex { .. })
-        ));
-        assert!(matches!(
-            parse_path("/99999999999,01637037d6"),
-            Err(FidError::BadVolumeId { .. })
-        ));
-    }
-
-    // Proves Display is the canonical text the master hands out, and parses back.
-    #[test]
-    fn display_round_trips() {
-        assert_eq!(FID.to_string(), "3,01637037d6");
-        let big = FileId {
-            volume_id: 42,
-            key: 0x1234_5678_9abc,
-            cookie: 0xdead_beef,
-        };
-        assert_eq!(big.to_string(), "42,123456789abcdeadbeef");
-        assert_eq!(parse_fid(&big.to_string()).unwrap(), big);
-        let zero = FileId {
-            volume_id: 1,
-            key: 0,
-            cookie: 5,
-        };
-        assert_eq!(parse_fid(&zero.to_string()).unwrap(), zero);
+        assert!(bad("/3,0g637037d6").to_string().contains("0g637037d6"));
     }
 
     proptest::proptest! {
@@ -328,11 +186,11 @@ mod tests {
             let _ = percent_decode(&path);
         }
 
-        // Proves any fid survives Display -> parse.
+        // Proves any fid the engine prints resolves as a path to the same fid.
         #[test]
-        fn fid_round_trip(volume_id: u32, key: u64, cookie: u32) {
+        fn printed_fids_resolve(volume_id: u32, key: u64, cookie: u32) {
             let fid = FileId { volume_id, key, cookie };
-            proptest::prop_assert_eq!(parse_fid(&fid.to_string()).unwrap(), fid);
+            proptest::prop_assert_eq!(parse_path(&format!("/{fid}")).unwrap().fid, fid);
         }
     }
 }

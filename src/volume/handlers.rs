@@ -6,6 +6,7 @@ use super::store::{self, NeedleData, StoreError};
 use super::upload::{UploadError, UploadInput};
 use super::{codec, fid, query, read, replicate, upload};
 use bytes::Bytes;
+use kelp_engine::format::{ReplicaPlacement, Ttl, check_collection};
 use kelp_net::http::{Request, Response};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,10 +18,10 @@ pub fn now_unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn fid_error_response(error: &fid::FidError) -> Response {
+fn fid_error_response(error: &fid::PathError) -> Response {
     let status = match error {
-        fid::FidError::NotAFid { .. } => 404,
-        _ => 400,
+        fid::PathError::NotAFid { .. } => 404,
+        fid::PathError::BadFid(_) => 400,
     };
     Response::error(status, &error.to_string())
 }
@@ -259,30 +260,14 @@ fn create_params(query_text: &str) -> Result<(u32, VolumeSettings), String> {
     let volume_text = query::param(query_text, "volume").ok_or("missing volume=<id>")?;
     let volume_id = fid::parse_volume_id(&volume_text).map_err(|e| e.to_string())?;
     let replication = query::param(query_text, "replication").unwrap_or_default();
-    let replication = if replication.is_empty() {
-        "000".to_string()
-    } else {
-        replication
-    };
-    let placement = kelp_engine::format::ReplicaPlacement::parse(&replication)
-        .map_err(|e| format!("replication {replication:?}: {e}"))?;
-    // Normalized (`60` -> `60m`) so that the same TTL given twice compares equal.
-    let ttl_text = query::param(query_text, "ttl").unwrap_or_default();
-    let ttl = kelp_engine::format::Ttl::parse(&ttl_text)
-        .map_err(|e| format!("ttl {ttl_text:?}: {e}"))?
-        .to_string();
+    let replication = ReplicaPlacement::parse(&replication).map_err(|e| e.to_string())?;
+    let ttl = query::param(query_text, "ttl").unwrap_or_default();
+    let ttl = Ttl::parse(&ttl).map_err(|e| e.to_string())?;
     let collection = query::param(query_text, "collection").unwrap_or_default();
-    let collection_ok = collection
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !collection_ok || collection.len() > 255 {
-        return Err(format!(
-            "collection {collection:?}: letters, digits, '-' and '.' only"
-        ));
-    }
+    check_collection(&collection).map_err(|e| e.to_string())?;
     let settings = VolumeSettings {
         collection,
-        replication: placement.to_string(),
+        replication,
         ttl,
     };
     Ok((volume_id, settings))

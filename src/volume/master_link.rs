@@ -263,8 +263,8 @@ mod tests {
                 delete_count: 1,
                 deleted_byte_count: 100,
                 read_only: false,
-                replica_placement: "000".into(),
-                ttl: String::new(),
+                replica_placement: kelp_engine::format::ReplicaPlacement::default(),
+                ttl: kelp_engine::format::Ttl::EMPTY,
                 compact_revision: 0,
             }],
         };

@@ -10,7 +10,7 @@ use super::master_link::VolumeReport;
 use super::upload::Upload;
 use compio::BufResult;
 use kelp_engine::format::needle::{self, FLAG_GZIP, Needle};
-use kelp_engine::format::{OffsetWidth, ReplicaPlacement, SuperBlock, Ttl};
+use kelp_engine::format::{OffsetWidth, SuperBlock, Ttl, check_collection, parse_volume_base_name};
 use kelp_engine::volume::{
     AppendError, AppendPlan, FileVolume, IdxAppend, OpenOptions, ReadError, ReadPlan, VolumeConfig,
 };
@@ -375,14 +375,10 @@ impl CoreStore {
         if self.volumes.contains_key(&volume_id) {
             return Err(StoreError::AlreadyExists { volume_id });
         }
-        let invalid = |reason: String| StoreError::Failed { context: reason };
-        let placement =
-            ReplicaPlacement::parse(&settings.replication).map_err(|e| invalid(e.to_string()))?;
-        let ttl = Ttl::parse(&settings.ttl).map_err(|e| invalid(e.to_string()))?;
         let config = VolumeConfig {
             id: volume_id,
             collection: settings.collection.clone(),
-            superblock: SuperBlock::new(placement, ttl),
+            superblock: SuperBlock::new(settings.replication, settings.ttl),
             offset_width: OffsetWidth::Five,
             size_limit_bytes: kelp_engine::limits::VOLUME_BYTES_MAX_OFFSET5,
         };
@@ -445,8 +441,8 @@ impl CoreStore {
             delete_count: stats.delete_count,
             deleted_byte_count: stats.deleted_bytes,
             read_only: core.read_only().is_some() || full,
-            replica_placement: superblock.placement.to_string(),
-            ttl: superblock.ttl.to_string(),
+            replica_placement: superblock.placement,
+            ttl: superblock.ttl,
             compact_revision: superblock.compaction_revision,
         }
     }
@@ -559,8 +555,8 @@ fn settings_of(local: &LocalVolume) -> VolumeSettings {
     let superblock = local.volume.core().config().superblock;
     VolumeSettings {
         collection: local.collection.clone(),
-        replication: superblock.placement.to_string(),
-        ttl: superblock.ttl.to_string(),
+        replication: superblock.placement,
+        ttl: superblock.ttl,
     }
 }
 
@@ -612,7 +608,10 @@ pub fn open_dir(config: &Config) -> Result<Vec<CoreStore>, String> {
     Ok(stores)
 }
 
-/// `(collection, id)` of every `<collection>_<id>.dat` / `<id>.dat` in `dir`.
+/// `(collection, id)` of every `<collection>_<id>.dat` / `<id>.dat` in `dir` (split at the
+/// last `_`, as SeaweedFS does). Other `.dat` names are not volumes and are left alone; a
+/// volume whose collection name breaks the rule is an error naming the file, so that it is
+/// renamed rather than served under a name the master refuses.
 fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
     let mut found = Vec::new();
@@ -622,13 +621,21 @@ fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
         let Some(base) = name.to_str().and_then(|n| n.strip_suffix(".dat")) else {
             continue;
         };
-        let (collection, id_text) = match base.rsplit_once('_') {
-            Some((collection, id_text)) => (collection.to_string(), id_text),
-            None => (String::new(), base),
+        let Some((collection, volume_id)) = parse_volume_base_name(base) else {
+            tracing::info!(
+                "{}: not a volume file name, left alone",
+                entry.path().display()
+            );
+            continue;
         };
-        if let Ok(volume_id) = super::fid::parse_volume_id(id_text) {
-            found.push((collection, volume_id));
-        }
+        check_collection(collection).map_err(|e| {
+            let path = entry.path();
+            format!(
+                "volume file {}: {e}; rename its .dat, .idx and .vif",
+                path.display()
+            )
+        })?;
+        found.push((collection.to_string(), volume_id));
     }
     found.sort_by_key(|(_, id)| *id);
     Ok(found)

@@ -386,7 +386,9 @@ fn handle_fake(mut stream: TcpStream, volumes: &Volumes, files: &Files, max: u32
                     ttl: param("ttl"),
                 };
                 volumes.insert(id, volume);
-                (200, "{}".to_string())
+                // As the real volume server answers: the port that serves the new volume.
+                let port = stream.local_addr().ok()?.port();
+                (200, format!(r#"{{"volume":{id},"port":{port}}}"#))
             }
         }
         "/admin/volume/delete" => {

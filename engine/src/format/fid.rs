@@ -62,9 +62,7 @@ impl FileId {
             text.split_once(',').ok_or_else(|| FidError::NoComma {
                 text: text.to_string(),
             })?;
-        let volume_id = parse_volume_id(volume_text).ok_or_else(|| FidError::BadVolumeId {
-            text: text.to_string(),
-        })?;
+        let volume_id = parse_volume_id(volume_text).map_err(|e| e.with_text(text))?;
         let (key, cookie) = parse_key_cookie(key_cookie_text).map_err(|e| e.with_text(text))?;
         Ok(FileId {
             volume_id,
@@ -91,11 +89,21 @@ impl fmt::Display for FileId {
 }
 
 /// Parses a decimal volume id (no sign, no spaces, below 2^32).
-pub fn parse_volume_id(text: &str) -> Option<u32> {
+pub fn parse_volume_id(text: &str) -> Result<u32, FidError> {
+    let bad = || FidError::BadVolumeId {
+        text: text.to_string(),
+    };
     if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        return Err(bad());
     }
-    text.parse::<u32>().ok()
+    text.parse::<u32>().map_err(|_| bad())
+}
+
+/// The volume id that starts a volume or file id as clients send them: `3`, `3,01637037d6`,
+/// `3/01637037d6` (what follows the id is not looked at).
+pub fn parse_volume_id_prefix(text: &str) -> Result<u32, FidError> {
+    let head = text.split([',', '/']).next().unwrap_or(text);
+    parse_volume_id(head).map_err(|e| e.with_text(text))
 }
 
 /// Parses `<key hex><cookie 8 hex>[_<delta>]` into (key + delta, cookie).
@@ -135,11 +143,13 @@ pub fn parse_key_cookie(text: &str) -> Result<(u64, u32), FidError> {
 }
 
 /// `key` as big-endian bytes without leading zero bytes, then the cookie, in lower-case hex.
+/// Key 0 keeps one zero byte (`00` + cookie) so that its text parses back; SeaweedFS prints
+/// the cookie alone, which neither it nor Kelp can parse (no server hands out key 0).
 pub fn format_key_cookie(key: u64, cookie: u32) -> String {
     let mut bytes = [0u8; 12];
     bytes[..8].copy_from_slice(&key.to_be_bytes());
     bytes[8..].copy_from_slice(&cookie.to_be_bytes());
-    let first = bytes[..8].iter().position(|&b| b != 0).unwrap_or(8);
+    let first = bytes[..8].iter().position(|&b| b != 0).unwrap_or(7);
     let mut text = String::with_capacity(24);
     for byte in &bytes[first..] {
         text.push_str(&format!("{byte:02x}"));
@@ -182,6 +192,18 @@ mod tests {
         assert_eq!(fid.to_string(), "3,01637037d6");
     }
 
+    // Proves key 0 prints with one zero byte and parses back.
+    #[test]
+    fn key_zero_round_trips() {
+        let fid = FileId {
+            volume_id: 1,
+            key: 0,
+            cookie: 5,
+        };
+        assert_eq!(fid.to_string(), "1,0000000005");
+        assert_eq!(FileId::parse(&fid.to_string()), Ok(fid));
+    }
+
     // Proves the `_N` suffix adds N to the key and that malformed ids give the right error.
     #[test]
     fn suffix_and_errors() {
@@ -206,6 +228,12 @@ mod tests {
             FileId::parse("3,01637037d6_x"),
             Err(FidError::BadDelta { .. })
         ));
+        assert!(matches!(
+            parse_volume_id_prefix("+3,01637037d6"),
+            Err(FidError::BadVolumeId { .. })
+        ));
+        assert_eq!(parse_volume_id_prefix("3/01637037d6"), Ok(3));
+        assert_eq!(parse_volume_id_prefix("3"), Ok(3));
         let max = format!("3,{}", format_key_cookie(u64::MAX, 1));
         assert!(matches!(
             FileId::parse(&format!("{max}_1")),

@@ -3,6 +3,7 @@
 //! Every decoder takes bytes and returns a typed error naming what is wrong; none panics on
 //! any input (fuzzed in `fuzz/`, property-tested in `engine/tests/format_props.rs`).
 
+pub mod collection;
 pub mod fid;
 pub mod idx;
 pub mod needle;
@@ -11,7 +12,8 @@ pub mod superblock;
 pub mod ttl;
 pub mod vif;
 
-pub use fid::{FidError, FileId};
+pub use collection::{CollectionError, check_collection, parse_volume_base_name};
+pub use fid::{FidError, FileId, parse_volume_id, parse_volume_id_prefix};
 pub use idx::{IdxEntry, IdxError, OffsetWidth, TOMBSTONE_SIZE};
 pub use needle::{Needle, NeedleError, NeedleHeader, Version};
 pub use placement::{PlacementError, ReplicaPlacement};

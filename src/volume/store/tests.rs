@@ -45,8 +45,8 @@ fn fid(key: u64) -> FileId {
 fn settings() -> VolumeSettings {
     VolumeSettings {
         collection: String::new(),
-        replication: "000".to_string(),
-        ttl: String::new(),
+        replication: kelp_engine::format::ReplicaPlacement::default(),
+        ttl: kelp_engine::format::Ttl::EMPTY,
     }
 }
 
