@@ -34,6 +34,9 @@ enum Command {
     Volume(volume::Args),
     /// A filer: paths and directories over the volume servers (SeaweedFS's filer API).
     Filer(filer::Args),
+    /// Load on a filer (Kelp's or SeaweedFS's): small-file creates, stats, reads, deletes,
+    /// and pages of a large directory.
+    FilerBenchmark(filer::benchmark::Args),
     /// Load generator: assign + upload n files, then read them back (like `weed benchmark`).
     Benchmark(kelp_bench::Args),
     /// List (or tar) the live needles of a volume, like `weed export`.
@@ -56,6 +59,7 @@ fn main() {
         Command::Master(args) => ("master", master::run(args)),
         Command::Volume(args) => ("volume", volume::run(args)),
         Command::Filer(args) => ("filer", filer::run(args)),
+        Command::FilerBenchmark(args) => ("filer-benchmark", filer::benchmark::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),

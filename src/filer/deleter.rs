@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use super::fids;
 use super::limits::{DELETE_ATTEMPTS_MAX, DELETE_BATCH_FIDS_MAX, PENDING_READ_MAX};
-use super::namespace::{CHUNK_RECORD_PREFIX, Namespace, PENDING_PREFIX};
+use super::namespace::{CHUNK_RECORD_PREFIX, FID_SEPARATOR, Namespace, PENDING_PREFIX};
 use super::store::Op;
 use super::volumes::Volumes;
 
@@ -67,7 +67,7 @@ async fn delete_round(
     for (key, value) in &pending {
         let text = String::from_utf8_lossy(value);
         let chunk_fids: Vec<String> = text
-            .split(',')
+            .split(FID_SEPARATOR)
             .filter(|f| !f.is_empty())
             .map(str::to_string)
             .collect();

@@ -185,84 +185,117 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// The entry as SeaweedFS 4.48's filer writes it in JSON (field names and order as it does).
-pub fn seaweed_json(full_path: &str, entry: &Entry) -> serde_json::Value {
-    use serde_json::{Map, Value, json};
-    let mtime = rfc3339_nano(entry.mtime_ns);
-    let mut object = Map::new();
-    object.insert("FullPath".into(), json!(full_path));
-    object.insert("Mtime".into(), json!(mtime));
-    object.insert(
-        "Crtime".into(),
-        json!(rfc3339_nano(entry.crtime_s * 1_000_000_000)),
-    );
-    object.insert("Ctime".into(), json!("0001-01-01T00:00:00Z"));
-    object.insert("Atime".into(), json!(mtime));
-    object.insert("Mode".into(), json!(entry.mode));
-    object.insert("Uid".into(), json!(0));
-    object.insert("Gid".into(), json!(0));
-    object.insert("Mime".into(), json!(entry.mime));
-    object.insert("TtlSec".into(), json!(entry.ttl_sec));
-    object.insert("UserName".into(), json!(""));
-    object.insert("GroupNames".into(), Value::Null);
-    object.insert("SymlinkTarget".into(), json!(""));
-    let md5 = if entry.is_directory() || entry.md5.is_empty() {
-        Value::Null
-    } else {
-        json!(entry.md5)
-    };
-    object.insert("Md5".into(), md5);
-    object.insert("FileSize".into(), json!(entry.file_size));
-    object.insert("Rdev".into(), json!(0));
-    object.insert("Inode".into(), json!(entry.inode));
-    object.insert("Extended".into(), extended_json(entry));
-    if !entry.is_directory() && !entry.chunks.is_empty() {
-        object.insert("chunks".into(), chunks_json(entry));
-    }
-    object.insert("HardLinkId".into(), Value::Null);
-    object.insert("HardLinkCounter".into(), json!(0));
-    object.insert("Content".into(), Value::Null);
-    object.insert("Remote".into(), Value::Null);
-    object.insert("Quota".into(), json!(0));
-    object.insert("WORMEnforcedAtTsNs".into(), json!(0));
-    Value::Object(object)
+/// The entry as SeaweedFS 4.48's filer writes it in JSON (its field names, in its order).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SeaweedEntry<'a> {
+    full_path: &'a str,
+    mtime: String,
+    crtime: String,
+    ctime: &'static str,
+    atime: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mime: &'a str,
+    ttl_sec: u32,
+    user_name: &'static str,
+    group_names: Option<()>,
+    symlink_target: &'static str,
+    md5: Option<&'a str>,
+    file_size: u64,
+    rdev: u32,
+    inode: u64,
+    extended: Option<BTreeMap<&'a str, String>>,
+    #[serde(rename = "chunks", skip_serializing_if = "Vec::is_empty")]
+    chunks: Vec<SeaweedChunk<'a>>,
+    hard_link_id: Option<()>,
+    hard_link_counter: u32,
+    content: Option<()>,
+    remote: Option<()>,
+    quota: u64,
+    #[serde(rename = "WORMEnforcedAtTsNs")]
+    worm_enforced_at_ts_ns: u64,
 }
 
-/// Extended attributes: values base64 (they are bytes in SeaweedFS), null when none.
-fn extended_json(entry: &Entry) -> serde_json::Value {
+#[derive(Serialize)]
+struct SeaweedChunk<'a> {
+    file_id: &'a str,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    offset: u64,
+    size: u64,
+    modified_ts_ns: i64,
+    e_tag: &'a str,
+    fid: serde_json::Value,
+}
+
+fn is_zero_u64(value: &u64) -> bool {
+    *value == 0
+}
+
+pub fn seaweed_entry<'a>(full_path: &'a str, entry: &'a Entry) -> SeaweedEntry<'a> {
     use base64::Engine;
-    if entry.extended.is_empty() {
-        return serde_json::Value::Null;
+    let mtime = rfc3339_nano(entry.mtime_ns);
+    let file = !entry.is_directory();
+    let extended = (!entry.extended.is_empty()).then(|| {
+        entry
+            .extended
+            .iter()
+            .map(|(name, value)| {
+                let value = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+                (name.as_str(), value)
+            })
+            .collect()
+    });
+    let chunks = if file {
+        entry
+            .chunks
+            .iter()
+            .map(|chunk| SeaweedChunk {
+                file_id: &chunk.fid,
+                offset: chunk.offset,
+                size: chunk.size,
+                modified_ts_ns: chunk.mtime_ns,
+                e_tag: &chunk.etag,
+                fid: super::fids::json_parts(&chunk.fid),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    SeaweedEntry {
+        full_path,
+        crtime: rfc3339_nano(entry.crtime_s * 1_000_000_000),
+        ctime: "0001-01-01T00:00:00Z",
+        atime: mtime.clone(),
+        mtime,
+        mode: entry.mode,
+        uid: 0,
+        gid: 0,
+        mime: &entry.mime,
+        ttl_sec: entry.ttl_sec,
+        user_name: "",
+        group_names: None,
+        symlink_target: "",
+        md5: (file && !entry.md5.is_empty()).then_some(entry.md5.as_str()),
+        file_size: entry.file_size,
+        rdev: 0,
+        inode: entry.inode,
+        extended,
+        chunks,
+        hard_link_id: None,
+        hard_link_counter: 0,
+        content: None,
+        remote: None,
+        quota: 0,
+        worm_enforced_at_ts_ns: 0,
     }
-    let encoded: serde_json::Map<String, serde_json::Value> = entry
-        .extended
-        .iter()
-        .map(|(name, value)| {
-            let value = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
-            (name.clone(), serde_json::Value::String(value))
-        })
-        .collect();
-    serde_json::Value::Object(encoded)
 }
 
-fn chunks_json(entry: &Entry) -> serde_json::Value {
-    let chunks: Vec<serde_json::Value> = entry
-        .chunks
-        .iter()
-        .map(|chunk| {
-            let mut object = serde_json::Map::new();
-            object.insert("file_id".into(), chunk.fid.clone().into());
-            if chunk.offset > 0 {
-                object.insert("offset".into(), chunk.offset.into());
-            }
-            object.insert("size".into(), chunk.size.into());
-            object.insert("modified_ts_ns".into(), chunk.mtime_ns.into());
-            object.insert("e_tag".into(), chunk.etag.clone().into());
-            object.insert("fid".into(), super::fids::json_parts(&chunk.fid));
-            serde_json::Value::Object(object)
-        })
-        .collect();
-    serde_json::Value::Array(chunks)
+/// [`seaweed_entry`] as a JSON value.
+#[cfg(test)]
+pub fn seaweed_json(full_path: &str, entry: &Entry) -> serde_json::Value {
+    serde_json::to_value(seaweed_entry(full_path, entry)).expect("entries serialize")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A directory page: read from the store with SeaweedFS's `limit`, `lastFileName`,
 //! `namePattern` and `namePatternExclude`, and written as SeaweedFS's JSON or as HTML.
 
-use super::entry::{Entry, seaweed_json};
+use super::entry::{Entry, SeaweedEntry, seaweed_entry};
 use super::error::{FilerError, FilerResult};
 use super::limits::LIST_LIMIT_MAX;
 use super::namespace::{Namespace, now_ns};
@@ -125,27 +125,50 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
     pattern[p..].iter().all(|c| *c == '*')
 }
 
-/// SeaweedFS's listing JSON.
-pub fn json(page: &Page) -> serde_json::Value {
-    let shown_path = if page.dir == "/" {
-        ""
-    } else {
-        page.dir.as_str()
-    };
-    let entries: Vec<serde_json::Value> = page
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SeaweedListing<'a> {
+    version: &'static str,
+    path: &'a str,
+    entries: Option<Vec<SeaweedEntry<'a>>>,
+    limit: usize,
+    last_file_name: &'a str,
+    should_display_load_more: bool,
+    empty_folder: bool,
+}
+
+/// SeaweedFS's listing JSON (its field names, in its order).
+pub fn json_bytes(page: &Page, pretty: bool) -> Vec<u8> {
+    let paths: Vec<String> = page
         .entries
         .iter()
-        .map(|(name, entry)| seaweed_json(&path::join(&page.dir, name), entry))
+        .map(|(name, _)| path::join(&page.dir, name))
         .collect();
-    serde_json::json!({
-        "Version": VERSION,
-        "Path": shown_path,
-        "Entries": if entries.is_empty() { serde_json::Value::Null } else { entries.into() },
-        "Limit": page.limit,
-        "LastFileName": page.last_file_name,
-        "ShouldDisplayLoadMore": page.should_display_load_more,
-        "EmptyFolder": page.entries.is_empty() && page.requested_after.is_empty(),
-    })
+    let entries: Vec<SeaweedEntry<'_>> = page
+        .entries
+        .iter()
+        .zip(&paths)
+        .map(|((_, entry), full)| seaweed_entry(full, entry))
+        .collect();
+    let listing = SeaweedListing {
+        version: VERSION,
+        path: if page.dir == "/" {
+            ""
+        } else {
+            page.dir.as_str()
+        },
+        entries: (!entries.is_empty()).then_some(entries),
+        limit: page.limit,
+        last_file_name: &page.last_file_name,
+        should_display_load_more: page.should_display_load_more,
+        empty_folder: page.entries.is_empty() && page.requested_after.is_empty(),
+    };
+    if pretty {
+        serde_json::to_vec_pretty(&listing)
+    } else {
+        serde_json::to_vec(&listing)
+    }
+    .expect("listings serialize")
 }
 
 fn escape(text: &str) -> String {

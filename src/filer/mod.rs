@@ -9,6 +9,7 @@
 //! chunk deletion and the crash sweep), [`http`], [`read`] and [`write`] (the HTTP API),
 //! [`listing`], [`metrics`].
 
+pub mod benchmark;
 pub mod data;
 pub mod deleter;
 pub mod entry;

@@ -19,6 +19,8 @@ use super::store::{Expect, FilerStore, Op, StoreError};
 pub const CHUNK_RECORD_PREFIX: &str = "c/";
 /// Prefix of pending chunk deletions.
 pub const PENDING_PREFIX: &str = "d/";
+/// Between the fids of a pending-delete record (a fid has a comma of its own).
+pub const FID_SEPARATOR: &str = " ";
 
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -57,7 +59,7 @@ pub fn chunk_ops(old: Option<&Entry>, new: Option<&Entry>) -> (Vec<Op>, bool) {
     if !dropped.is_empty() {
         ops.push(Op::PutRecord {
             key: pending_key(),
-            value: dropped.join(",").into_bytes(),
+            value: dropped.join(FID_SEPARATOR).into_bytes(),
         });
     }
     (ops, !dropped.is_empty())
@@ -128,13 +130,30 @@ impl Namespace {
     /// Change the entry at `path`: `change` gets the current entry (None when absent) and
     /// returns the new one (None deletes it). Parents are made as directories. Retried when
     /// another writer changed the entry meanwhile. Returns the entry written.
-    pub async fn update<F>(&self, path: &str, mut change: F) -> FilerResult<Option<Entry>>
+    pub async fn update<F>(&self, path: &str, change: F) -> FilerResult<Option<Entry>>
+    where
+        F: FnMut(Option<&Entry>) -> FilerResult<Option<Entry>>,
+    {
+        self.update_from(path, None, change).await
+    }
+
+    /// [`Namespace::update`] whose first attempt starts from `read`, what the caller just
+    /// read at `path` (saves a store read).
+    pub async fn update_from<F>(
+        &self,
+        path: &str,
+        mut read: Option<Option<Found>>,
+        mut change: F,
+    ) -> FilerResult<Option<Entry>>
     where
         F: FnMut(Option<&Entry>) -> FilerResult<Option<Entry>>,
     {
         assert!(path != "/", "the root is never written");
         for _ in 0..CONFLICT_RETRIES_MAX {
-            let found = self.find(path).await?;
+            let found = match read.take() {
+                Some(found) => found,
+                None => self.find(path).await?,
+            };
             let old = found.as_ref().map(|f| &f.entry);
             let new = change(old)?;
             let mut ops = match &new {
@@ -245,7 +264,7 @@ impl Namespace {
         }
         let op = Op::PutRecord {
             key: pending_key(),
-            value: fids.join(",").into_bytes(),
+            value: fids.join(FID_SEPARATOR).into_bytes(),
         };
         self.apply(vec![op], true).await
     }

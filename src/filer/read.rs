@@ -11,7 +11,7 @@ use hyper::header::HeaderValue;
 
 use super::Filer;
 use super::data;
-use super::entry::{Entry, seaweed_json};
+use super::entry::{Entry, seaweed_entry};
 use super::error::{FilerError, FilerResult};
 use super::http::{Call, HttpResponse, empty, full, header, json, respond};
 use super::listing::{self, ListRequest};
@@ -26,7 +26,14 @@ pub async fn get(filer: &Arc<Filer>, call: Call) -> FilerResult<HttpResponse> {
     };
     let pretty = call.params.has("pretty");
     if call.params.flag("metadata") {
-        return Ok(json(200, &seaweed_json(target, &found.entry), pretty));
+        let entry = seaweed_entry(target, &found.entry);
+        let body = if pretty {
+            serde_json::to_vec_pretty(&entry)
+        } else {
+            serde_json::to_vec(&entry)
+        };
+        let body = Bytes::from(body.expect("entries serialize"));
+        return Ok(respond(200, "application/json", body));
     }
     if call.params.get("op") == Some("meta") {
         let meta = serde_json::to_value(&found.entry.meta).expect("a map serializes");
@@ -54,7 +61,8 @@ async fn list(filer: &Arc<Filer>, call: &Call, pretty: bool) -> FilerResult<Http
     let wants_json =
         header(&call.headers, "accept").is_some_and(|a| a.contains("application/json"));
     if wants_json {
-        Ok(json(200, &listing::json(&page), pretty))
+        let body = Bytes::from(listing::json_bytes(&page, pretty));
+        Ok(respond(200, "application/json", body))
     } else {
         let html = listing::html(&page);
         Ok(respond(200, "text/html; charset=utf-8", Bytes::from(html)))

@@ -36,7 +36,14 @@ pub async fn delete(namespace: &Namespace, target: &str, recursive: bool) -> Fil
         return Ok(0);
     };
     if !found.entry.is_directory() {
-        namespace.update(target, |_| Ok(None)).await?;
+        namespace
+            .update_from(target, Some(Some(found)), |old| match old {
+                Some(old) if old.is_directory() => Err(FilerError::conflict(format!(
+                    "{target} became a directory meanwhile: delete it again"
+                ))),
+                _ => Ok(None),
+            })
+            .await?;
         return Ok(1);
     }
     let has_children = !namespace.store.list(target, "", false, 1).await?.is_empty();

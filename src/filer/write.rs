@@ -19,7 +19,7 @@ use super::limits::{
     EXTENDED_BYTES_MAX, META_KEY_BYTES_MAX, META_PAIRS_MAX, META_VALUE_BYTES_MAX,
     MULTIPART_BODY_BYTES_MAX,
 };
-use super::namespace::now_ns;
+use super::namespace::{Found, now_ns};
 use super::path;
 use super::tree;
 use super::volumes::Placement;
@@ -173,12 +173,18 @@ async fn upload(filer: &Arc<Filer>, call: Call) -> FilerResult<HttpResponse> {
     let (placement, ttl_sec) = placement(filer, &call)?;
     let extended = seaweed_headers(&call.headers)?;
     let mut target = call.target.path.clone();
+    let mut existing = match call.target.directory_hint {
+        true => None,
+        false => Some(filer.namespace.find(&target).await?),
+    };
     let into_dir = call.target.directory_hint
-        || filer
-            .namespace
-            .find(&target)
-            .await?
-            .is_some_and(|f| f.entry.is_directory());
+        || existing
+            .as_ref()
+            .is_some_and(|found| found.as_ref().is_some_and(|f| f.entry.is_directory()));
+    if into_dir {
+        // The file goes under it: what was read is not the entry the commit replaces.
+        existing = None;
+    }
     let (uploaded, mime) = if is_multipart(&call) {
         let part = read_part(call).await?;
         if into_dir {
@@ -221,7 +227,7 @@ async fn upload(filer: &Arc<Filer>, call: Call) -> FilerResult<HttpResponse> {
     entry.extended = extended;
     entry.collection = placement.collection.clone();
     entry.replication = placement.replication.clone();
-    commit_upload(filer, &target, entry, uploaded).await
+    commit_upload(filer, &target, existing, entry, uploaded).await
 }
 
 /// The Content-Type to remember: none for the generic ones.
@@ -236,6 +242,7 @@ fn mime_to_keep(content_type: &str) -> String {
 async fn commit_upload(
     filer: &Arc<Filer>,
     target: &str,
+    existing: Option<Option<Found>>,
     mut entry: Entry,
     uploaded: Uploaded,
 ) -> FilerResult<HttpResponse> {
@@ -244,7 +251,7 @@ async fn commit_upload(
     entry.md5 = uploaded.md5_base64.clone();
     let committed = filer
         .namespace
-        .update(target, |old| match old {
+        .update_from(target, existing, |old| match old {
             Some(old) if old.is_directory() => Err(FilerError::conflict(format!(
                 "{target} is a directory: cannot write a file over it"
             ))),
