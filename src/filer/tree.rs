@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use super::Filer;
-use super::entry::Entry;
+use super::entry::{Entry, MODE_DIR, MODE_FILE_DEFAULT};
 use super::error::{FilerError, FilerResult};
 use super::limits::DELETE_BATCH_ENTRIES_MAX;
 use super::namespace::{Found, Namespace, chunk_ops, now_ns};
@@ -23,7 +23,12 @@ pub async fn make_directory(namespace: &Namespace, dir: &str) -> FilerResult<()>
             Some(_) => Err(FilerError::conflict(format!(
                 "{dir} is a file, not a directory"
             ))),
-            None => Ok(Some(Entry::new_directory(now_ns()))),
+            None => {
+                // SeaweedFS gives a directory made by a request mode 0660, an implicit one 0771.
+                let mut made = Entry::new_directory(now_ns());
+                made.mode = MODE_DIR | MODE_FILE_DEFAULT;
+                Ok(Some(made))
+            }
         })
         .await?;
     Ok(())
