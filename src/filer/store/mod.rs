@@ -96,6 +96,9 @@ pub enum Op {
     DeleteRecord { key: String },
 }
 
+/// Named records found by prefix: (key, value) in key order.
+pub type Records = Vec<(String, Vec<u8>)>;
+
 /// One entry of a directory page: its name and stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -126,11 +129,7 @@ pub trait FilerStore: Send + Sync {
     fn apply(&self, ops: Vec<Op>) -> BoxFuture<'_, StoreResult<()>>;
 
     /// Records whose key starts with `prefix`, in key order, up to `limit`.
-    fn records<'a>(
-        &'a self,
-        prefix: &'a str,
-        limit: usize,
-    ) -> BoxFuture<'a, StoreResult<Vec<(String, Vec<u8>)>>>;
+    fn records<'a>(&'a self, prefix: &'a str, limit: usize) -> BoxFuture<'a, StoreResult<Records>>;
 }
 
 /// Open the store a `--store` flag names: `redb` (a file under `dir`), `redis://...` or

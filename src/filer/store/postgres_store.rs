@@ -92,10 +92,8 @@ impl PostgresStore {
             .await
             .map_err(|e| backend("begin", e))?;
         for op in &ops {
-            if let Err(error) = apply_one(&transaction, statements, op).await {
-                // Dropping the transaction rolls it back.
-                return Err(error);
-            }
+            // On an error, dropping the transaction rolls it back.
+            apply_one(&transaction, statements, op).await?;
         }
         transaction.commit().await.map_err(|e| backend("commit", e))
     }
@@ -242,7 +240,7 @@ impl FilerStore for PostgresStore {
         &'a self,
         prefix: &'a str,
         limit: usize,
-    ) -> BoxFuture<'a, StoreResult<Vec<(String, Vec<u8>)>>> {
+    ) -> BoxFuture<'a, StoreResult<super::Records>> {
         Box::pin(async move {
             let guard = self.connection().await;
             let end = prefix_end(prefix);

@@ -318,7 +318,7 @@ impl FilerStore for RedbStore {
         &'a self,
         prefix: &'a str,
         limit: usize,
-    ) -> BoxFuture<'a, StoreResult<Vec<(String, Vec<u8>)>>> {
+    ) -> BoxFuture<'a, StoreResult<super::Records>> {
         Box::pin(async move { self.read_records(prefix, limit) })
     }
 }

@@ -240,7 +240,7 @@ impl FilerStore for RedisStore {
         &'a self,
         prefix: &'a str,
         limit: usize,
-    ) -> BoxFuture<'a, StoreResult<Vec<(String, Vec<u8>)>>> {
+    ) -> BoxFuture<'a, StoreResult<super::Records>> {
         Box::pin(self.record_page(prefix, limit))
     }
 }
