@@ -11,16 +11,9 @@ if [[ -z ${KELP_PEER_WEED:-} && -x $peer ]]; then
   export KELP_PEER_WEED=${KELP_PEER_HOME:-$HOME/.cache/kelp-peer}/venv/bin/weed
 fi
 
-# Tests of the filer's shared stores are named *needs_redis / *needs_postgres: they run below
-# when the server binaries are installed, and are listed as ignored (with the reason) when not.
-store_tests=(--skip needs_redis --skip needs_postgres)
-if [[ -n ${KELP_PEER_WEED:-} ]]; then
-  cargo test --workspace -- --include-ignored "${store_tests[@]}"
-else
-  echo "test.sh: no SeaweedFS peer (set KELP_PEER_WEED); its compatibility tests are ignored" >&2
-  cargo test --workspace -- "${store_tests[@]}"
-fi
-
+# The filer's shared-store tests are named *needs_redis / *needs_postgres: they run first, when
+# the server binaries are installed, and are listed as ignored (with the reason) when not;
+# the whole suite (without them) runs last, so its summary closes the output.
 have_redis() { [[ -x /usr/bin/redis-server || -x /usr/local/bin/redis-server ]]; }
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 for store in redis postgres; do
@@ -31,3 +24,11 @@ for store in redis postgres; do
     cargo test -p kelp -- "needs_$store"
   fi
 done
+
+store_tests=(--skip needs_redis --skip needs_postgres)
+if [[ -n ${KELP_PEER_WEED:-} ]]; then
+  cargo test --workspace -- --include-ignored "${store_tests[@]}"
+else
+  echo "test.sh: no SeaweedFS peer (set KELP_PEER_WEED); its compatibility tests are ignored" >&2
+  cargo test --workspace -- "${store_tests[@]}"
+fi
