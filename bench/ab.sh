@@ -43,8 +43,11 @@ declare -A master=([A]=127.0.0.1:23433 [B]=127.0.0.1:23443)
 declare -A volume=([A]=23480 [B]=23490)
 for system in A B; do
   mkdir -p "$work/$system"
+  # Two servers at once: no filer (a binary that runs one would take port 8888 twice).
+  no_filer=()
+  "${bin[$system]}" server --help 2>/dev/null | grep -q -- --filer-port && no_filer=(--filer-port 0)
   "${bin[$system]}" server --dir "$work/$system" --master-port "${master[$system]#*:}" \
-    --volume-port "${volume[$system]}" --max 100 --volume-size-limit-mb 1024 \
+    --volume-port "${volume[$system]}" --max 100 --volume-size-limit-mb 1024 "${no_filer[@]}" \
     >"$work/$system.log" 2>&1 &
   pids+=($!)
   server_pid[$system]=$!

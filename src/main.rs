@@ -1,6 +1,7 @@
-//! The `kelp` binary: one CLI for the master, the volume server, both in one process
-//! (`kelp server`), the benchmark and the offline volume tools.
+//! The `kelp` binary: one CLI for the master, the volume server, the filer, all in one
+//! process (`kelp server`), the benchmark and the offline volume tools.
 
+mod filer;
 mod master;
 mod server;
 mod tools;
@@ -31,6 +32,11 @@ enum Command {
     Master(master::Args),
     /// A volume server: stores needles, one io_uring loop per core.
     Volume(volume::Args),
+    /// A filer: paths and directories over the volume servers (SeaweedFS's filer API).
+    Filer(filer::Args),
+    /// Load on a filer (Kelp's or SeaweedFS's): small-file creates, stats, reads, deletes,
+    /// and pages of a large directory.
+    FilerBenchmark(filer::benchmark::Args),
     /// Load generator: assign + upload n files, then read them back (like `weed benchmark`).
     Benchmark(kelp_bench::Args),
     /// List (or tar) the live needles of a volume, like `weed export`.
@@ -52,6 +58,8 @@ fn main() {
         Command::Server(args) => ("server", server::run(args)),
         Command::Master(args) => ("master", master::run(args)),
         Command::Volume(args) => ("volume", volume::run(args)),
+        Command::Filer(args) => ("filer", filer::run(args)),
+        Command::FilerBenchmark(args) => ("filer-benchmark", filer::benchmark::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),

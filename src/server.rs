@@ -1,8 +1,8 @@
-//! `kelp server`: a master and one volume server in one process (the quick start).
+//! `kelp server`: a master, one volume server and a filer in one process (the quick start).
 //!
-//! The master runs on its own tokio runtime in its own threads; the volume server runs on
-//! its per-core compio threads in the calling thread. Volume files live in `--dir`, the
-//! master's Raft log in `--dir/master`.
+//! The master and the filer run on their own tokio runtimes in their own threads; the volume
+//! server runs on its per-core compio threads in the calling thread. Volume files live in
+//! `--dir`, the master's Raft log in `--dir/master`, the filer's store in `--dir/filer`.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -45,6 +45,9 @@ pub struct Args {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     pub pulse_seconds: u64,
+    /// Filer HTTP port (0: no filer).
+    #[arg(long, default_value_t = 8888)]
+    pub filer_port: u16,
 }
 
 /// How long `kelp server` waits for its volume server to join the master before it says it
@@ -77,6 +80,9 @@ pub fn run(args: Args) -> CliResult {
     let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
     let master = start_master_thread(config)?;
     let master_address = format!("{}:{}", args.ip, args.master_port);
+    if args.filer_port != 0 {
+        start_filer_thread(&args, &master_address)?;
+    }
     std::thread::Builder::new()
         .name("kelp-ready".into())
         .spawn(move || announce_ready(&master, &master_address))
@@ -187,5 +193,61 @@ fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<Arc<Master>, S
             Ok(()) => "the listener closed".to_string(),
             Err(error) => error,
         }
+    })
+}
+
+/// Start the filer (store in `--dir/filer`) on its own runtime; returns once it listens. If
+/// it stops later, the whole process exits.
+fn start_filer_thread(args: &Args, master_address: &str) -> Result<(), String> {
+    let filer_args = crate::filer::Args {
+        port: args.filer_port,
+        ip: args.ip.clone(),
+        master: master_address.to_string(),
+        store: "redb".into(),
+        dir: args.dir.join("filer"),
+        max_chunk_mb: 4,
+        collection: String::new(),
+        default_replication: String::new(),
+    };
+    let (started, wait) = mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("kelp-filer".into())
+        .spawn(move || {
+            let failure = run_filer(&filer_args, &started);
+            let _ = started.send(Err(failure.clone()));
+            eprintln!("kelp server: the filer stopped: {failure}");
+            std::process::exit(1);
+        })
+        .map_err(|e| format!("start the filer thread: {e}"))?;
+    match wait.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("filer: {error}")),
+        Err(_) => Err("filer: the filer thread ended before it started".into()),
+    }
+}
+
+/// Runs the filer until it fails; returns why.
+fn run_filer(args: &crate::filer::Args, started: &mpsc::Sender<Result<(), String>>) -> String {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("kelp-filer")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return format!("start the tokio runtime: {error}"),
+    };
+    runtime.block_on(async move {
+        let listener = match crate::filer::bind(args).await {
+            Ok(listener) => listener,
+            Err(error) => return error,
+        };
+        let filer = match crate::filer::start(args).await {
+            Ok(filer) => filer,
+            Err(error) => return error,
+        };
+        let _ = started.send(Ok(()));
+        crate::filer::http::serve(filer, listener).await;
+        "the listener closed".to_string()
     })
 }

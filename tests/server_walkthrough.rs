@@ -29,6 +29,8 @@ fn server_args(
         "2",
         "--pulse-seconds",
         &pulse_s.to_string(),
+        "--filer-port",
+        &free_port().to_string(),
     ]
     .map(String::from)
     .to_vec()
