@@ -37,7 +37,10 @@ uncached_reads() {
 run() { # BIN LABEL
   local dir out cpu_before cpu_after
   dir=$(mktemp -d target/cold-read.XXXXXX)
-  "$1" server --dir "$dir" --master-port 23800 --volume-port 23810 --max 100 >"$dir/log" 2>&1 &
+  no_filer=()
+  "$1" server --help 2>/dev/null | grep -q -- --filer-port && no_filer=(--filer-port 0)
+  "$1" server --dir "$dir" --master-port 23800 --volume-port 23810 --max 100 "${no_filer[@]}" \
+    >"$dir/log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:23800/dir/assign" >/dev/null 2>&1 && break

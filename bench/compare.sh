@@ -103,8 +103,11 @@ elif "$kelp" server --help 2>/dev/null | grep -q -- '--master-port'; then
   mkdir -p "$work/kelp/data"
   # The same volume count and size limit as peer.sh gives SeaweedFS (-max=100, 1024 MB): every
   # workload writes to a collection of its own, and each collection grows a batch of volumes.
+  # No filer: these workloads do not use one, and port 8888 may be taken.
+  no_filer=()
+  "$kelp" server --help 2>/dev/null | grep -q -- --filer-port && no_filer=(--filer-port 0)
   "$kelp" server --dir "$work/kelp/data" --master-port 23343 --volume-port 23390 \
-    --max 100 --volume-size-limit-mb 1024 >"$work/kelp/server.log" 2>&1 &
+    --max 100 --volume-size-limit-mb 1024 "${no_filer[@]}" >"$work/kelp/server.log" 2>&1 &
   kelp_pids+=($!)
   kelp_master=127.0.0.1:23343
 elif "$kelp" master --help 2>/dev/null | grep -q -- '--mdir' &&

@@ -34,6 +34,8 @@ impl Server {
             &master_port.to_string(),
             "--volume-port",
             &volume_port.to_string(),
+            "--filer-port",
+            "0",
             "--cores",
             "1",
             "--max",
