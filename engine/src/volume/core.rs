@@ -50,6 +50,9 @@ pub struct VolumeStats {
     pub live_count: u64,
     /// Largest key ever written (the master raises its sequencer past it).
     pub max_key: u64,
+    /// Record bytes (header, body, tail, padding) of the live needles: what a compaction
+    /// copies.
+    pub live_record_bytes: u64,
 }
 
 /// Why a volume refuses writes.
@@ -287,6 +290,31 @@ impl VolumeCore {
         self.dat_end
     }
 
+    /// Bytes of the `.dat` a compaction gives back: deleted and overwritten needles, delete
+    /// markers, and space a failed write left. Needles past their TTL are not counted here
+    /// (telling them needs their bytes); a compaction drops them too.
+    pub fn garbage_bytes(&self) -> u64 {
+        let data_bytes = self.dat_end - self.config.superblock.block_bytes();
+        data_bytes.saturating_sub(self.stats.live_record_bytes)
+    }
+
+    /// `garbage_bytes` over the bytes after the superblock (0 for an empty volume): the
+    /// master compacts a volume whose ratio reaches its garbage threshold.
+    pub fn garbage_ratio(&self) -> f64 {
+        let data_bytes = self.dat_end - self.config.superblock.block_bytes();
+        if data_bytes == 0 {
+            return 0.0;
+        }
+        let ratio = self.garbage_bytes() as f64 / data_bytes as f64;
+        assert!((0.0..=1.0).contains(&ratio));
+        ratio
+    }
+
+    /// The append time of the latest append planned (0 before the first since open).
+    pub fn last_append_at_ns(&self) -> u64 {
+        self.last_append_at_ns
+    }
+
     pub fn idx_bytes(&self) -> u64 {
         self.idx_end
     }
@@ -466,7 +494,8 @@ impl VolumeCore {
     /// Applies one `.idx` entry (from a completed append or from recovery) to the map and
     /// the counters. Entries must be applied in `.idx` order.
     pub fn apply_entry(&mut self, entry: IdxEntry) {
-        apply_entry(&mut self.map, &mut self.stats, entry);
+        let version = self.version();
+        apply_entry(&mut self.map, &mut self.stats, entry, version);
     }
 
     /// Where to read `key`: its whole record.
@@ -566,12 +595,23 @@ impl VolumeCore {
 }
 
 /// Applies one `.idx` entry to a map and its counters (SeaweedFS's counting rules).
-pub(crate) fn apply_entry(map: &mut NeedleMap, stats: &mut VolumeStats, entry: IdxEntry) {
+pub(crate) fn apply_entry(
+    map: &mut NeedleMap,
+    stats: &mut VolumeStats,
+    entry: IdxEntry,
+    version: Version,
+) {
     stats.max_key = stats.max_key.max(entry.key);
+    let forget = |stats: &mut VolumeStats, old: NeedleValue| {
+        stats.delete_count += 1;
+        stats.deleted_bytes += u64::from(old.size);
+        let old_record_bytes = needle::record_bytes(old.size, version);
+        assert!(stats.live_record_bytes >= old_record_bytes);
+        stats.live_record_bytes -= old_record_bytes;
+    };
     if entry.is_tombstone() {
         if let Some(old) = map.remove(entry.key) {
-            stats.delete_count += 1;
-            stats.deleted_bytes += u64::from(old.size);
+            forget(stats, old);
         }
         return;
     }
@@ -580,8 +620,8 @@ pub(crate) fn apply_entry(map: &mut NeedleMap, stats: &mut VolumeStats, entry: I
         size: entry.size,
     };
     stats.file_count += 1;
+    stats.live_record_bytes += needle::record_bytes(entry.size, version);
     if let Some(old) = map.insert(entry.key, value) {
-        stats.delete_count += 1;
-        stats.deleted_bytes += u64::from(old.size);
+        forget(stats, old);
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn recover<S: Storage>(
     let kept_bytes = idx_bytes.as_ref().map_or(0, Vec::len) as u64;
     let idx_end = persist_index(storage, &paths.idx, &image, kept_bytes, &found)?;
     let all_entries = || image.entries().chain(found.iter().copied());
-    let (map, stats) = load_map(all_entries);
+    let (map, stats) = load_map(all_entries, version);
     let core = VolumeCore::from_parts(config, map, stats, dat_end, idx_end);
     Ok((core, report))
 }
@@ -322,7 +322,10 @@ pub(crate) fn write_atomically<S: Storage>(
 /// Bulk-loads the map (last entry per key wins, tombstones remove) and derives the counters
 /// applying the entries one by one would give: every write is counted once and is either
 /// still live or was overwritten or deleted exactly once.
-fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap, VolumeStats) {
+fn load_map<I: Iterator<Item = IdxEntry>>(
+    entries: impl Fn() -> I,
+    version: Version,
+) -> (NeedleMap, VolumeStats) {
     let values = entries().map(|e| {
         (
             e.key,
@@ -341,7 +344,11 @@ fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap
             written_bytes += u64::from(entry.size);
         }
     }
-    let live_bytes: u64 = map.iter().map(|(_, value)| u64::from(value.size)).sum();
+    let (mut live_bytes, mut live_record_bytes) = (0u64, 0u64);
+    for (_, value) in map.iter() {
+        live_bytes += u64::from(value.size);
+        live_record_bytes += needle::record_bytes(value.size, version);
+    }
     let live_count = map.len() as u64;
     assert!(live_count <= file_count && live_bytes <= written_bytes);
     let stats = VolumeStats {
@@ -350,6 +357,7 @@ fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap
         deleted_bytes: written_bytes - live_bytes,
         live_count,
         max_key,
+        live_record_bytes,
     };
     (map, stats)
 }
