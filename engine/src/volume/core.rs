@@ -64,6 +64,9 @@ pub enum ReadOnlyReason {
     FailedWrite { offset: u64 },
     /// Version-2 volumes are read, never appended to.
     OldVersion,
+    /// A compaction failed during its commit (the file swap): the files on disk are the new
+    /// volume, or become it or the old one when the volume is opened again. Reopen it.
+    CompactionCommit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,12 +318,23 @@ impl VolumeCore {
         self.last_append_at_ns
     }
 
+    /// Appends after this one get a later append time (a compacted volume continues the
+    /// old one's clock).
+    pub(crate) fn continue_append_clock(&mut self, last_append_at_ns: u64) {
+        self.last_append_at_ns = self.last_append_at_ns.max(last_append_at_ns);
+    }
+
     pub fn idx_bytes(&self) -> u64 {
         self.idx_end
     }
 
     pub fn read_only(&self) -> Option<&ReadOnlyReason> {
         self.read_only.as_ref()
+    }
+
+    /// Refuses appends for `reason` from now on (reads keep working).
+    pub(crate) fn refuse_appends(&mut self, reason: ReadOnlyReason) {
+        self.read_only = Some(reason);
     }
 
     /// Marks (or clears an operator mark) read-only. Other reasons cannot be cleared.

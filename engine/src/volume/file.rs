@@ -2,6 +2,7 @@
 //! simulated one underneath) with positional I/O. Used by the tools, the tests and the volume
 //! server. Every error names the file and the operation.
 
+use super::compact;
 use super::core::{AppendError, AppendPlan, ReadError, VolumeConfig, VolumeCore, VolumeStats};
 use super::recovery::{self, RecoveryReport};
 use super::storage::{OpenMode, StdStorage, Storage, StorageFile, parent_dir};
@@ -346,9 +347,10 @@ impl<S: Storage> FileVolume<S> {
         })
     }
 
-    /// Opens an existing volume on `storage` and recovers it: a torn last needle is cut
-    /// away, needles missing from the `.idx` are indexed again, a missing or corrupt `.idx`
-    /// is rebuilt.
+    /// Opens an existing volume on `storage` and recovers it: an interrupted compaction is
+    /// finished (its commit marker is there) or its files removed (it is not); a torn last
+    /// needle is cut away, needles missing from the `.idx` are indexed again, a missing or
+    /// corrupt `.idx` is rebuilt.
     pub fn open_in(
         storage: S,
         dir: &Path,
@@ -357,6 +359,7 @@ impl<S: Storage> FileVolume<S> {
         options: &OpenOptions,
     ) -> Result<(FileVolume<S>, RecoveryReport), OpenError> {
         let paths = VolumePaths::new(dir, collection, id);
+        let compaction = compact::settle(&storage, &paths)?;
         let info = read_vif(&storage, &paths.vif)?;
         let offset_width = match &info {
             Some(info) => info.offset_width().map_err(|e| OpenError {
@@ -374,7 +377,8 @@ impl<S: Storage> FileVolume<S> {
             offset_width,
             size_limit_bytes: options.size_limit_bytes,
         };
-        let (mut core, report) = recovery::recover(&storage, &paths, config, &dat)?;
+        let (mut core, mut report) = recovery::recover(&storage, &paths, config, &dat)?;
+        report.compaction = compaction;
         if info.as_ref().is_some_and(|info| info.read_only) {
             core.set_read_only(true);
         }
@@ -387,6 +391,23 @@ impl<S: Storage> FileVolume<S> {
             idx,
         };
         Ok((volume, report))
+    }
+
+    /// A volume from its parts (a committed compaction hands its new files over this way).
+    pub(crate) fn from_parts(
+        core: VolumeCore,
+        paths: VolumePaths,
+        storage: S,
+        dat: S::File,
+        idx: S::File,
+    ) -> FileVolume<S> {
+        FileVolume {
+            core,
+            paths,
+            storage,
+            dat: Arc::new(dat),
+            idx,
+        }
     }
 
     pub fn storage(&self) -> &S {

@@ -1,9 +1,11 @@
 //! Volumes: a sans-I/O core (`VolumeCore`) plus a blocking backend (`FileVolume`, on the
-//! real disk or on any `storage::Storage`) that recovers by itself when opened.
+//! real disk or on any `storage::Storage`) that recovers by itself when opened, and online
+//! compaction in bounded steps (`compact`).
 //!
 //! A volume is `<collection>_<id>.dat` + `.idx` + `.vif` (`<id>.*` for the default
 //! collection). See `engine/FORMAT.md` for the bytes and the crash guarantees.
 
+pub mod compact;
 mod core;
 mod file;
 pub mod offline;

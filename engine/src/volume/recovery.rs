@@ -11,6 +11,7 @@
 //!    there is indexed again; the first torn or corrupt one ends the `.dat`, which is cut.
 //! 3. A rewritten `.idx` replaces the old one atomically (temp file, fsync, rename).
 
+use super::compact::CompactionRecovery;
 use super::core::{VolumeConfig, VolumeCore, VolumeStats};
 use super::file::{OpenError, VolumeIoError, VolumePaths, io_error, open_file, sync_dir};
 use super::map::{NeedleMap, NeedleValue};
@@ -39,6 +40,8 @@ pub struct RecoveryReport {
     pub dat_bytes_truncated: u64,
     /// Why the `.dat` was cut, when it was.
     pub dat_torn_reason: Option<NeedleError>,
+    /// What an interrupted compaction left, and what was done with it.
+    pub compaction: CompactionRecovery,
 }
 
 impl RecoveryReport {
