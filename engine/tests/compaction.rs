@@ -8,7 +8,8 @@ mod support;
 
 use kelp_engine::format::{Needle, ReplicaPlacement, SuperBlock, Ttl};
 use kelp_engine::volume::compact::{
-    CompactError, CompactIo, Compaction, CompactionRecovery, Step, StepLimits, Throttle,
+    CompactError, CompactIo, CompactReport, Compaction, CompactionRecovery, Step, StepLimits,
+    Throttle,
 };
 use kelp_engine::volume::{FileVolume, StdStorage, Storage, VolumeCore, default_config};
 use std::collections::BTreeMap;
@@ -86,14 +87,13 @@ fn compaction_keeps_live_needles_and_drops_garbage() {
 }
 
 /// Drives a compaction step by step, calling `between` after every step (where a server
-/// would serve requests), then commits. Returns the compacted volume and the report.
+/// would serve requests), then commits; `volume` becomes the compacted one.
 fn compact_online<S: Storage>(
-    volume: FileVolume<S>,
+    volume: &mut FileVolume<S>,
     limits: StepLimits,
     now_ns: u64,
     mut between: impl FnMut(&mut FileVolume<S>),
-) -> Result<(FileVolume<S>, kelp_engine::volume::compact::CompactReport), CompactError> {
-    let mut volume = volume;
+) -> Result<CompactReport, CompactError> {
     let (mut compaction, start) = Compaction::start_with(volume.core(), limits);
     let storage = volume.storage().clone();
     let paths = volume.paths().clone();
@@ -105,11 +105,13 @@ fn compact_online<S: Storage>(
             Step::Commit => break,
         };
         compaction.apply(done);
-        between(&mut volume);
+        between(volume);
     }
     let batch = compaction.plan_commit(volume.core());
     let done = io.commit(&batch)?;
-    Ok(compaction.finish(volume.core(), done))
+    let (compacted, report) = compaction.finish(volume.core(), done);
+    *volume = compacted;
+    Ok(report)
 }
 
 // Proves writes, overwrites and deletes that land on the volume while the copy and the
@@ -123,7 +125,7 @@ fn appends_during_the_compaction_are_kept() {
     let mut model = Model::default();
     fill(&mut volume, &mut model);
     let mut step = 0u64;
-    let (volume, report) = compact_online(volume, TINY, now_ns(), |volume| {
+    let report = compact_online(&mut volume, TINY, now_ns(), |volume| {
         step += 1;
         let key = 1 + (step * 7) % 50;
         let data = data_for(key, 10 + step as u32);
@@ -157,6 +159,96 @@ fn appends_during_the_compaction_are_kept() {
     model.check_and_settle(&volume).unwrap();
 }
 
+// Proves a write whose `.idx` write fails while a compaction runs leaves the key as it was
+// (not lost): the volume takes the change back, so the map never holds what the `.idx`
+// (which the compaction replays) does not.
+#[test]
+fn failed_index_write_during_a_compaction_keeps_the_older_value() {
+    let storage = SimStorage::new(9);
+    let dir = Path::new("/sim");
+    let mut volume = support::create(storage.clone(), dir);
+    let mut model = Model::default();
+    for key in 1..=6 {
+        let data = data_for(key, 0);
+        volume.write(&needle(key, &data), true).unwrap();
+        model.record(key, Some(data), Outcome::Acked);
+    }
+    let mut failed = false;
+    compact_online(&mut volume, TINY, now_ns(), |volume| {
+        if failed {
+            return;
+        }
+        failed = true;
+        let data = data_for(5, 1);
+        storage.arm(
+            storage.steps() + 2,
+            support::sim::Fault::Fail(std::io::ErrorKind::Other),
+        );
+        let written = volume.write(&needle(5, &data), false);
+        assert!(written.is_err(), "the .idx write fails");
+        model.record(5, Some(data), Outcome::Unacked);
+        let read = volume.read(5, cookie(5)).unwrap();
+        let taken_back = read.needle().data == data_for(5, 0);
+        assert!(taken_back, "the volume took the write back");
+    })
+    .unwrap();
+    assert!(failed);
+    model.check_and_settle(&volume).unwrap();
+    let older = volume.read(5, cookie(5)).unwrap().needle().data == data_for(5, 0);
+    assert!(older, "the compacted volume has the older value");
+}
+
+// Proves a compaction refuses to commit new files that lack a live needle of the volume
+// (here a write whose `.idx` entry was never written and not taken back), and that the
+// old volume then serves on with no compaction file left.
+#[test]
+fn new_files_missing_a_live_needle_are_not_committed() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut volume = support::create(StdStorage, dir.path());
+    for key in 1..=4 {
+        volume
+            .write(&needle(key, &data_for(key, 0)), false)
+            .unwrap();
+    }
+    let error = compact_online(&mut volume, TINY, now_ns(), |volume| {
+        if volume.core().lookup(9).is_some() {
+            return;
+        }
+        let data = data_for(9, 0);
+        let plan = volume
+            .core_mut()
+            .plan_write(&needle(9, &data), now_ns())
+            .unwrap();
+        volume
+            .dat_file()
+            .write_all_at(&plan.record, plan.offset)
+            .unwrap();
+        let _unwritten = volume.core_mut().complete(&plan);
+    })
+    .unwrap_err();
+    match &error {
+        CompactError::Diverged {
+            live_now,
+            live_new,
+            dropped,
+            ..
+        } => {
+            assert_eq!((*live_now, *live_new, *dropped), (5, 4, 0), "{error}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(error.to_string().contains("not committed"), "{error}");
+    assert!(!error.reopen_required());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "no leftovers"
+    );
+    assert!(volume.read(1, cookie(1)).is_ok());
+    assert_eq!(volume.core().config().superblock.compaction_revision, 0);
+}
+
 // Proves needles past their TTL are dropped and counted, and live ones kept.
 #[test]
 fn expired_needles_are_dropped() {
@@ -173,7 +265,8 @@ fn expired_needles_are_dropped() {
         volume.write(&needle, false).unwrap();
     }
     let later_ns = now_ns() + 2 * 60 * 1_000_000_000;
-    let (volume, report) = compact_online(volume, StepLimits::default(), later_ns, |_| {}).unwrap();
+    let limits = StepLimits::default();
+    let report = compact_online(&mut volume, limits, later_ns, |_| {}).unwrap();
     assert_eq!(report.needles_expired, 5);
     assert_eq!(volume.stats().live_count, 5);
     for key in 1..=10u64 {

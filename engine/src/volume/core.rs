@@ -206,6 +206,9 @@ pub struct IdxAppend {
     pub entry: IdxEntry,
     bytes: [u8; 17],
     len: usize,
+    /// What `complete` changed, so that `revert_complete` can undo it.
+    replaced: Option<NeedleValue>,
+    stats_before: VolumeStats,
 }
 
 impl IdxAppend {
@@ -475,7 +478,9 @@ impl VolumeCore {
                 size: TOMBSTONE_SIZE,
             },
         };
-        self.apply_entry(entry);
+        let stats_before = self.stats;
+        let version = self.version();
+        let replaced = apply_entry(&mut self.map, &mut self.stats, entry, version);
         let width = self.config.offset_width;
         let mut bytes = [0u8; 17];
         entry
@@ -486,9 +491,32 @@ impl VolumeCore {
             entry,
             bytes,
             len: width.entry_bytes(),
+            replaced,
+            stats_before,
         };
         self.idx_end += width.entry_bytes() as u64;
         append
+    }
+
+    /// The `.idx` write of `append` failed (it must be the last `complete` handed out, its
+    /// write done right after): the key goes back to what it was and the entry's place is
+    /// handed out again. So the map never holds a change the `.idx` lacks, which a
+    /// compaction (it replays the `.idx`) and a restart would not see. The needle's record
+    /// stays in the `.dat`, unindexed: the write was not acknowledged.
+    pub fn revert_complete(&mut self, append: &IdxAppend) {
+        assert_eq!(
+            append.offset + append.len as u64,
+            self.idx_end,
+            "the last entry"
+        );
+        assert!(self.stats.file_count >= append.stats_before.file_count);
+        self.idx_end = append.offset;
+        self.stats = append.stats_before;
+        let key = append.entry.key;
+        match append.replaced {
+            Some(value) => self.map.insert(key, value),
+            None => self.map.remove(key),
+        };
     }
 
     /// The `.dat` write of `plan` failed.
@@ -608,13 +636,14 @@ impl VolumeCore {
     }
 }
 
-/// Applies one `.idx` entry to a map and its counters (SeaweedFS's counting rules).
+/// Applies one `.idx` entry to a map and its counters (SeaweedFS's counting rules); returns
+/// the key's value before.
 pub(crate) fn apply_entry(
     map: &mut NeedleMap,
     stats: &mut VolumeStats,
     entry: IdxEntry,
     version: Version,
-) {
+) -> Option<NeedleValue> {
     stats.max_key = stats.max_key.max(entry.key);
     let forget = |stats: &mut VolumeStats, old: NeedleValue| {
         stats.delete_count += 1;
@@ -624,10 +653,11 @@ pub(crate) fn apply_entry(
         stats.live_record_bytes -= old_record_bytes;
     };
     if entry.is_tombstone() {
-        if let Some(old) = map.remove(entry.key) {
+        let old = map.remove(entry.key);
+        if let Some(old) = old {
             forget(stats, old);
         }
-        return;
+        return old;
     }
     let value = NeedleValue {
         offset_units: entry.offset_units,
@@ -635,7 +665,9 @@ pub(crate) fn apply_entry(
     };
     stats.file_count += 1;
     stats.live_record_bytes += needle::record_bytes(entry.size, version);
-    if let Some(old) = map.insert(entry.key, value) {
+    let old = map.insert(entry.key, value);
+    if let Some(old) = old {
         forget(stats, old);
     }
+    old
 }

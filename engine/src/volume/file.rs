@@ -488,9 +488,10 @@ impl<S: Storage> FileVolume<S> {
             });
         }
         let idx_append = self.core.complete(&plan);
-        self.idx
-            .write_all_at(idx_append.bytes(), idx_append.offset)
-            .map_err(io_error(&self.paths.idx, "write entry"))?;
+        if let Err(source) = self.idx.write_all_at(idx_append.bytes(), idx_append.offset) {
+            self.core.revert_complete(&idx_append);
+            return Err(io_error(&self.paths.idx, "write entry")(source));
+        }
         if fsync {
             self.sync()?;
         }

@@ -29,6 +29,9 @@ pub struct CompactIo<S: Storage> {
     cpx_end: u64,
     map: NeedleMap,
     stats: VolumeStats,
+    /// Needles the copy dropped (expired or unreadable): the only live needles of the volume
+    /// the new files may lack.
+    dropped: u64,
     /// Records read from the old `.dat`, and the bytes of the new records and entries
     /// (kept between steps so a step allocates nothing once they have grown).
     read_buffer: Vec<u8>,
@@ -108,6 +111,7 @@ impl<S: Storage> CompactIo<S> {
             cpx_end: 0,
             map: NeedleMap::new(),
             stats: VolumeStats::default(),
+            dropped: 0,
             read_buffer: Vec::new(),
             dat_out: Vec::new(),
             idx_out: Vec::new(),
@@ -158,6 +162,7 @@ impl<S: Storage> CompactIo<S> {
             );
             self.push_record(record, start, &mut done);
         }
+        self.dropped += done.expired + done.corrupt_count;
         self.write_out(&mut done)?;
         Ok(done)
     }
@@ -336,6 +341,20 @@ impl<S: Storage> CompactIo<S> {
         Ok(())
     }
 
+    /// The new map holds every live needle of the volume but those the copy dropped.
+    fn check_live(&self, batch: &ReplayBatch) -> Result<(), CompactError> {
+        let (live_now, live_new) = (batch.live_now, self.map.len() as u64);
+        if live_new <= live_now && live_now - live_new <= self.dropped {
+            return Ok(());
+        }
+        Err(CompactError::Diverged {
+            path: self.paths.dat.clone(),
+            live_now,
+            live_new,
+            dropped: self.dropped,
+        })
+    }
+
     fn sync_new_files(&self) -> Result<(), VolumeIoError> {
         let paths = &self.paths;
         self.cpd
@@ -351,13 +370,10 @@ impl<S: Storage> CompactIo<S> {
     pub fn commit(mut self, batch: &ReplayBatch) -> Result<CommitDone<S>, CompactError> {
         assert!(batch.is_final);
         let started = Instant::now();
-        let replayed = match self.replay_entries(batch) {
-            Ok(step) => self
-                .sync_new_files()
-                .map(|()| step)
-                .map_err(CompactError::Io),
-            Err(error) => Err(error),
-        };
+        let replayed = self
+            .replay_entries(batch)
+            .and_then(|step| self.check_live(batch).map(|()| step))
+            .and_then(|step| Ok(self.sync_new_files().map(|()| step)?));
         let step = match replayed {
             Ok(step) => step,
             Err(error) => {

@@ -162,6 +162,8 @@ pub struct ReplayBatch {
     /// The commit's batch: no step bound, the volume's appends are held.
     is_final: bool,
     now_ns: u64,
+    /// The commit's batch: live needles of the volume, to check the new files against.
+    live_now: u64,
 }
 
 /// What the owner of the volume does next.
@@ -257,6 +259,14 @@ pub enum CompactError {
         offset: u64,
         error: NeedleError,
     },
+    /// The new files do not hold the volume's live needles (some change of the volume's map
+    /// never reached its `.idx`, which the compaction replays): not committed.
+    Diverged {
+        path: PathBuf,
+        live_now: u64,
+        live_new: u64,
+        dropped: u64,
+    },
     /// Reading or writing failed before the commit.
     Io(VolumeIoError),
     /// Failed during the commit (from the marker on): open the volume again, which finishes
@@ -296,6 +306,17 @@ impl fmt::Display for CompactError {
             } => write!(
                 f,
                 "compact: {} needle {key:x} at offset {offset}, appended during the compaction: {error}",
+                path.display()
+            ),
+            CompactError::Diverged {
+                path,
+                live_now,
+                live_new,
+                dropped,
+            } => write!(
+                f,
+                "compact: {}: the new files hold {live_new} live needles, the volume {live_now} \
+                 ({dropped} dropped as expired or unreadable): not committed",
                 path.display()
             ),
             CompactError::Io(error) => write!(f, "compact: {error}"),
@@ -410,6 +431,7 @@ impl Compaction {
             bytes_max: self.limits.bytes_max,
             is_final: false,
             now_ns,
+            live_now: 0,
         })
     }
 
@@ -499,6 +521,7 @@ impl Compaction {
             bytes_max: u64::MAX,
             is_final: true,
             now_ns: 0,
+            live_now: core.stats().live_count,
         }
     }
 
