@@ -288,6 +288,10 @@ fn full_disk_is_refused() {
     let mut model = Model::default();
     fill(&mut volume, &mut model);
     let needed = 8 + live_record_bytes(&volume) + 16 * 17;
+    assert_eq!(
+        kelp_engine::volume::compact::space_needed(volume.core()),
+        needed
+    );
     storage.set_free_bytes(needed - 1);
     let names = storage.file_names();
     match volume.compact(&mut Throttle::new(0)) {

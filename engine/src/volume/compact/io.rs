@@ -469,7 +469,9 @@ fn check_record<'a>(
     Needle::decode(bytes, version)
 }
 
-fn check_space<S: Storage>(
+/// Refuses (`CompactError::NoSpace`) when the file system of the volume's directory has less
+/// free space than `needed_bytes` (`compact::space_needed`).
+pub fn check_space<S: Storage>(
     storage: &S,
     paths: &VolumePaths,
     needed_bytes: u64,

@@ -63,7 +63,7 @@
 mod io;
 mod recover;
 
-pub use self::io::{CommitDone, CompactIo, make_swap_durable};
+pub use self::io::{CommitDone, CompactIo, check_space, make_swap_durable};
 pub use self::recover::CompactionRecovery;
 pub(crate) use self::recover::settle;
 
@@ -340,6 +340,16 @@ impl From<VolumeIoError> for CompactError {
     }
 }
 
+/// Bytes a compaction of `core` writes (superblock, live records, their `.idx` entries):
+/// the free space it needs (`CompactIo::create` checks it with `check_space`).
+pub fn space_needed(core: &VolumeCore) -> u64 {
+    let stats = core.stats();
+    let entry_bytes = core.config().offset_width.entry_bytes() as u64;
+    core.config().superblock.block_bytes()
+        + stats.live_record_bytes
+        + stats.live_count * entry_bytes
+}
+
 /// The owner's side of one compaction (see the module docs): progress and plans, no I/O.
 #[derive(Debug)]
 pub struct Compaction {
@@ -375,12 +385,10 @@ impl Compaction {
     pub fn start_with(core: &VolumeCore, limits: StepLimits) -> (Compaction, StartPlan) {
         limits.assert_valid();
         let config = core.config();
-        let stats = core.stats();
         let width = config.offset_width;
         let superblock_bytes = config.superblock.block_bytes();
         let old_revision = config.superblock.compaction_revision;
         let new_revision = old_revision.wrapping_add(1);
-        let index_bytes = stats.live_count * width.entry_bytes() as u64;
         let start = StartPlan {
             volume_id: core.id(),
             version: core.version(),
@@ -388,7 +396,7 @@ impl Compaction {
             superblock_bytes,
             new_revision,
             snapshot_dat_bytes: core.dat_bytes(),
-            bytes_needed: superblock_bytes + stats.live_record_bytes + index_bytes,
+            bytes_needed: space_needed(core),
         };
         let mut new_config = config.clone();
         new_config.superblock.compaction_revision = new_revision;
