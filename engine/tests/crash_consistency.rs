@@ -7,7 +7,7 @@
 //! state), and the volume must take writes after.
 //!
 //! Acknowledged means returned Ok; under the power-loss model every operation asks for
-//! fsync, so Ok means durable.
+//! fsync, so Ok means durable. Three seeds run here; `KELP_CRASH_SEEDS=N` runs N.
 
 mod support;
 
@@ -115,7 +115,7 @@ fn campaign(crash: CrashModel, fsync: bool, seeds: std::ops::Range<u64>) -> usiz
 // the sequences loses no acknowledged write or delete, without fsync.
 #[test]
 fn process_crash_at_every_step_keeps_acknowledged_appends() {
-    let runs = campaign(CrashModel::Process, false, 0..SEEDS);
+    let runs = campaign(CrashModel::Process, false, support::campaign_seeds(SEEDS));
     assert!(runs > 100, "{runs} runs");
     eprintln!("{runs} runs");
 }
@@ -124,18 +124,8 @@ fn process_crash_at_every_step_keeps_acknowledged_appends() {
 // acknowledged with fsync, and leaves unacknowledged ones whole or absent.
 #[test]
 fn power_loss_at_every_step_keeps_fsynced_appends() {
-    let runs = campaign(CrashModel::PowerLoss, true, 0..SEEDS);
+    let runs = campaign(CrashModel::PowerLoss, true, support::campaign_seeds(SEEDS));
     assert!(runs > 100, "{runs} runs");
-    eprintln!("{runs} runs");
-}
-
-// A longer campaign for a manual run: `cargo test -p kelp-engine --test crash_consistency
-// -- --ignored`.
-#[test]
-#[ignore = "long campaign, run by hand"]
-fn long_campaign() {
-    let runs = campaign(CrashModel::Process, false, 100..200)
-        + campaign(CrashModel::PowerLoss, true, 100..200);
     eprintln!("{runs} runs");
 }
 

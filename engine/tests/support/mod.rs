@@ -13,6 +13,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const COLLECTION: &str = "c";
+
+/// The seeds a crash campaign runs: `0..default`, or `0..KELP_CRASH_SEEDS` for a longer run
+/// by hand (`KELP_CRASH_SEEDS=50 cargo test -p kelp-engine --release --test compaction_crash`).
+pub fn campaign_seeds(default: u64) -> std::ops::Range<u64> {
+    let seeds = std::env::var("KELP_CRASH_SEEDS").ok().map(|text| {
+        text.parse()
+            .unwrap_or_else(|_| panic!("KELP_CRASH_SEEDS={text:?} is not a count"))
+    });
+    0..seeds.unwrap_or(default)
+}
 pub const VOLUME_ID: u32 = 3;
 
 /// The cookie every needle of `key` has (so overwrites and deletes pass the cookie check).
