@@ -43,6 +43,9 @@ enum Command {
     Export(tools::ExportArgs),
     /// Rebuild a volume's `.idx` from its `.dat`, like `weed fix`.
     Fix(tools::FixArgs),
+    /// Compact a volume no server has open: copy its live needles into new files, dropping
+    /// deleted, overwritten and expired ones (like `weed compact`, but the swap is done too).
+    Compact(tools::CompactArgs),
 }
 
 fn main() {
@@ -63,6 +66,7 @@ fn main() {
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),
+        Command::Compact(args) => ("compact", tools::compact(args)),
     };
     if let Err(error) = result {
         eprintln!("kelp {name}: {error}");

@@ -1,11 +1,15 @@
 //! Offline volume tools: `kelp export` (list or tar a volume's live needles, like
-//! `weed export`) and `kelp fix` (rebuild a volume's `.idx` from its `.dat`, like `weed fix`).
-//! Run them on a volume no server has open. Errors name the file and the problem.
+//! `weed export`), `kelp fix` (rebuild a volume's `.idx` from its `.dat`, like `weed fix`) and
+//! `kelp compact` (give back the space of deleted, overwritten and expired needles, like
+//! `weed compact`). Run them on a volume no server has open. Errors name the file and the
+//! problem.
 
 use crate::CliResult;
 use kelp_engine::format::{FileId, Needle};
+use kelp_engine::volume::compact::{CompactReport, Throttle};
 use kelp_engine::volume::offline::{self, DatFile};
 use kelp_engine::volume::scan::ScanEnd;
+use kelp_engine::volume::{FileVolume, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -34,6 +38,12 @@ pub struct ExportArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FixArgs {
+    #[command(flatten)]
+    pub volume: VolumeFiles,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompactArgs {
     #[command(flatten)]
     pub volume: VolumeFiles,
 }
@@ -108,6 +118,59 @@ pub fn fix(args: FixArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Opens the volume (which finishes or undoes an interrupted compaction and recovers a
+/// torn end), compacts it, and reports sizes and needle counts.
+pub fn compact(args: CompactArgs) -> CliResult {
+    let files = &args.volume;
+    let options = OpenOptions::default();
+    let (mut volume, recovery) =
+        FileVolume::open(&files.dir, &files.collection, files.volume_id, &options)?;
+    let dat_path = volume.paths().dat.clone();
+    if !recovery.is_clean() {
+        eprintln!(
+            "kelp compact: {}: recovered on open: {recovery:?}",
+            dat_path.display()
+        );
+    }
+    let before = volume.stats();
+    let report = volume.compact(&mut Throttle::new(0))?;
+    for (key, offset) in &report.corrupt {
+        eprintln!(
+            "kelp compact: {}: needle {key:x} at offset {offset} does not decode: dropped",
+            dat_path.display()
+        );
+    }
+    let superseded = before.file_count - before.live_count;
+    eprintln!("{}", compact_summary(&dat_path, &report, superseded));
+    Ok(())
+}
+
+/// The lines `kelp compact` prints: bytes before and after, needles kept and dropped.
+fn compact_summary(dat: &std::path::Path, report: &CompactReport, superseded: u64) -> String {
+    let reclaimed = report.bytes_reclaimed();
+    let percent = if report.dat_bytes_before == 0 {
+        0.0
+    } else {
+        100.0 * reclaimed as f64 / report.dat_bytes_before as f64
+    };
+    format!(
+        "kelp compact: {}: {} -> {} bytes (reclaimed {reclaimed} bytes, {percent:.1} %); \
+         .idx {} -> {} bytes; compaction revision {} -> {}\n\
+         kelp compact: needles: {} kept; dropped: {superseded} deleted or overwritten, \
+         {} expired, {} unreadable",
+        dat.display(),
+        report.dat_bytes_before,
+        report.dat_bytes_after,
+        report.idx_bytes_before,
+        report.idx_bytes_after,
+        report.old_revision,
+        report.new_revision,
+        report.needles_after,
+        report.needles_expired,
+        report.needles_corrupt,
+    )
 }
 
 fn report_torn_end(dat: &DatFile, end: &ScanEnd) {

@@ -31,6 +31,22 @@ pub const NEEDLE_READ_WHOLE_BYTES_MAX: u64 = 1 << 20;
 /// Bytes read per step when scanning a `.dat` during recovery, export and fix.
 pub const SCAN_CHUNK_BYTES_MAX: usize = 4 << 20;
 
+/// Needles one compaction step copies at most (a copy or a replay step), so a step is short
+/// enough to run between the requests of an event loop's volume.
+pub const COMPACT_STEP_NEEDLES_MAX: usize = 4096;
+/// Record bytes one compaction step copies at most (a larger needle is copied alone).
+pub const COMPACT_STEP_BYTES_MAX: u64 = 4 << 20;
+/// Needle map entries one copy plan looks at: entries of needles written after the
+/// compaction started are skipped there (the replay copies them), and the skipping is bounded.
+pub const COMPACT_PLAN_ENTRIES_MAX: usize = 4 * COMPACT_STEP_NEEDLES_MAX;
+/// The commit may start once at most this many `.idx` entries were appended since the last
+/// replay step: the final step, with the volume's appends held, replays them.
+pub const COMPACT_COMMIT_TAIL_ENTRIES_MAX: usize = 1024;
+/// Replay steps after which the commit starts whatever the tail (appends outpace the replay).
+pub const COMPACT_REPLAY_STEPS_MAX: u32 = 64;
+/// Unreadable needles a compaction report names (more are only counted).
+pub const COMPACT_CORRUPT_REPORTED_MAX: usize = 16;
+
 const _: () = assert!(
     DATA_BYTES_MAX + NAME_BYTES_MAX + MIME_BYTES_MAX + PAIRS_BYTES_MAX + 16
         < NEEDLE_SIZE_MAX as usize
@@ -38,3 +54,6 @@ const _: () = assert!(
 const _: () = assert!(VOLUME_SIZE_LIMIT_BYTES_DEFAULT < VOLUME_BYTES_MAX_OFFSET4);
 const _: () = assert!(VOLUME_BYTES_MAX_OFFSET4 < VOLUME_BYTES_MAX_OFFSET5);
 const _: () = assert!(NEEDLE_READ_WHOLE_BYTES_MAX as usize <= SCAN_CHUNK_BYTES_MAX);
+const _: () = assert!(COMPACT_COMMIT_TAIL_ENTRIES_MAX <= COMPACT_STEP_NEEDLES_MAX);
+const _: () = assert!(COMPACT_PLAN_ENTRIES_MAX >= COMPACT_STEP_NEEDLES_MAX);
+const _: () = assert!(COMPACT_STEP_BYTES_MAX >= NEEDLE_READ_WHOLE_BYTES_MAX);

@@ -272,7 +272,28 @@ impl NeedleMap {
             buffer: Vec::new(),
             position: 0,
             tail_done: false,
+            from: 0,
         }
+    }
+
+    /// The live entries with keys `>= from`, in ascending key order: a cursor for work done
+    /// in bounded steps (a compaction's copy), costing one block's decoding to start.
+    pub fn iter_from(&self, from: u64) -> Iter<'_> {
+        let mut iter = self.iter();
+        iter.from = from;
+        if from >= self.tail_start {
+            let start = self.tail.partition_point(|(key, _)| *key < from);
+            iter.segment = self.segments.len();
+            iter.buffer.extend_from_slice(&self.tail[start..]);
+            iter.tail_done = true;
+        } else {
+            assert!(
+                !self.segments.is_empty(),
+                "keys below tail_start are in blocks"
+            );
+            (iter.segment, iter.block) = self.locate(from);
+        }
+        iter
     }
 
     /// Indices of the segment and block whose range holds `key` (`key < tail_start`).
@@ -647,6 +668,8 @@ pub struct Iter<'a> {
     buffer: Vec<Entry>,
     position: usize,
     tail_done: bool,
+    /// Entries below this key are skipped (the start of `iter_from`'s first block).
+    from: u64,
 }
 
 impl Iterator for Iter<'_> {
@@ -656,6 +679,9 @@ impl Iterator for Iter<'_> {
         loop {
             if let Some(&entry) = self.buffer.get(self.position) {
                 self.position += 1;
+                if entry.0 < self.from {
+                    continue;
+                }
                 return Some(entry);
             }
             self.buffer.clear();

@@ -49,6 +49,12 @@ fn check(map: &NeedleMap, reference: &Reference) {
     if !reference.is_empty() {
         assert!(map.memory_bytes() > 0);
     }
+    let stride = (probes.len() / 16).max(1);
+    for from in probes.iter().step_by(stride) {
+        let entries: Vec<_> = map.iter_from(*from).collect();
+        let expected: Vec<_> = reference.range(*from..).map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(entries, expected, "iter_from({from})");
+    }
 }
 
 fn check_structure(map: &NeedleMap) {

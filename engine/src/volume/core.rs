@@ -50,6 +50,9 @@ pub struct VolumeStats {
     pub live_count: u64,
     /// Largest key ever written (the master raises its sequencer past it).
     pub max_key: u64,
+    /// Record bytes (header, body, tail, padding) of the live needles: what a compaction
+    /// copies.
+    pub live_record_bytes: u64,
 }
 
 /// Why a volume refuses writes.
@@ -61,6 +64,9 @@ pub enum ReadOnlyReason {
     FailedWrite { offset: u64 },
     /// Version-2 volumes are read, never appended to.
     OldVersion,
+    /// A compaction failed during its commit (the file swap): the files on disk are the new
+    /// volume, or become it or the old one when the volume is opened again. Reopen it.
+    CompactionCommit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +206,9 @@ pub struct IdxAppend {
     pub entry: IdxEntry,
     bytes: [u8; 17],
     len: usize,
+    /// What `complete` changed, so that `revert_complete` can undo it.
+    replaced: Option<NeedleValue>,
+    stats_before: VolumeStats,
 }
 
 impl IdxAppend {
@@ -287,12 +296,48 @@ impl VolumeCore {
         self.dat_end
     }
 
+    /// Bytes of the `.dat` a compaction gives back: deleted and overwritten needles, delete
+    /// markers, and space a failed write left. Needles past their TTL are not counted here
+    /// (telling them needs their bytes); a compaction drops them too.
+    pub fn garbage_bytes(&self) -> u64 {
+        let data_bytes = self.dat_end - self.config.superblock.block_bytes();
+        data_bytes.saturating_sub(self.stats.live_record_bytes)
+    }
+
+    /// `garbage_bytes` over the bytes after the superblock (0 for an empty volume): the
+    /// master compacts a volume whose ratio reaches its garbage threshold.
+    pub fn garbage_ratio(&self) -> f64 {
+        let data_bytes = self.dat_end - self.config.superblock.block_bytes();
+        if data_bytes == 0 {
+            return 0.0;
+        }
+        let ratio = self.garbage_bytes() as f64 / data_bytes as f64;
+        assert!((0.0..=1.0).contains(&ratio));
+        ratio
+    }
+
+    /// The append time of the latest append planned (0 before the first since open).
+    pub fn last_append_at_ns(&self) -> u64 {
+        self.last_append_at_ns
+    }
+
+    /// Appends after this one get a later append time (a compacted volume continues the
+    /// old one's clock).
+    pub(crate) fn continue_append_clock(&mut self, last_append_at_ns: u64) {
+        self.last_append_at_ns = self.last_append_at_ns.max(last_append_at_ns);
+    }
+
     pub fn idx_bytes(&self) -> u64 {
         self.idx_end
     }
 
     pub fn read_only(&self) -> Option<&ReadOnlyReason> {
         self.read_only.as_ref()
+    }
+
+    /// Refuses appends for `reason` from now on (reads keep working).
+    pub(crate) fn refuse_appends(&mut self, reason: ReadOnlyReason) {
+        self.read_only = Some(reason);
     }
 
     /// Marks (or clears an operator mark) read-only. Other reasons cannot be cleared.
@@ -433,7 +478,9 @@ impl VolumeCore {
                 size: TOMBSTONE_SIZE,
             },
         };
-        self.apply_entry(entry);
+        let stats_before = self.stats;
+        let version = self.version();
+        let replaced = apply_entry(&mut self.map, &mut self.stats, entry, version);
         let width = self.config.offset_width;
         let mut bytes = [0u8; 17];
         entry
@@ -444,9 +491,32 @@ impl VolumeCore {
             entry,
             bytes,
             len: width.entry_bytes(),
+            replaced,
+            stats_before,
         };
         self.idx_end += width.entry_bytes() as u64;
         append
+    }
+
+    /// The `.idx` write of `append` failed (it must be the last `complete` handed out, its
+    /// write done right after): the key goes back to what it was and the entry's place is
+    /// handed out again. So the map never holds a change the `.idx` lacks, which a
+    /// compaction (it replays the `.idx`) and a restart would not see. The needle's record
+    /// stays in the `.dat`, unindexed: the write was not acknowledged.
+    pub fn revert_complete(&mut self, append: &IdxAppend) {
+        assert_eq!(
+            append.offset + append.len as u64,
+            self.idx_end,
+            "the last entry"
+        );
+        assert!(self.stats.file_count >= append.stats_before.file_count);
+        self.idx_end = append.offset;
+        self.stats = append.stats_before;
+        let key = append.entry.key;
+        match append.replaced {
+            Some(value) => self.map.insert(key, value),
+            None => self.map.remove(key),
+        };
     }
 
     /// The `.dat` write of `plan` failed.
@@ -466,7 +536,8 @@ impl VolumeCore {
     /// Applies one `.idx` entry (from a completed append or from recovery) to the map and
     /// the counters. Entries must be applied in `.idx` order.
     pub fn apply_entry(&mut self, entry: IdxEntry) {
-        apply_entry(&mut self.map, &mut self.stats, entry);
+        let version = self.version();
+        apply_entry(&mut self.map, &mut self.stats, entry, version);
     }
 
     /// Where to read `key`: its whole record.
@@ -565,23 +636,38 @@ impl VolumeCore {
     }
 }
 
-/// Applies one `.idx` entry to a map and its counters (SeaweedFS's counting rules).
-pub(crate) fn apply_entry(map: &mut NeedleMap, stats: &mut VolumeStats, entry: IdxEntry) {
+/// Applies one `.idx` entry to a map and its counters (SeaweedFS's counting rules); returns
+/// the key's value before.
+pub(crate) fn apply_entry(
+    map: &mut NeedleMap,
+    stats: &mut VolumeStats,
+    entry: IdxEntry,
+    version: Version,
+) -> Option<NeedleValue> {
     stats.max_key = stats.max_key.max(entry.key);
+    let forget = |stats: &mut VolumeStats, old: NeedleValue| {
+        stats.delete_count += 1;
+        stats.deleted_bytes += u64::from(old.size);
+        let old_record_bytes = needle::record_bytes(old.size, version);
+        assert!(stats.live_record_bytes >= old_record_bytes);
+        stats.live_record_bytes -= old_record_bytes;
+    };
     if entry.is_tombstone() {
-        if let Some(old) = map.remove(entry.key) {
-            stats.delete_count += 1;
-            stats.deleted_bytes += u64::from(old.size);
+        let old = map.remove(entry.key);
+        if let Some(old) = old {
+            forget(stats, old);
         }
-        return;
+        return old;
     }
     let value = NeedleValue {
         offset_units: entry.offset_units,
         size: entry.size,
     };
     stats.file_count += 1;
-    if let Some(old) = map.insert(entry.key, value) {
-        stats.delete_count += 1;
-        stats.deleted_bytes += u64::from(old.size);
+    stats.live_record_bytes += needle::record_bytes(entry.size, version);
+    let old = map.insert(entry.key, value);
+    if let Some(old) = old {
+        forget(stats, old);
     }
+    old
 }

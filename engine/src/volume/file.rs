@@ -1,8 +1,11 @@
-//! `FileVolume`: a volume on `std::fs` with positional I/O. Used by the tools, the tests and
-//! (initially) the volume server. Every error names the file and the operation.
+//! `FileVolume`: a volume on a `Storage` (the real disk, `StdStorage`, unless a test puts a
+//! simulated one underneath) with positional I/O. Used by the tools, the tests and the volume
+//! server. Every error names the file and the operation.
 
+use super::compact;
 use super::core::{AppendError, AppendPlan, ReadError, VolumeConfig, VolumeCore, VolumeStats};
 use super::recovery::{self, RecoveryReport};
+use super::storage::{OpenMode, StdStorage, Storage, StorageFile, parent_dir};
 use crate::format::needle::{self, Needle, Version};
 use crate::format::{
     OffsetWidth, ReplicaPlacement, SUPERBLOCK_BYTES, SuperBlock, SuperBlockError, VifError,
@@ -10,9 +13,8 @@ use crate::format::{
 };
 use crate::limits;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,22 +27,35 @@ pub fn base_name(collection: &str, id: u32) -> String {
     }
 }
 
-/// The three files of a volume.
+/// The three files of a volume, and the three a compaction makes next to them (see
+/// `compact`): the new `.dat` and `.idx` being built, and the commit marker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumePaths {
     pub dat: PathBuf,
     pub idx: PathBuf,
     pub vif: PathBuf,
+    pub cpd: PathBuf,
+    pub cpx: PathBuf,
+    pub cpc: PathBuf,
 }
 
 impl VolumePaths {
     pub fn new(dir: &Path, collection: &str, id: u32) -> VolumePaths {
         let base = base_name(collection, id);
+        let file = |extension: &str| dir.join(format!("{base}.{extension}"));
         VolumePaths {
-            dat: dir.join(format!("{base}.dat")),
-            idx: dir.join(format!("{base}.idx")),
-            vif: dir.join(format!("{base}.vif")),
+            dat: file("dat"),
+            idx: file("idx"),
+            vif: file("vif"),
+            cpd: file("cpd"),
+            cpx: file("cpx"),
+            cpc: file("cpc"),
         }
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        parent_dir(&self.dat)
     }
 }
 
@@ -227,8 +242,8 @@ impl NeedleBuf {
 /// A needle's metadata plus where its data is in the `.dat`, for sending the data straight
 /// from the file (sendfile/splice). The CRC is not checked on this path.
 #[derive(Debug)]
-pub struct NeedleLocation {
-    pub file: Arc<File>,
+pub struct NeedleLocation<F = File> {
+    pub file: Arc<F>,
     /// Byte offset of the data in the `.dat`.
     pub data_offset: u64,
     pub data_len: u32,
@@ -237,7 +252,7 @@ pub struct NeedleLocation {
     version: Version,
 }
 
-impl NeedleLocation {
+impl<F> NeedleLocation<F> {
     /// Everything but the data (`data` is empty; `data_len` says how long it is).
     pub fn needle(&self) -> Needle<'_> {
         Needle::decode_without_data(&self.head, &self.rest, self.version)
@@ -249,36 +264,61 @@ impl NeedleLocation {
 /// One volume on disk. Not thread-safe by itself: one owner (a core, or a tool) drives it;
 /// the `.dat` handle can be shared for reads (`dat_file`).
 #[derive(Debug)]
-pub struct FileVolume {
+pub struct FileVolume<S: Storage = StdStorage> {
     core: VolumeCore,
     paths: VolumePaths,
-    dat: Arc<File>,
-    idx: File,
+    storage: S,
+    dat: Arc<S::File>,
+    idx: S::File,
 }
 
-fn open_rw(path: &Path, create_new: bool) -> Result<File, VolumeIoError> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(create_new)
-        .open(path)
-        .map_err(io_error(path, if create_new { "create" } else { "open" }))
+pub(crate) fn open_file<S: Storage>(
+    storage: &S,
+    path: &Path,
+    mode: OpenMode,
+) -> Result<S::File, VolumeIoError> {
+    let op = match mode {
+        OpenMode::CreateNew | OpenMode::Truncate => "create",
+        OpenMode::Read | OpenMode::ReadWrite => "open",
+    };
+    storage.open(path, mode).map_err(io_error(path, op))
 }
 
-/// Makes a created or renamed file's directory entry durable.
-pub(crate) fn sync_dir(path: &Path) -> Result<(), VolumeIoError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+/// Makes a created, renamed or removed file's directory entry durable.
+pub(crate) fn sync_dir<S: Storage>(storage: &S, path: &Path) -> Result<(), VolumeIoError> {
+    let dir = parent_dir(path);
+    storage
+        .sync_dir(dir)
         .map_err(io_error(dir, "fsync directory"))
 }
 
-impl FileVolume {
+impl FileVolume<StdStorage> {
     /// Creates a new volume's files (`.dat` with its superblock, empty `.idx`, `.vif`),
     /// durably. Fails with `AlreadyExists` when the `.dat` is there.
     pub fn create(dir: &Path, config: VolumeConfig) -> Result<FileVolume, OpenError> {
+        FileVolume::create_in(StdStorage, dir, config)
+    }
+
+    /// Opens an existing volume and recovers it (see `open_in`).
+    pub fn open(
+        dir: &Path,
+        collection: &str,
+        id: u32,
+        options: &OpenOptions,
+    ) -> Result<(FileVolume, RecoveryReport), OpenError> {
+        FileVolume::open_in(StdStorage, dir, collection, id, options)
+    }
+}
+
+impl<S: Storage> FileVolume<S> {
+    /// `create` on `storage`.
+    pub fn create_in(
+        storage: S,
+        dir: &Path,
+        config: VolumeConfig,
+    ) -> Result<FileVolume<S>, OpenError> {
         let paths = VolumePaths::new(dir, &config.collection, config.id);
-        let dat = match open_rw(&paths.dat, true) {
+        let dat = match open_file(&storage, &paths.dat, OpenMode::CreateNew) {
             Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(OpenError {
                     path: paths.dat,
@@ -288,40 +328,39 @@ impl FileVolume {
             other => other?,
         };
         let info = VolumeInfo::new(config.offset_width, config.superblock.placement.to_string());
-        fs::write(&paths.vif, info.encode()).map_err(io_error(&paths.vif, "write"))?;
-        File::open(&paths.vif)
-            .and_then(|f| f.sync_all())
-            .map_err(io_error(&paths.vif, "fsync"))?;
-        let idx = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&paths.idx)
-            .map_err(io_error(&paths.idx, "create"))?;
+        let vif = open_file(&storage, &paths.vif, OpenMode::Truncate)?;
+        vif.write_all_at(info.encode().as_bytes(), 0)
+            .map_err(io_error(&paths.vif, "write"))?;
+        vif.sync_data().map_err(io_error(&paths.vif, "fsync"))?;
+        let idx = open_file(&storage, &paths.idx, OpenMode::Truncate)?;
         dat.write_all_at(&config.superblock.encode(), 0)
             .map_err(io_error(&paths.dat, "write superblock"))?;
-        dat.sync_all().map_err(io_error(&paths.dat, "fsync"))?;
-        idx.sync_all().map_err(io_error(&paths.idx, "fsync"))?;
-        sync_dir(&paths.dat)?;
+        dat.sync_data().map_err(io_error(&paths.dat, "fsync"))?;
+        idx.sync_data().map_err(io_error(&paths.idx, "fsync"))?;
+        sync_dir(&storage, &paths.dat)?;
         Ok(FileVolume {
             core: VolumeCore::new(config),
             paths,
+            storage,
             dat: Arc::new(dat),
             idx,
         })
     }
 
-    /// Opens an existing volume and recovers it: a torn last needle is cut away, needles
-    /// missing from the `.idx` are indexed again, a missing or corrupt `.idx` is rebuilt.
-    pub fn open(
+    /// Opens an existing volume on `storage` and recovers it: an interrupted compaction is
+    /// finished (its commit marker is there) or its files removed (it is not); a torn last
+    /// needle is cut away, needles missing from the `.idx` are indexed again, a missing or
+    /// corrupt `.idx` is rebuilt.
+    pub fn open_in(
+        storage: S,
         dir: &Path,
         collection: &str,
         id: u32,
         options: &OpenOptions,
-    ) -> Result<(FileVolume, RecoveryReport), OpenError> {
+    ) -> Result<(FileVolume<S>, RecoveryReport), OpenError> {
         let paths = VolumePaths::new(dir, collection, id);
-        let info = read_vif(&paths.vif)?;
+        let compaction = compact::settle(&storage, &paths)?;
+        let info = read_vif(&storage, &paths.vif)?;
         let offset_width = match &info {
             Some(info) => info.offset_width().map_err(|e| OpenError {
                 path: paths.vif.clone(),
@@ -329,7 +368,7 @@ impl FileVolume {
             })?,
             None => OffsetWidth::Four,
         };
-        let dat = open_rw(&paths.dat, false)?;
+        let dat = open_file(&storage, &paths.dat, OpenMode::ReadWrite)?;
         let superblock = read_superblock(&dat, &paths.dat)?;
         let config = VolumeConfig {
             id,
@@ -338,20 +377,41 @@ impl FileVolume {
             offset_width,
             size_limit_bytes: options.size_limit_bytes,
         };
-        let (mut core, report) = recovery::recover(&paths, config, &dat)?;
+        let (mut core, mut report) = recovery::recover(&storage, &paths, config, &dat)?;
+        report.compaction = compaction;
         if info.as_ref().is_some_and(|info| info.read_only) {
             core.set_read_only(true);
         }
-        let idx = open_rw(&paths.idx, false)?;
-        Ok((
-            FileVolume {
-                core,
-                paths,
-                dat: Arc::new(dat),
-                idx,
-            },
-            report,
-        ))
+        let idx = open_file(&storage, &paths.idx, OpenMode::ReadWrite)?;
+        let volume = FileVolume {
+            core,
+            paths,
+            storage,
+            dat: Arc::new(dat),
+            idx,
+        };
+        Ok((volume, report))
+    }
+
+    /// A volume from its parts (a committed compaction hands its new files over this way).
+    pub(crate) fn from_parts(
+        core: VolumeCore,
+        paths: VolumePaths,
+        storage: S,
+        dat: S::File,
+        idx: S::File,
+    ) -> FileVolume<S> {
+        FileVolume {
+            core,
+            paths,
+            storage,
+            dat: Arc::new(dat),
+            idx,
+        }
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
     }
 
     pub fn core(&self) -> &VolumeCore {
@@ -375,7 +435,7 @@ impl FileVolume {
     }
 
     /// The `.dat`, shared for reads (positional reads only: never seek it).
-    pub fn dat_file(&self) -> Arc<File> {
+    pub fn dat_file(&self) -> Arc<S::File> {
         Arc::clone(&self.dat)
     }
 
@@ -428,9 +488,10 @@ impl FileVolume {
             });
         }
         let idx_append = self.core.complete(&plan);
-        self.idx
-            .write_all_at(idx_append.bytes(), idx_append.offset)
-            .map_err(io_error(&self.paths.idx, "write entry"))?;
+        if let Err(source) = self.idx.write_all_at(idx_append.bytes(), idx_append.offset) {
+            self.core.revert_complete(&idx_append);
+            return Err(io_error(&self.paths.idx, "write entry")(source));
+        }
         if fsync {
             self.sync()?;
         }
@@ -460,7 +521,7 @@ impl FileVolume {
 
     /// Finds a needle's data in the `.dat` without reading it (two small preads: the head,
     /// then the metadata after the data). Checks key, size, cookie and TTL, not the CRC.
-    pub fn locate(&self, key: u64, cookie: u32) -> Result<NeedleLocation, FileReadError> {
+    pub fn locate(&self, key: u64, cookie: u32) -> Result<NeedleLocation<S::File>, FileReadError> {
         let plan = self.core.plan_read(key)?;
         let head_len = (needle::DATA_PREFIX_BYTES as u64).min(plan.len);
         let head_bytes = self.read_at(plan.offset, head_len)?;
@@ -514,51 +575,60 @@ impl FileVolume {
         let mut info =
             VolumeInfo::new(config.offset_width, config.superblock.placement.to_string());
         info.read_only = matches!(self.core.read_only(), Some(super::ReadOnlyReason::Marked));
-        recovery::write_atomically(&self.paths.vif, info.encode().as_bytes())
+        recovery::write_atomically(&self.storage, &self.paths.vif, info.encode().as_bytes())
     }
 
     /// The parts, for a caller that drives the `VolumeCore` with its own I/O (the io_uring
     /// server): the core, the `.dat` (shared), the `.idx`, and the paths. Reads and writes
     /// must follow `VolumeCore`'s protocol.
-    pub fn into_parts(self) -> (VolumeCore, Arc<File>, File, VolumePaths) {
+    pub fn into_parts(self) -> (VolumeCore, Arc<S::File>, S::File, VolumePaths) {
         (self.core, self.dat, self.idx, self.paths)
     }
 
-    /// Deletes the volume's files.
+    /// Deletes the volume's files (a compaction's leftovers included: a stale commit marker
+    /// must not outlive its volume).
     pub fn destroy(self) -> Result<(), VolumeIoError> {
-        for path in [&self.paths.dat, &self.paths.idx, &self.paths.vif] {
-            match fs::remove_file(path) {
+        let paths = &self.paths;
+        for path in [
+            &paths.cpc, &paths.cpd, &paths.cpx, &paths.dat, &paths.idx, &paths.vif,
+        ] {
+            match self.storage.remove(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     return Err(io_error(path, "remove")(e));
                 }
                 _ => {}
             }
         }
-        sync_dir(&self.paths.dat)
+        sync_dir(&self.storage, &self.paths.dat)
     }
 }
 
-fn read_vif(path: &Path) -> Result<Option<VolumeInfo>, OpenError> {
-    let file = match File::open(path) {
+fn read_vif<S: Storage>(storage: &S, path: &Path) -> Result<Option<VolumeInfo>, OpenError> {
+    let file = match storage.open(path, OpenMode::Read) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         other => other.map_err(io_error(path, "open"))?,
     };
-    let len = file.metadata().map_err(io_error(path, "stat"))?.len();
+    let len = file.len().map_err(io_error(path, "stat"))?;
     if len > limits::VIF_BYTES_MAX {
         return Err(OpenError {
             path: path.to_path_buf(),
             problem: OpenProblem::VifTooLarge { len },
         });
     }
-    let bytes = fs::read(path).map_err(io_error(path, "read"))?;
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(io_error(path, "read"))?;
     VolumeInfo::decode(&bytes).map(Some).map_err(|e| OpenError {
         path: path.to_path_buf(),
         problem: OpenProblem::BadVif(e),
     })
 }
 
-fn read_superblock(dat: &File, path: &Path) -> Result<SuperBlock, OpenError> {
-    let len = dat.metadata().map_err(io_error(path, "stat"))?.len();
+pub(crate) fn read_superblock<F: StorageFile>(
+    dat: &F,
+    path: &Path,
+) -> Result<SuperBlock, OpenError> {
+    let len = dat.len().map_err(io_error(path, "stat"))?;
     let problem = |problem| OpenError {
         path: path.to_path_buf(),
         problem,
@@ -593,7 +663,7 @@ pub fn default_config(
     }
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

@@ -1,14 +1,17 @@
-//! Volumes: a sans-I/O core (`VolumeCore`) plus a blocking `std::fs` backend (`FileVolume`)
-//! that recovers by itself when opened.
+//! Volumes: a sans-I/O core (`VolumeCore`) plus a blocking backend (`FileVolume`, on the
+//! real disk or on any `storage::Storage`) that recovers by itself when opened, and online
+//! compaction in bounded steps (`compact`).
 //!
 //! A volume is `<collection>_<id>.dat` + `.idx` + `.vif` (`<id>.*` for the default
 //! collection). See `engine/FORMAT.md` for the bytes and the crash guarantees.
 
+pub mod compact;
 mod core;
 mod file;
 pub mod offline;
 mod recovery;
 pub mod scan;
+pub mod storage;
 
 /// The key index (`crate::needle_map`), named in one place.
 pub(crate) mod map {
@@ -25,3 +28,4 @@ pub use self::file::{
 };
 pub use self::map::{NeedleMap, NeedleValue};
 pub use self::recovery::RecoveryReport;
+pub use self::storage::{OpenMode, StdStorage, Storage, StorageFile};

@@ -4,6 +4,7 @@
 use super::file::{VolumeIoError, VolumePaths, io_error};
 use super::recovery::{encode_entries, entry_for, write_atomically};
 use super::scan::{DatScanner, ScanEnd};
+use super::storage::StdStorage;
 use crate::format::needle::Needle;
 use crate::format::{
     IdxEntry, OffsetWidth, SUPERBLOCK_BYTES, SuperBlock, SuperBlockError, VifError, VolumeInfo,
@@ -187,6 +188,7 @@ pub fn fix_index(dir: &Path, collection: &str, id: u32) -> Result<FixReport, Off
         end,
     };
     write_atomically(
+        &StdStorage,
         &dat.paths.idx,
         &encode_entries(entries.into_iter(), dat.offset_width),
     )?;

@@ -11,15 +11,15 @@
 //!    there is indexed again; the first torn or corrupt one ends the `.dat`, which is cut.
 //! 3. A rewritten `.idx` replaces the old one atomically (temp file, fsync, rename).
 
+use super::compact::CompactionRecovery;
 use super::core::{VolumeConfig, VolumeCore, VolumeStats};
-use super::file::{OpenError, VolumeIoError, VolumePaths, io_error, sync_dir};
+use super::file::{OpenError, VolumeIoError, VolumePaths, io_error, open_file, sync_dir};
 use super::map::{NeedleMap, NeedleValue};
 use super::scan::{DatScanner, ScanEnd};
+use super::storage::{OpenMode, Storage, StorageFile};
 use crate::format::needle::{self, Needle, NeedleError, Version};
 use crate::format::{IdxEntry, OffsetWidth, idx};
-use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// How many of the last `.idx` entries get their needle fully checked on open.
@@ -40,6 +40,8 @@ pub struct RecoveryReport {
     pub dat_bytes_truncated: u64,
     /// Why the `.dat` was cut, when it was.
     pub dat_torn_reason: Option<NeedleError>,
+    /// What an interrupted compaction left, and what was done with it.
+    pub compaction: CompactionRecovery,
 }
 
 impl RecoveryReport {
@@ -73,17 +75,18 @@ fn not_a_hole(entry: &IdxEntry) -> bool {
     entry.offset_units != 0 || entry.is_tombstone()
 }
 
-pub(crate) fn recover(
+pub(crate) fn recover<S: Storage>(
+    storage: &S,
     paths: &VolumePaths,
     config: VolumeConfig,
-    dat: &File,
+    dat: &S::File,
 ) -> Result<(VolumeCore, RecoveryReport), OpenError> {
-    let dat_len = dat.metadata().map_err(io_error(&paths.dat, "stat"))?.len();
+    let dat_len = dat.len().map_err(io_error(&paths.dat, "stat"))?;
     let version = config.superblock.version;
     let data_start = config.superblock.block_bytes();
     let width = config.offset_width;
     let mut report = RecoveryReport::default();
-    let idx_bytes = match fs::read(&paths.idx) {
+    let idx_bytes = match storage.read_all(&paths.idx) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_error(&paths.idx, "read")(e).into()),
@@ -122,19 +125,20 @@ pub(crate) fn recover(
     if dat_end < dat_len {
         dat.set_len(dat_end)
             .map_err(io_error(&paths.dat, "truncate"))?;
-        dat.sync_all().map_err(io_error(&paths.dat, "fsync"))?;
+        dat.sync_data().map_err(io_error(&paths.dat, "fsync"))?;
     }
     let kept_bytes = idx_bytes.as_ref().map_or(0, Vec::len) as u64;
-    let idx_end = persist_index(&paths.idx, &image, kept_bytes, &found)?;
+    let idx_end = persist_index(storage, &paths.idx, &image, kept_bytes, &found)?;
     let all_entries = || image.entries().chain(found.iter().copied());
-    let (map, stats) = load_map(all_entries);
+    let (map, stats) = load_map(all_entries, version);
     let core = VolumeCore::from_parts(config, map, stats, dat_end, idx_end);
     Ok((core, report))
 }
 
 /// Writes the recovered `.idx`: the whole file again (atomically) when entries were dropped
 /// or it is new, else only the re-indexed entries appended. Returns the `.idx` length.
-fn persist_index(
+fn persist_index<S: Storage>(
+    storage: &S,
     path: &Path,
     image: &IndexImage,
     kept_bytes: u64,
@@ -142,24 +146,25 @@ fn persist_index(
 ) -> Result<u64, VolumeIoError> {
     if image.rewrite {
         let bytes = encode_entries(image.entries().chain(found.iter().copied()), image.width);
-        write_atomically(path, &bytes)?;
+        write_atomically(storage, path, &bytes)?;
         return Ok(bytes.len() as u64);
     }
     if !found.is_empty() {
-        append_entries(path, kept_bytes, found.iter().copied(), image.width)?;
+        let entries = found.iter().copied();
+        append_entries(storage, path, kept_bytes, entries, image.width)?;
     }
     Ok(kept_bytes + (found.len() * image.width.entry_bytes()) as u64)
 }
 
 /// The `.dat` that `.idx` entries are checked against.
-struct DatCheck<'f> {
-    dat: &'f File,
+struct DatCheck<'f, F: StorageFile> {
+    dat: &'f F,
     dat_len: u64,
     data_start: u64,
     version: Version,
 }
 
-impl DatCheck<'_> {
+impl<F: StorageFile> DatCheck<'_, F> {
     /// Does the entry's needle lie inside the `.dat`, after the superblock?
     fn inside(&self, entry: &IdxEntry) -> bool {
         let end = entry.offset_bytes() + needle::record_bytes(size_on_dat(entry), self.version);
@@ -173,10 +178,10 @@ fn size_on_dat(entry: &IdxEntry) -> u32 {
 }
 
 /// `None` when the `.idx` is corrupt and must be rebuilt.
-fn load_index<'a>(
+fn load_index<'a, F: StorageFile>(
     bytes: &'a [u8],
     width: OffsetWidth,
-    check: &DatCheck,
+    check: &DatCheck<F>,
     report: &mut RecoveryReport,
 ) -> io::Result<Option<IndexImage<'a>>> {
     let entry_bytes = width.entry_bytes();
@@ -213,7 +218,7 @@ fn load_index<'a>(
 }
 
 /// Does the needle at `entry`'s offset decode (CRC included) with its key and size?
-fn needle_matches(check: &DatCheck, entry: &IdxEntry) -> io::Result<bool> {
+fn needle_matches<F: StorageFile>(check: &DatCheck<F>, entry: &IdxEntry) -> io::Result<bool> {
     let version = check.version;
     if entry.offset_units == 0 {
         return Ok(true); // An old-style delete entry with no marker offset.
@@ -228,8 +233,8 @@ fn needle_matches(check: &DatCheck, entry: &IdxEntry) -> io::Result<bool> {
 }
 
 /// Indexes the valid needles after `start`; returns where the valid needles end.
-fn scan_tail(
-    check: &DatCheck,
+fn scan_tail<F: StorageFile>(
+    check: &DatCheck<F>,
     start: u64,
     entries: &mut Vec<IdxEntry>,
     report: &mut RecoveryReport,
@@ -284,39 +289,46 @@ pub(crate) fn encode_entries(
     bytes
 }
 
-fn append_entries(
+fn append_entries<S: Storage>(
+    storage: &S,
     path: &Path,
     at: u64,
     entries: impl Iterator<Item = IdxEntry>,
     width: OffsetWidth,
 ) -> Result<(), VolumeIoError> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io_error(path, "open"))?;
+    let file = open_file(storage, path, OpenMode::ReadWrite)?;
     file.set_len(at).map_err(io_error(path, "truncate"))?;
     file.write_all_at(&encode_entries(entries, width), at)
         .map_err(io_error(path, "write"))?;
-    file.sync_all().map_err(io_error(path, "fsync"))
+    file.sync_data().map_err(io_error(path, "fsync"))
 }
 
 /// Replaces `path` with `bytes`: write a temp file, fsync, rename, fsync the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VolumeIoError> {
+pub(crate) fn write_atomically<S: Storage>(
+    storage: &S,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), VolumeIoError> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
     let temp = std::path::PathBuf::from(temp);
-    let file = File::create(&temp).map_err(io_error(&temp, "create"))?;
+    let file = open_file(storage, &temp, OpenMode::Truncate)?;
     file.write_all_at(bytes, 0)
         .map_err(io_error(&temp, "write"))?;
-    file.sync_all().map_err(io_error(&temp, "fsync"))?;
-    fs::rename(&temp, path).map_err(io_error(path, "rename temp file over"))?;
-    sync_dir(path)
+    file.sync_data().map_err(io_error(&temp, "fsync"))?;
+    storage
+        .rename(&temp, path)
+        .map_err(io_error(path, "rename temp file over"))?;
+    sync_dir(storage, path)
 }
 
 /// Bulk-loads the map (last entry per key wins, tombstones remove) and derives the counters
 /// applying the entries one by one would give: every write is counted once and is either
 /// still live or was overwritten or deleted exactly once.
-fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap, VolumeStats) {
+fn load_map<I: Iterator<Item = IdxEntry>>(
+    entries: impl Fn() -> I,
+    version: Version,
+) -> (NeedleMap, VolumeStats) {
     let values = entries().map(|e| {
         (
             e.key,
@@ -335,7 +347,11 @@ fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap
             written_bytes += u64::from(entry.size);
         }
     }
-    let live_bytes: u64 = map.iter().map(|(_, value)| u64::from(value.size)).sum();
+    let (mut live_bytes, mut live_record_bytes) = (0u64, 0u64);
+    for (_, value) in map.iter() {
+        live_bytes += u64::from(value.size);
+        live_record_bytes += needle::record_bytes(value.size, version);
+    }
     let live_count = map.len() as u64;
     assert!(live_count <= file_count && live_bytes <= written_bytes);
     let stats = VolumeStats {
@@ -344,6 +360,7 @@ fn load_map<I: Iterator<Item = IdxEntry>>(entries: impl Fn() -> I) -> (NeedleMap
         deleted_bytes: written_bytes - live_bytes,
         live_count,
         max_key,
+        live_record_bytes,
     };
     (map, stats)
 }

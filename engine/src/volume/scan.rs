@@ -1,11 +1,11 @@
 //! Sequential scan of a `.dat`, needle by needle, through a bounded read buffer. Used by
 //! recovery (the tail after the last indexed needle), `kelp fix` and `kelp export`.
 
+use super::storage::StorageFile;
 use crate::format::needle::{self, Needle, NeedleError, NeedleHeader, Version};
 use crate::limits;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 /// Where a scan stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,8 @@ pub enum ScanEnd {
 }
 
 /// Reads needles from `start` (a needle boundary) to `file_len`.
-pub struct DatScanner<'f> {
-    file: &'f File,
+pub struct DatScanner<'f, F: StorageFile = File> {
+    file: &'f F,
     file_len: u64,
     version: Version,
     offset: u64,
@@ -26,8 +26,8 @@ pub struct DatScanner<'f> {
     buffer_start: u64,
 }
 
-impl<'f> DatScanner<'f> {
-    pub fn new(file: &'f File, file_len: u64, version: Version, start: u64) -> DatScanner<'f> {
+impl<'f, F: StorageFile> DatScanner<'f, F> {
+    pub fn new(file: &'f F, file_len: u64, version: Version, start: u64) -> DatScanner<'f, F> {
         assert!(start <= file_len || file_len == 0);
         DatScanner {
             file,
