@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use master_common::{FakeVolumeServer, MasterProcess, assign_retrying, get, post, wait_for_leader};
+use master_common::{
+    FakeVolumeServer, MasterProcess, assign_retrying, get, launch_together, post, wait_for_leader,
+    wait_for_voters,
+};
 use support::free_port;
 
 fn key_of(fid: &str) -> u64 {
@@ -186,15 +189,17 @@ fn metric(address: &str, name: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-// Proves a master that joins after the leader snapshotted and purged its log catches up
-// through a snapshot install: its replicated key high-water mark and max volume id match the
-// leader's. (Each count=100000 assignment needs its own Raft lease entry.)
+// Proves a master beyond the first one's list joins by itself (started with --peers naming
+// the running master and itself, it asks to be added and becomes a voter) and, since the
+// leader snapshotted and purged its log, catches up through a snapshot install: its
+// replicated key high-water mark and max volume id match the leader's. (Each count=100000
+// assignment needs its own Raft lease entry.)
 #[test]
 fn late_master_catches_up_from_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port()];
     let peers = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
-    let first = MasterProcess::start(dir.path(), "m0", ports[0], &peers, &[]);
+    let first = MasterProcess::start(dir.path(), "m0", ports[0], "", &[]);
     support::wait_until("the first master to lead", Duration::from_secs(15), || {
         first.status().is_some_and(|s| s["IsLeader"] == true)
     });
@@ -208,7 +213,7 @@ fn late_master_catches_up_from_a_snapshot() {
         first.mdir.join("snapshot.json").exists()
     });
     let second = MasterProcess::start(dir.path(), "m1", ports[1], &peers, &[]);
-    let leader = wait_for_leader(&[&first, &second], 2, Duration::from_secs(20));
+    let leader = wait_for_voters(&[&first, &second], Duration::from_secs(30));
     assert_eq!(leader, first.address);
     let high_water = "kelp_master_file_key_high_water";
     support::wait_until(
@@ -256,4 +261,24 @@ fn five_masters_survive_losing_two() {
     assert_ne!(new_leader, leader);
     assign_in_turn(&mut seen, &survivors, 10, "count=1");
     assert_eq!(seen.keys, 20);
+}
+
+// Proves three masters started at the same instant with the same --peers form one group of
+// three voters: /cluster/status on each lists all three as reachable voters, and all name
+// the same leader, the only one that says IsLeader. Three rounds, fresh directories each (a
+// bootstrap in which the second and third master raced to join left a two-voter group).
+#[test]
+fn three_masters_started_at_once_are_three_voters() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let masters = launch_together(dir.path(), 3);
+        let all: Vec<&MasterProcess> = masters.iter().collect();
+        let leader = wait_for_voters(&all, Duration::from_secs(30));
+        eprintln!("round {round}: leader {leader}");
+        for master in &masters {
+            let status = master.status().expect("status");
+            assert_eq!(status["Leader"], leader.as_str(), "{status}");
+            assert_eq!(status["Members"].as_array().unwrap().len(), 3, "{status}");
+        }
+    }
 }

@@ -102,7 +102,7 @@ pub fn error(status: u16, message: &str) -> HttpResponse {
     json(status, &serde_json::json!({ "error": message }), false)
 }
 
-fn master_error(failure: &MasterError) -> HttpResponse {
+pub fn master_error(failure: &MasterError) -> HttpResponse {
     let mut response = error(failure.status(), failure.message());
     if failure.status() == 503 {
         response
@@ -149,10 +149,22 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/metrics" => return super::status::metrics(&master),
         _ => {}
     }
+    let query = Query::parse(request.uri().query().unwrap_or(""));
+    // Cluster membership and leader following (see cluster.rs).
+    match path.as_str() {
+        "/cluster/watch" => return super::cluster::watch(&master, &query).await,
+        "/dir/assign" | "/submit" | "/heartbeat" | "/vol/grow"
+            if master.is_leader.load(Ordering::Acquire) =>
+        {
+            if let Err(failure) = super::quorum::check_lease(&master) {
+                return master_error(&failure);
+            }
+        }
+        _ => {}
+    }
     if !master.is_leader.load(Ordering::Acquire) {
         return proxy_to_leader(&master, request).await;
     }
-    let query = Query::parse(request.uri().query().unwrap_or(""));
     let pretty = query.is_pretty();
     match path.as_str() {
         "/dir/assign" => assign(&master, &query).await,
@@ -165,6 +177,9 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
         "/cluster/join" => join(&master, request).await,
+        "/cluster/raft/add" | "/cluster/raft/remove" => {
+            super::cluster::raft_change(&master, &path, &query).await
+        }
         "/" | "/ui/index.html" => super::status::index_page(&master),
         _ if path.len() > 1 && path.as_bytes()[1].is_ascii_digit() => redirect(&master, &request),
         _ => error(404, &format!("no such endpoint: {path}")),
@@ -429,7 +444,8 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         ));
     }
     let Some(leader) = master.leader_address() else {
-        return master_error(&MasterError::Unavailable("no leader elected yet".into()));
+        let failure = super::quorum::leader_unavailable(master, "no leader elected yet");
+        return master_error(&failure);
     };
     if leader == master.config.self_address {
         return master_error(&MasterError::Unavailable(
@@ -463,8 +479,9 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         .await
     {
         Ok(reply) => passthrough(reply),
-        Err(failure) => master_error(&MasterError::Unavailable(format!(
-            "the leader did not answer: {failure}"
-        ))),
+        Err(failure) => master_error(&super::quorum::leader_unavailable(
+            master,
+            &format!("the leader did not answer: {failure}"),
+        )),
     }
 }

@@ -3,15 +3,18 @@
 //!
 //! Layout: [`raft`] (replicated state, log, snapshots, RPCs), [`topology`] (heartbeats,
 //! layouts, placement), [`params`] (request parsing), [`node`] (the running master: leases,
-//! growth), [`cluster`] (bootstrap, joining, leadership, proxying), [`http`] (routes and
-//! handlers), [`status`] (status pages and metrics).
+//! growth), [`cluster`] (background tasks, leadership, cluster endpoints), [`membership`]
+//! (forming the cluster, adding and removing masters), [`quorum`] (the leader lease, which
+//! masters answer), [`http`] (routes and handlers), [`status`] (status pages and metrics).
 
 pub mod cluster;
 pub mod http;
 pub mod http_client;
 pub mod limits;
+pub mod membership;
 pub mod node;
 pub mod params;
+pub mod quorum;
 pub mod raft;
 pub mod status;
 pub mod topology;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{ChildGuard, free_port, port_is_open, wait_until};
+use crate::support::{ChildGuard, free_port, wait_until};
 
 // A complete HTTP answer: the raw-socket test clients' response type.
 #[path = "../../net/tests/support/raw_response.rs"]
@@ -112,55 +112,88 @@ pub fn post(address: &str, path: &str, body: &[u8]) -> Result<Answer, String> {
     )
 }
 
-/// A `kelp master` process with short Raft timeouts and a 1 s pulse.
+/// A `kelp master` process with short Raft timeouts and a 1 s pulse (both changeable before
+/// it is spawned), on 127.0.0.1 or on `ip` inside the network namespace `netns`.
 pub struct MasterProcess {
     pub address: String,
     pub port: u16,
+    pub ip: String,
+    pub netns: Option<String>,
     pub mdir: std::path::PathBuf,
     pub peers: String,
     pub log: std::path::PathBuf,
+    pub pulse_seconds: u64,
+    pub raft_election_ms: u64,
     pub guard: Option<ChildGuard>,
 }
 
 impl MasterProcess {
-    pub fn start(dir: &Path, name: &str, port: u16, peers: &str, extra: &[&str]) -> MasterProcess {
-        let mut master = MasterProcess {
+    /// A master not yet spawned (see `spawn` and `launch`).
+    pub fn new(dir: &Path, name: &str, port: u16, peers: &str) -> MasterProcess {
+        MasterProcess {
             address: format!("127.0.0.1:{port}"),
             port,
+            ip: "127.0.0.1".to_string(),
+            netns: None,
             mdir: dir.join(name),
             peers: peers.to_string(),
             log: dir.join(format!("{name}.log")),
+            pulse_seconds: 1,
+            raft_election_ms: 500,
             guard: None,
-        };
+        }
+    }
+
+    pub fn start(dir: &Path, name: &str, port: u16, peers: &str, extra: &[&str]) -> MasterProcess {
+        let mut master = MasterProcess::new(dir, name, port, peers);
         master.spawn(extra);
         master
     }
 
+    /// Spawn and wait until it listens.
     pub fn spawn(&mut self, extra: &[&str]) {
+        self.launch(extra);
+        self.wait_listening();
+    }
+
+    /// Spawn without waiting (masters started at the same instant).
+    pub fn launch(&mut self, extra: &[&str]) {
         let port = self.port.to_string();
         let mdir = self.mdir.to_string_lossy().into_owned();
+        let pulse = self.pulse_seconds.to_string();
+        let election = self.raft_election_ms.to_string();
+        let heartbeat = (self.raft_election_ms / 5).to_string();
         let mut args = vec![
             "master",
             "--port",
             &port,
+            "--ip",
+            &self.ip,
             "--mdir",
             &mdir,
             "--pulse-seconds",
-            "1",
+            &pulse,
             "--raft-heartbeat-ms",
-            "100",
+            &heartbeat,
             "--raft-election-ms",
-            "500",
+            &election,
         ];
         if !self.peers.is_empty() {
             args.extend(["--peers", &self.peers]);
         }
         args.extend(extra);
         let name = format!("master {}", self.address);
-        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
-        let port = self.port;
+        self.guard = Some(match &self.netns {
+            None => ChildGuard::spawn_kelp(&name, &args, &self.log),
+            Some(netns) => crate::support::spawn_kelp_in_netns(netns, &name, &args, &self.log),
+        });
+    }
+
+    pub fn wait_listening(&self) {
+        let address = self.address.clone();
+        let socket: std::net::SocketAddr = address.parse().expect("master address is ip:port");
         wait_until("the master to listen", Duration::from_secs(20), || {
-            port_is_open(port)
+            TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_ok()
         });
     }
 
@@ -560,4 +593,97 @@ pub fn get_following(address: &str, path: &str) -> Result<Answer, String> {
         answer = get(host, path)?;
     }
     Ok(answer)
+}
+
+/// `count` masters that know each other (m0, m1, ...), every process spawned before any is
+/// waited for: they start at the same instant.
+pub fn launch_together(dir: &Path, count: usize) -> Vec<MasterProcess> {
+    let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut masters: Vec<MasterProcess> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| MasterProcess::new(dir, &format!("m{i}"), *port, &peers))
+        .collect();
+    for master in &mut masters {
+        master.launch(&[]);
+    }
+    for master in &masters {
+        master.wait_listening();
+    }
+    masters
+}
+
+/// The members a `/cluster/status` answer lists: (address, role, reachable, is leader).
+pub fn members_of(status: &serde_json::Value) -> Vec<(String, String, bool, bool)> {
+    let Some(members) = status["Members"].as_array() else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .map(|m| {
+            (
+                m["Address"].as_str().unwrap_or("").to_string(),
+                m["Role"].as_str().unwrap_or("").to_string(),
+                m["Reachable"] == true,
+                m["IsLeader"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Whether every status lists exactly `voters` (as reachable voters, no learners) and names
+/// the same leader, which alone says `IsLeader`; that leader's address.
+pub fn agreed_voters(statuses: &[serde_json::Value], voters: &[String]) -> Option<String> {
+    let leader = statuses.first()?["Leader"].as_str()?.to_string();
+    let mut expected: Vec<&String> = voters.iter().collect();
+    expected.sort();
+    for status in statuses {
+        let members = members_of(status);
+        let mut listed: Vec<&String> = members
+            .iter()
+            .filter(|(_, role, reachable, _)| role == "voter" && *reachable)
+            .map(|(address, ..)| address)
+            .collect();
+        listed.sort();
+        let leaders: Vec<&String> = members
+            .iter()
+            .filter(|m| m.3)
+            .map(|(address, ..)| address)
+            .collect();
+        if status["Leader"].as_str() != Some(leader.as_str())
+            || listed != expected
+            || members.len() != voters.len()
+            || leaders != [&leader]
+        {
+            return None;
+        }
+    }
+    let leading = statuses.iter().filter(|s| s["IsLeader"] == true).count();
+    (!leader.is_empty() && leading == 1).then_some(leader)
+}
+
+/// Wait until every one of `masters` lists all of them as reachable voters and they agree on
+/// one leader; returns the leader. Panics with the last statuses seen.
+pub fn wait_for_voters(masters: &[&MasterProcess], timeout: Duration) -> String {
+    let voters: Vec<String> = masters.iter().map(|m| m.address.clone()).collect();
+    let mut last = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        last = masters
+            .iter()
+            .map(|m| m.status().unwrap_or_default())
+            .collect();
+        if let Some(leader) = agreed_voters(&last, &voters) {
+            return leader;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "no agreement on {voters:?} as voters with one leader within {timeout:?}; last statuses: {last:#?}"
+    );
 }
