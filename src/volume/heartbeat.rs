@@ -1,10 +1,13 @@
 //! The heartbeat to the master (`crate::wire::Heartbeat`), sent by core 0 for the whole server. A
-//! master that is down is retried with backoff and logged, never fatal.
+//! master that is down is retried with backoff (at most a pulse) and logged, never fatal.
+//! Between two heartbeats the server waits on the leader's `/cluster/watch`, so it hears at
+//! once when the leader dies or loses its quorum, and heartbeats to the new leader as soon as
+//! one is elected: a new leader learns the topology within milliseconds, not a pulse.
 
 use super::core::{CoreState, all_snapshots, broadcast_size_limit};
-use super::master_link::{self, Heartbeat, Masters};
+use super::master_link::{self, Heartbeat, LeaderWatch, MASTER_BACKOFF_MS_MIN, Masters};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Pulse used until the master says otherwise (SeaweedFS's default).
 pub const PULSE_SECONDS_DEFAULT: u64 = 5;
@@ -21,7 +24,7 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
             Ok(heartbeat) => master_link::send_heartbeat(&mut masters, &heartbeat).await,
             Err(error) => Err(format!("collecting volumes for the heartbeat: {error}")),
         };
-        let wait_ms = match outcome {
+        match outcome {
             Ok(answer) => {
                 if backoff_ms > 0 {
                     tracing::info!("heartbeat: master {} answers again", masters.current());
@@ -34,15 +37,62 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
                     size_limit_bytes = answer.volume_size_limit;
                     broadcast_size_limit(&state, size_limit_bytes);
                 }
-                pulse_s * 1000
+                wait_for_pulse(&mut masters, &answer.leader, pulse_s * 1000).await;
             }
             Err(error) => {
-                backoff_ms = master_link::next_backoff_ms(backoff_ms);
-                tracing::warn!("heartbeat failed, retrying in {backoff_ms} ms: {error}");
-                backoff_ms
+                backoff_ms = master_link::next_backoff_ms(backoff_ms, pulse_s * 1000);
+                tracing::warn!("heartbeat failed, retrying within {backoff_ms} ms: {error}");
+                wait_for_a_leader(&mut masters, backoff_ms).await;
             }
-        };
-        compio::time::sleep(Duration::from_millis(wait_ms)).await;
+        }
+    }
+}
+
+/// Wait one pulse, cut short when the leader the master names is no longer `leader` or the
+/// connection to it breaks (the leader died).
+async fn wait_for_pulse(masters: &mut Masters, leader: &str, pulse_ms: u64) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(pulse_ms);
+    loop {
+        let left_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        if left_ms == 0 {
+            return;
+        }
+        match masters.watch_leader(leader, left_ms).await {
+            Ok(LeaderWatch::Unchanged) => {}
+            Ok(LeaderWatch::Changed(now)) => {
+                tracing::info!("heartbeat: the leader is now {now:?} (was {leader})");
+                masters.follow_leader(&now);
+                return;
+            }
+            Ok(LeaderWatch::Unsupported) => {
+                compio::time::sleep(Duration::from_millis(left_ms)).await;
+                return;
+            }
+            Err(error) => {
+                tracing::info!("heartbeat: lost the leader {leader}: {error}");
+                // Never faster than the backoff minimum, whatever the failure.
+                let floor = start + Duration::from_millis(MASTER_BACKOFF_MS_MIN);
+                compio::time::sleep(floor.saturating_duration_since(Instant::now())).await;
+                return;
+            }
+        }
+    }
+}
+
+/// After a failed heartbeat: wait up to `backoff_ms`, returning as soon as the current master
+/// knows a leader (then it is followed).
+async fn wait_for_a_leader(masters: &mut Masters, backoff_ms: u64) {
+    let start = Instant::now();
+    match masters.watch_leader("", backoff_ms).await {
+        Ok(LeaderWatch::Changed(leader)) => masters.follow_leader(&leader),
+        Ok(LeaderWatch::Unchanged) => {}
+        Ok(LeaderWatch::Unsupported) | Err(_) => {
+            let left = Duration::from_millis(backoff_ms).saturating_sub(start.elapsed());
+            compio::time::sleep(left).await;
+        }
     }
 }
 

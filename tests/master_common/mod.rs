@@ -598,6 +598,15 @@ pub fn get_following(address: &str, path: &str) -> Result<Answer, String> {
 /// `count` masters that know each other (m0, m1, ...), every process spawned before any is
 /// waited for: they start at the same instant.
 pub fn launch_together(dir: &Path, count: usize) -> Vec<MasterProcess> {
+    launch_together_with(dir, count, |_| {})
+}
+
+/// `launch_together`, each master changed by `configure` before it is spawned.
+pub fn launch_together_with(
+    dir: &Path,
+    count: usize,
+    configure: impl Fn(&mut MasterProcess),
+) -> Vec<MasterProcess> {
     let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
     let peers = ports
         .iter()
@@ -609,6 +618,9 @@ pub fn launch_together(dir: &Path, count: usize) -> Vec<MasterProcess> {
         .enumerate()
         .map(|(i, port)| MasterProcess::new(dir, &format!("m{i}"), *port, &peers))
         .collect();
+    for master in &mut masters {
+        configure(master);
+    }
     for master in &mut masters {
         master.launch(&[]);
     }
