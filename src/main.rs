@@ -31,6 +31,8 @@ enum Command {
     Master(master::Args),
     /// A volume server: stores needles, one io_uring loop per core.
     Volume(volume::Args),
+    /// List, add and remove the masters of a cluster (like weed shell's cluster.raft.*).
+    Cluster(master::admin_cli::Args),
     /// Load generator: assign + upload n files, then read them back (like `weed benchmark`).
     Benchmark(kelp_bench::Args),
     /// List (or tar) the live needles of a volume, like `weed export`.
@@ -52,6 +54,7 @@ fn main() {
         Command::Server(args) => ("server", server::run(args)),
         Command::Master(args) => ("master", master::run(args)),
         Command::Volume(args) => ("volume", volume::run(args)),
+        Command::Cluster(args) => ("cluster", master::admin_cli::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),

@@ -314,3 +314,109 @@ fn volume_server_follows_a_new_leader_at_once() {
         "first assignment {failover:?} after the leader was killed"
     );
 }
+
+/// `kelp cluster <args>`: (success, stdout, stderr).
+fn kelp_cluster(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(support::kelp_bin())
+        .arg("cluster")
+        .args(args)
+        .output()
+        .expect("run kelp cluster");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+// Proves masters can be added and removed with the CLI, and /cluster/status shows it: a
+// fourth master added as a learner before it runs is listed as an unreachable learner; once
+// started (with --peers naming the cluster and itself) it is reachable and does not promote
+// itself; `add` again makes it a voter (four voters everywhere); removing the leader leaves
+// three voters that elect a new leader and assign. Bad addresses are refused naming the flag.
+#[test]
+fn masters_are_added_and_removed_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let masters = launch_together(dir.path(), 3);
+    let all: Vec<&MasterProcess> = masters.iter().collect();
+    let leader = wait_for_voters(&all, Duration::from_secs(30));
+    let list = masters
+        .iter()
+        .map(|m| m.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = free_port();
+    let fourth_address = format!("127.0.0.1:{port}");
+    let (ok, out, err) = kelp_cluster(&[
+        "add",
+        "--master",
+        &list,
+        "--address",
+        &fourth_address,
+        "--learner",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("{fourth_address}  learner  unreachable")),
+        "{out}"
+    );
+    let (ok, out, err) = kelp_cluster(&["ps", "--master", &list]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("{leader}  voter    reachable leader")),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("voter")).count(),
+        3,
+        "{out}"
+    );
+
+    let peers = format!("{list},{fourth_address}");
+    let fourth = MasterProcess::start(dir.path(), "m3", port, &peers, &[]);
+    support::wait_until(
+        "the learner to be reachable",
+        Duration::from_secs(20),
+        || {
+            master_common::members_of(&masters[0].status().unwrap())
+                .iter()
+                .any(|(a, role, reachable, _)| {
+                    *a == fourth_address && role == "learner" && *reachable
+                })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let status = fourth.status().unwrap();
+    let own = master_common::members_of(&status);
+    assert!(
+        own.iter()
+            .any(|(a, role, ..)| *a == fourth_address && role == "learner"),
+        "{status}"
+    );
+
+    let (ok, out, err) = kelp_cluster(&["add", "--master", &list, "--address", &fourth_address]);
+    assert!(ok, "{out}{err}");
+    let mut four: Vec<&MasterProcess> = masters.iter().collect();
+    four.push(&fourth);
+    assert_eq!(wait_for_voters(&four, Duration::from_secs(30)), leader);
+
+    let (ok, out, err) = kelp_cluster(&["remove", "--master", &peers, "--address", &leader]);
+    assert!(ok, "{out}{err}");
+    let rest: Vec<&MasterProcess> = four
+        .iter()
+        .copied()
+        .filter(|m| m.address != leader)
+        .collect();
+    let new_leader = wait_for_voters(&rest, Duration::from_secs(30));
+    assert_ne!(new_leader, leader);
+    let _volume_server = FakeVolumeServer::start(vec![new_leader.clone()], "", "", 4);
+    assign_retrying(&new_leader, "count=1", Duration::from_secs(15));
+
+    let (ok, _, err) = kelp_cluster(&["add", "--master", &list, "--address", "nohost"]);
+    assert!(
+        !ok && err.contains("--address") && err.contains("host:port"),
+        "{err}"
+    );
+    let (ok, _, err) = kelp_cluster(&["ps", "--master", "a"]);
+    assert!(!ok && err.contains("--master"), "{err}");
+}

@@ -74,6 +74,9 @@ pub const LEADER_WATCH_WAIT_MS_MAX: u64 = 60_000;
 /// How often a waiting `/cluster/watch` looks again at the leader (besides every Raft change).
 pub const LEADER_WATCH_POLL_MS: u64 = 50;
 
+/// `kelp cluster` looks for a leader (asking each master in turn) for at most this long.
+pub const CLI_LEADER_WAIT_MS: u64 = 15_000;
+
 /// A Raft proposal (key lease, volume ids, collections) that is not committed within this
 /// time fails with 503: the leader has lost its quorum or its leadership.
 pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
