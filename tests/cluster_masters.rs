@@ -235,9 +235,34 @@ fn late_master_catches_up_from_a_snapshot() {
     );
 }
 
+/// Wait until an assignment through `address` answers 503 with a JSON error that says there
+/// is no quorum; that error.
+fn wait_for_no_quorum(address: &str) -> String {
+    let mut last = String::new();
+    support::wait_until(
+        &format!("{address} to answer 503 no quorum"),
+        Duration::from_secs(15),
+        || {
+            let Ok(answer) = get(address, "/dir/assign") else {
+                return false;
+            };
+            last = answer.text();
+            let is_json = answer.header("content-type") == Some("application/json");
+            let error = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            answer.status == 503 && is_json && error.contains("no quorum")
+        },
+    );
+    last
+}
+
 // Proves five masters started together form one group of five voters: with the leader and
 // one more master SIGKILLed, the remaining three (a quorum only if all five vote) elect a
-// leader and serve assignments above every key handed out before.
+// leader and serve assignments above every key handed out before. With a third master
+// killed, assignments through either survivor answer 503 with a JSON error saying there is
+// no quorum (the new leader's lease lapses); so they do with the leader killed as well.
 #[test]
 fn five_masters_survive_losing_two() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,6 +286,24 @@ fn five_masters_survive_losing_two() {
     assert_ne!(new_leader, leader);
     assign_in_turn(&mut seen, &survivors, 10, "count=1");
     assert_eq!(seen.keys, 20);
+
+    let new_leader_index = addresses.iter().position(|a| *a == new_leader).unwrap();
+    let third_index = (0..5)
+        .find(|i| ![leader_index, other_index, new_leader_index].contains(i))
+        .unwrap();
+    masters[third_index].kill();
+    let dead = [leader_index, other_index, third_index];
+    for survivor in all_but(&masters, &dead) {
+        let error = wait_for_no_quorum(&survivor.address);
+        eprintln!("{}: {error}", survivor.address);
+    }
+    masters[new_leader_index].kill();
+    let last = all_but(
+        &masters,
+        &[leader_index, other_index, third_index, new_leader_index],
+    );
+    let error = wait_for_no_quorum(&last[0].address);
+    assert!(error.contains("1 of 5 voting masters reachable"), "{error}");
 }
 
 // Proves three masters started at the same instant with the same --peers form one group of
