@@ -4,48 +4,14 @@
 mod master_common;
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{
-    FakeVolumeServer, MasterProcess, RealVolumeServer, assign_retrying, get, launch_together,
-    launch_together_with, post, wait_for_leader, wait_for_voters,
+    FakeVolumeServer, KeyRanges, MasterProcess, RealVolumeServer, assign_retrying, get,
+    launch_together, launch_together_with, post, record, wait_for_leader, wait_for_voters,
 };
 use support::free_port;
-
-fn key_of(fid: &str) -> u64 {
-    let hex = fid.split_once(',').expect("fid has a comma").1;
-    u64::from_str_radix(&hex[..hex.len() - 8], 16).expect("key hex")
-}
-
-/// Keys handed out so far, as ranges `first -> end` (end exclusive).
-#[derive(Default)]
-struct KeyRanges {
-    ranges: BTreeMap<u64, u64>,
-    keys: u64,
-}
-
-/// Record the keys of an assignment (`count` keys from the fid's key); fail on any overlap.
-fn record(seen: &mut KeyRanges, answer: &serde_json::Value) {
-    let fid = answer["fid"].as_str().expect("fid");
-    let count = answer["count"].as_u64().expect("count");
-    let (first, end) = (key_of(fid), key_of(fid) + count);
-    if let Some((_, before_end)) = seen.ranges.range(..=first).next_back() {
-        assert!(
-            *before_end <= first,
-            "key {first} handed out twice (fid {fid})"
-        );
-    }
-    if let Some((after_first, _)) = seen.ranges.range(first..).next() {
-        assert!(
-            end <= *after_first,
-            "key {after_first} handed out twice (fid {fid})"
-        );
-    }
-    seen.ranges.insert(first, end);
-    seen.keys += count;
-}
 
 /// Start `count` masters that know each other (m0, m1, ...) and wait until they agree on a
 /// leader; returns them in start order with the leader's address.
@@ -236,8 +202,8 @@ fn late_master_catches_up_from_a_snapshot() {
 }
 
 /// Wait until an assignment through `address` answers 503 with a JSON error that says there
-/// is no quorum; that error.
-fn wait_for_no_quorum(address: &str) -> String {
+/// is no quorum (and contains `detail`); that error.
+fn wait_for_no_quorum(address: &str, detail: &str) -> String {
     let mut last = String::new();
     support::wait_until(
         &format!("{address} to answer 503 no quorum"),
@@ -252,7 +218,7 @@ fn wait_for_no_quorum(address: &str) -> String {
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            answer.status == 503 && is_json && error.contains("no quorum")
+            answer.status == 503 && is_json && error.contains("no quorum") && error.contains(detail)
         },
     );
     last
@@ -294,7 +260,7 @@ fn five_masters_survive_losing_two() {
     masters[third_index].kill();
     let dead = [leader_index, other_index, third_index];
     for survivor in all_but(&masters, &dead) {
-        let error = wait_for_no_quorum(&survivor.address);
+        let error = wait_for_no_quorum(&survivor.address, "");
         eprintln!("{}: {error}", survivor.address);
     }
     masters[new_leader_index].kill();
@@ -302,8 +268,8 @@ fn five_masters_survive_losing_two() {
         &masters,
         &[leader_index, other_index, third_index, new_leader_index],
     );
-    let error = wait_for_no_quorum(&last[0].address);
-    assert!(error.contains("1 of 5 voting masters reachable"), "{error}");
+    let error = wait_for_no_quorum(&last[0].address, "1 of 5 voting masters reachable");
+    eprintln!("{}: {error}", last[0].address);
 }
 
 // Proves three masters started at the same instant with the same --peers form one group of

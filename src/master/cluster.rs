@@ -76,6 +76,29 @@ pub fn usable_leader(master: &Master) -> String {
     }
 }
 
+/// Run `call` (a request forwarded to `leader`) until it ends, or until `leader` is no longer
+/// the leader this master knows, or a probe found it unreachable (None): a forwarded request
+/// never waits out its whole timeout on a leader that died or was cut off.
+pub async fn while_leader<T>(
+    master: &Master,
+    leader: &str,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut metrics = master.raft.metrics();
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            result = &mut call => return Some(result),
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(LEADER_WATCH_POLL_MS)) => {}
+        }
+        let known = master.leader_address();
+        if known.as_deref() != Some(leader) || master.quorum.is_known_unreachable(leader) {
+            return None;
+        }
+    }
+}
+
 /// `GET /cluster/watch?leader=ADDR&wait_ms=N`, answered by every master itself: returns as
 /// soon as the leader it would name ([`usable_leader`]) is not ADDR, or after N ms. A volume
 /// server waits here between heartbeats, so it hears of a lost leader (or of a new one)

@@ -473,15 +473,11 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
     }
     let url = format!("http://{leader}{path_and_query}");
     let timeout = Duration::from_millis(OUTBOUND_CALL_TIMEOUT_MS);
-    match master
-        .client
-        .call(method, &url, &headers, body, timeout)
-        .await
-    {
-        Ok(reply) => passthrough(reply),
-        Err(failure) => master_error(&super::quorum::leader_unavailable(
-            master,
-            &format!("the leader did not answer: {failure}"),
-        )),
-    }
+    let call = master.client.call(method, &url, &headers, body, timeout);
+    let what = match super::cluster::while_leader(master, &leader, call).await {
+        Some(Ok(reply)) => return passthrough(reply),
+        Some(Err(failure)) => format!("the leader did not answer: {failure}"),
+        None => format!("the leader {leader} went away while it was asked"),
+    };
+    master_error(&super::quorum::leader_unavailable(master, &what))
 }

@@ -113,6 +113,12 @@ impl QuorumView {
         reachable.insert(address.to_string(), answered);
     }
 
+    /// Did the last probe of `address` go unanswered? (False when it was never probed.)
+    pub fn is_known_unreachable(&self, address: &str) -> bool {
+        let reachable = self.reachable.lock().expect("reachable lock poisoned");
+        reachable.get(address) == Some(&false)
+    }
+
     /// Did `address` answer its last probe? (Unprobed masters count as unreachable.)
     pub fn is_reachable(&self, address: &str) -> bool {
         let reachable = self.reachable.lock().expect("reachable lock poisoned");

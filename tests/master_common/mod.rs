@@ -33,7 +33,13 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Answer, String> {
-    let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
+    // Bounded: a peer cut off by a partition drops the SYN, and connect would wait minutes.
+    let socket = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .map_err(|e| format!("{address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address}: no address"))?;
+    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(3))
+        .map_err(|e| format!("{address}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
@@ -243,11 +249,22 @@ impl Drop for FakeVolumeServer {
 
 impl FakeVolumeServer {
     pub fn start(masters: Vec<String>, data_center: &str, rack: &str, max: u32) -> Self {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake volume server");
+        FakeVolumeServer::start_on("127.0.0.1", free_port(), masters, data_center, rack, max)
+    }
+
+    /// `start`, listening on `ip:port` (and advertising it).
+    pub fn start_on(
+        ip: &str,
+        port: u16,
+        masters: Vec<String>,
+        data_center: &str,
+        rack: &str,
+        max: u32,
+    ) -> Self {
+        let listener = TcpListener::bind((ip, port)).expect("bind fake volume server");
         let server = FakeVolumeServer {
             port,
-            address: format!("127.0.0.1:{port}"),
+            address: format!("{ip}:{port}"),
             volumes: Arc::default(),
             files: Arc::default(),
             beating: Arc::new(AtomicBool::new(true)),
@@ -260,6 +277,7 @@ impl FakeVolumeServer {
         );
         std::thread::spawn(move || serve_fake(listener, volumes, files, stop, max));
         let beat = Beater {
+            ip: ip.to_string(),
             port,
             data_center: data_center.to_string(),
             rack: rack.to_string(),
@@ -279,6 +297,7 @@ impl FakeVolumeServer {
 }
 
 struct Beater {
+    ip: String,
     port: u16,
     data_center: String,
     rack: String,
@@ -305,7 +324,7 @@ impl Beater {
             })
             .collect();
         let beat = serde_json::json!({
-            "ip": "127.0.0.1", "port": self.port, "publicUrl": format!("127.0.0.1:{}", self.port),
+            "ip": self.ip, "port": self.port, "publicUrl": format!("{}:{}", self.ip, self.port),
             "dataCenter": self.data_center, "rack": self.rack, "maxVolumeCount": self.max,
             "maxFileKey": 0, "volumes": volumes,
         });
@@ -326,6 +345,10 @@ impl Beater {
                         }
                     }
                     _ => {
+                        // The master after the one that failed (not the same one again).
+                        if let Some(failed) = self.masters.iter().position(|m| *m == target) {
+                            next = failed;
+                        }
                         next = (next + 1) % self.masters.len();
                         target = self.masters[next].clone();
                         std::thread::sleep(Duration::from_millis(100));
@@ -698,4 +721,38 @@ pub fn wait_for_voters(masters: &[&MasterProcess], timeout: Duration) -> String 
     panic!(
         "no agreement on {voters:?} as voters with one leader within {timeout:?}; last statuses: {last:#?}"
     );
+}
+
+/// The file key of a fid (the hex between the comma and the 8-digit cookie).
+pub fn key_of(fid: &str) -> u64 {
+    let hex = fid.split_once(',').expect("fid has a comma").1;
+    u64::from_str_radix(&hex[..hex.len() - 8], 16).expect("key hex")
+}
+
+/// Keys handed out so far, as ranges `first -> end` (end exclusive).
+#[derive(Default)]
+pub struct KeyRanges {
+    pub ranges: BTreeMap<u64, u64>,
+    pub keys: u64,
+}
+
+/// Record the keys of an assignment (`count` keys from the fid's key); fail on any overlap.
+pub fn record(seen: &mut KeyRanges, answer: &serde_json::Value) {
+    let fid = answer["fid"].as_str().expect("fid");
+    let count = answer["count"].as_u64().expect("count");
+    let (first, end) = (key_of(fid), key_of(fid) + count);
+    if let Some((_, before_end)) = seen.ranges.range(..=first).next_back() {
+        assert!(
+            *before_end <= first,
+            "key {first} handed out twice (fid {fid})"
+        );
+    }
+    if let Some((after_first, _)) = seen.ranges.range(first..).next() {
+        assert!(
+            end <= *after_first,
+            "key {after_first} handed out twice (fid {fid})"
+        );
+    }
+    seen.ranges.insert(first, end);
+    seen.keys += count;
 }
