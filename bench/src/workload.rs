@@ -13,8 +13,9 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use crate::limits::{
-    ASSIGN_ATTEMPTS_MAX, ASSIGN_BACKOFF_MS, ASSIGN_BACKOFF_MS_MAX, CONNECT_TIMEOUT_MS,
-    DELETE_DELAY_MS, LOOKUP_CACHE_ENTRIES_MAX, PENDING_DELETES_MAX, REQUEST_TIMEOUT_MS,
+    ASSIGN_ATTEMPTS_MAX, ASSIGN_BACKOFF_MS, ASSIGN_BACKOFF_MS_MAX, ASSIGN_RETRY_MS_MAX,
+    CONNECT_TIMEOUT_MS, DELETE_DELAY_MS, LOOKUP_CACHE_ENTRIES_MAX, PENDING_DELETES_MAX,
+    REQUEST_TIMEOUT_MS,
 };
 use crate::run::Shared;
 
@@ -188,24 +189,33 @@ impl Worker {
         let masters = self.workload.masters.len();
         let mut connect_failures = 0;
         let mut last_error = None;
+        let deadline = Instant::now() + Duration::from_millis(ASSIGN_RETRY_MS_MAX);
         for attempt in 0..ASSIGN_ATTEMPTS_MAX {
+            if attempt > 0 && Instant::now() >= deadline {
+                break;
+            }
             let master = self
                 .shared
                 .current_master(&self.workload.masters)
                 .to_string();
             let context = format!("assign on master {master}");
             let retry = match self.client(&master).request("GET", &target, &[], b"").await {
-                Ok(response) => match parse_assign(&master, &response) {
-                    Ok(assigned) => return Ok(assigned),
-                    Err((error, retry)) => {
-                        last_error = Some(error);
-                        retry
+                Ok(response) => {
+                    connect_failures = 0;
+                    match parse_assign(&master, &response) {
+                        Ok(assigned) => return Ok(assigned),
+                        Err((error, retry)) => {
+                            last_error = Some(error);
+                            retry
+                        }
                     }
-                },
-                Err(error @ ClientError::Connect { .. }) => {
+                }
+                // Refused, or the connection broke mid-request (the master died): an
+                // assignment is safe to ask again, of the next master.
+                Err(error @ (ClientError::Connect { .. } | ClientError::Io { .. })) => {
                     last_error = Some(OpError::client(&context, error));
                     connect_failures += 1;
-                    // Every master refused: no use waiting here, the caller counts it.
+                    // Every master in a row failed: no use waiting here, the caller counts it.
                     if connect_failures >= masters {
                         break;
                     }
@@ -213,13 +223,16 @@ impl Worker {
                 }
                 Err(error) => return Err(OpError::client(&context, error)),
             };
+            let backoff = Duration::from_millis(
+                (ASSIGN_BACKOFF_MS << attempt.min(4)).min(ASSIGN_BACKOFF_MS_MAX),
+            );
             match retry {
                 AssignRetry::No => break,
                 AssignRetry::NextMaster => self.shared.next_master(&master, &self.workload.masters),
-                AssignRetry::Later => {
-                    let backoff_ms =
-                        (ASSIGN_BACKOFF_MS << attempt.min(4)).min(ASSIGN_BACKOFF_MS_MAX);
-                    compio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                AssignRetry::Later => compio::time::sleep(backoff).await,
+                AssignRetry::LaterElsewhere => {
+                    compio::time::sleep(backoff).await;
+                    self.shared.next_master(&master, &self.workload.masters);
                 }
             }
         }
@@ -348,6 +361,9 @@ enum AssignRetry {
     NextMaster,
     /// The master is busy (503: growing volumes, warming up): ask again shortly.
     Later,
+    /// No leader serves now (an election, no quorum, the leader went away): wait a little,
+    /// then ask the next master.
+    LaterElsewhere,
 }
 
 /// Parse a `/dir/assign` answer: Ok((fid, url)) or Err((error, what to do next)).
@@ -371,7 +387,13 @@ fn parse_assign(
     let reason = answer
         .error
         .unwrap_or_else(|| "no fid in the answer".to_string());
-    let retry = if reason.to_ascii_lowercase().contains("leader") {
+    let lower = reason.to_ascii_lowercase();
+    let no_leader = ["no quorum", "no leader", "did not answer", "went away"]
+        .iter()
+        .any(|words| lower.contains(words));
+    let retry = if response.status == 503 && no_leader {
+        AssignRetry::LaterElsewhere
+    } else if lower.contains("leader") {
         AssignRetry::NextMaster
     } else if response.status == 503 {
         AssignRetry::Later
@@ -525,6 +547,22 @@ mod tests {
         assert!(matches!(
             parse_assign("m", &growing),
             Err((_, AssignRetry::Later))
+        ));
+        let electing = response(
+            503,
+            r#"{"error":"no leader elected yet; a quorum: 2 of 3 voting masters reachable"}"#,
+        );
+        assert!(matches!(
+            parse_assign("m", &electing),
+            Err((_, AssignRetry::LaterElsewhere))
+        ));
+        let cut_off = response(
+            503,
+            r#"{"error":"no quorum: the leader m:1 has had no answer"}"#,
+        );
+        assert!(matches!(
+            parse_assign("m", &cut_off),
+            Err((_, AssignRetry::LaterElsewhere))
         ));
         let bad = response(406, r#"{"error":"unexpected replication type: abc"}"#);
         match parse_assign("m", &bad) {

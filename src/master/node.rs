@@ -120,7 +120,8 @@ pub struct Master {
 
 impl Master {
     /// Open the Raft storage in `--mdir`, start Raft, and start the background tasks
-    /// (bootstrap or join, leadership watch, dead-node reaper).
+    /// (forming or entering the cluster, leadership and lease watch, peer probes, dead-node
+    /// reaper).
     pub async fn start(config: MasterConfig) -> Result<Arc<Master>, String> {
         std::fs::create_dir_all(&config.mdir)
             .map_err(|e| format!("create --mdir {}: {e}", config.mdir.display()))?;
