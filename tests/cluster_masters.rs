@@ -338,17 +338,13 @@ fn kelp_cluster(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-// Proves masters can be added and removed with the CLI, and /cluster/status shows it: a
-// fourth master added as a learner before it runs is listed as an unreachable learner; once
-// started (with --peers naming the cluster and itself) it is reachable and does not promote
-// itself; `add` again makes it a voter (four voters everywhere); removing the leader leaves
-// three voters that elect a new leader and assign. Bad addresses are refused naming the flag.
-#[test]
-fn masters_are_added_and_removed_with_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let masters = launch_together(dir.path(), 3);
-    let all: Vec<&MasterProcess> = masters.iter().collect();
-    let leader = wait_for_voters(&all, Duration::from_secs(30));
+/// Add a fourth master as a learner with the CLI before it runs, then start it: it is listed
+/// as an unreachable learner, then as a reachable one, and does not promote itself.
+fn learner_added_before_it_runs(
+    dir: &Path,
+    masters: &[MasterProcess],
+    leader: &str,
+) -> MasterProcess {
     let list = masters
         .iter()
         .map(|m| m.address.clone())
@@ -382,7 +378,7 @@ fn masters_are_added_and_removed_with_the_cli() {
     );
 
     let peers = format!("{list},{fourth_address}");
-    let fourth = MasterProcess::start(dir.path(), "m3", port, &peers, &[]);
+    let fourth = MasterProcess::start(dir, "m3", port, &peers, &[]);
     support::wait_until(
         "the learner to be reachable",
         Duration::from_secs(20),
@@ -403,12 +399,34 @@ fn masters_are_added_and_removed_with_the_cli() {
         "{status}"
     );
 
+    fourth
+}
+
+// Proves masters can be added and removed with the CLI, and /cluster/status shows it: a
+// fourth master added as a learner before it runs is listed as an unreachable learner; once
+// started (with --peers naming the cluster and itself) it is reachable and does not promote
+// itself; `add` again makes it a voter (four voters everywhere); removing the leader leaves
+// three voters that elect a new leader and assign. Bad addresses are refused naming the flag.
+#[test]
+fn masters_are_added_and_removed_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let masters = launch_together(dir.path(), 3);
+    let all: Vec<&MasterProcess> = masters.iter().collect();
+    let leader = wait_for_voters(&all, Duration::from_secs(30));
+    let list = masters
+        .iter()
+        .map(|m| m.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let fourth = learner_added_before_it_runs(dir.path(), &masters, &leader);
+    let fourth_address = fourth.address.clone();
     let (ok, out, err) = kelp_cluster(&["add", "--master", &list, "--address", &fourth_address]);
     assert!(ok, "{out}{err}");
     let mut four: Vec<&MasterProcess> = masters.iter().collect();
     four.push(&fourth);
     assert_eq!(wait_for_voters(&four, Duration::from_secs(30)), leader);
 
+    let peers = format!("{list},{fourth_address}");
     let (ok, out, err) = kelp_cluster(&["remove", "--master", &peers, "--address", &leader]);
     assert!(ok, "{out}{err}");
     let rest: Vec<&MasterProcess> = four

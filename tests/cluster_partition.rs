@@ -186,23 +186,16 @@ fn first_assignment(addresses: &[&String], timeout: Duration) -> (Instant, serde
     unreachable!()
 }
 
-// Proves what a partition does to a three-master cluster: the leader cut off from the other
-// two (its veth taken off the bridge) stops handing out fids within its lease and before the
-// majority's new leader hands out its first; from then on it answers 503 with a JSON error
-// saying there is no quorum; the two others elect a new leader that assigns; no file key is
-// handed out twice; and after the link is restored the old leader follows the new one.
-#[test]
-#[ignore = "needs root and network namespaces (ip netns); test.sh runs it when they work"]
-fn netns_partitioned_leader_stops_assigning_and_follows_after_healing() {
-    let network = Network::build(3);
-    let dir = tempfile::tempdir().unwrap();
+/// Three masters, one per namespace of `network`, started together; once they agree on a
+/// leader. Returns them with their addresses.
+fn start_masters(network: &Network, dir: &std::path::Path) -> Vec<MasterProcess> {
     let addresses: Vec<String> = (1..=3)
         .map(|i| format!("{SUBNET}.{i}:{MASTER_PORT}"))
         .collect();
     let peers = addresses.join(",");
     let mut masters: Vec<MasterProcess> = (0..3)
         .map(|i| {
-            let mut master = MasterProcess::new(dir.path(), &format!("m{i}"), MASTER_PORT, &peers);
+            let mut master = MasterProcess::new(dir, &format!("m{i}"), MASTER_PORT, &peers);
             master.ip = format!("{SUBNET}.{}", i + 1);
             master.address = addresses[i].clone();
             master.netns = Some(network.name(&format!("m{i}")));
@@ -216,19 +209,23 @@ fn netns_partitioned_leader_stops_assigning_and_follows_after_healing() {
     for master in &masters {
         master.wait_listening();
     }
-    let all: Vec<&MasterProcess> = masters.iter().collect();
-    let leader = wait_for_voters(&all, Duration::from_secs(30));
-    let volume_ip = format!("{SUBNET}.254");
-    let _volume = FakeVolumeServer::start_on(&volume_ip, 8080, addresses.clone(), "", "", 20);
-    let mut keys = KeyRanges::default();
-    for _ in 0..20 {
-        record(
-            &mut keys,
-            &master_common::assign_retrying(&leader, "count=1", Duration::from_secs(15)),
-        );
-    }
+    masters
+}
 
-    let old = addresses.iter().position(|a| *a == leader).unwrap();
+/// What happened around the cut.
+struct Cut {
+    at: Instant,
+    /// What the old leader answered, seen from inside its own namespace.
+    seen: Vec<Seen>,
+    /// The majority's first assignment, and when it came.
+    first_new_at: Instant,
+    first_new: serde_json::Value,
+}
+
+/// Cut master `old` (the leader) off while an observer in its namespace keeps assigning and
+/// the test asks the others until they assign; the observer goes on for one more second.
+fn cut_leader(network: &Network, masters: &[MasterProcess], old: usize) -> Cut {
+    let leader = masters[old].address.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let observer = observe(
         network.name(&format!("m{old}")),
@@ -237,47 +234,83 @@ fn netns_partitioned_leader_stops_assigning_and_follows_after_healing() {
     );
     std::thread::sleep(Duration::from_millis(300));
     network.cut(old);
-    let cut_at = Instant::now();
-    let majority: Vec<&String> = addresses.iter().filter(|a| **a != leader).collect();
+    let at = Instant::now();
+    let majority: Vec<&String> = masters
+        .iter()
+        .map(|m| &m.address)
+        .filter(|a| **a != leader)
+        .collect();
     let (first_new_at, first_new) = first_assignment(&majority, Duration::from_secs(30));
-    record(&mut keys, &first_new);
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Release);
     let seen = observer.join().expect("observer thread");
+    Cut {
+        at,
+        seen,
+        first_new_at,
+        first_new,
+    }
+}
 
-    let granted: Vec<&Seen> = seen.iter().filter(|s| s.status == 200).collect();
+// Proves what a partition does to a three-master cluster: the leader cut off from the other
+// two (its veth taken off the bridge) stops handing out fids within its lease and before the
+// majority's new leader hands out its first; from then on it answers 503 with a JSON error
+// saying there is no quorum; the two others elect a new leader that assigns; no file key is
+// handed out twice; and after the link is restored the old leader follows the new one.
+#[test]
+#[ignore = "needs root and network namespaces (ip netns); test.sh runs it when they work"]
+fn netns_partitioned_leader_stops_assigning_and_follows_after_healing() {
+    let network = Network::build(3);
+    let dir = tempfile::tempdir().unwrap();
+    let masters = start_masters(&network, dir.path());
+    let all: Vec<&MasterProcess> = masters.iter().collect();
+    let leader = wait_for_voters(&all, Duration::from_secs(30));
+    let addresses: Vec<String> = masters.iter().map(|m| m.address.clone()).collect();
+    let volume_ip = format!("{SUBNET}.254");
+    let _volume = FakeVolumeServer::start_on(&volume_ip, 8080, addresses.clone(), "", "", 20);
+    let mut keys = KeyRanges::default();
+    for _ in 0..20 {
+        let answer = master_common::assign_retrying(&leader, "count=1", Duration::from_secs(15));
+        record(&mut keys, &answer);
+    }
+
+    let old = addresses.iter().position(|a| *a == leader).unwrap();
+    let cut = cut_leader(&network, &masters, old);
+    record(&mut keys, &cut.first_new);
+    let granted: Vec<&Seen> = cut.seen.iter().filter(|s| s.status == 200).collect();
     let last_old = granted
         .iter()
         .map(|s| s.at)
         .max()
-        .expect("the old leader assigned before the cut");
+        .expect("assigned before the cut");
     for answer in &granted {
         record(&mut keys, &answer.body);
     }
-    let after_cut = last_old.saturating_duration_since(cut_at);
+    let after_cut = last_old.saturating_duration_since(cut.at);
     eprintln!(
         "old leader: {} fids, the last {after_cut:?} after the cut; new leader's first fid {:?} after it",
         granted.len(),
-        first_new_at - cut_at
+        cut.first_new_at - cut.at
     );
     assert!(
-        last_old < first_new_at,
+        last_old < cut.first_new_at,
         "the old leader assigned after the new one started"
     );
     assert!(
         after_cut < Duration::from_millis(2 * ELECTION_MS),
         "the old leader assigned {after_cut:?} after the cut (lease {ELECTION_MS} ms)"
     );
-    let last = seen.last().expect("observed answers");
+    let last = cut.seen.last().expect("observed answers");
     let error = last.body["error"].as_str().unwrap_or("");
     assert_eq!(last.status, 503, "{}", last.body);
     assert!(error.contains("no quorum"), "{error}");
 
-    let new_leader = majority
+    let new_leader = addresses
         .iter()
+        .filter(|a| **a != leader)
         .find(|a| get(a, "/cluster/status").is_ok_and(|s| s.json()["IsLeader"] == true))
         .expect("the majority has a leader")
-        .to_string();
+        .clone();
     network.heal(old);
     let after = wait_for_voters(&all, Duration::from_secs(30));
     assert_eq!(
@@ -288,10 +321,8 @@ fn netns_partitioned_leader_stops_assigning_and_follows_after_healing() {
     assert_eq!(old_status["IsLeader"], false);
     assert_eq!(members_of(&old_status).len(), 3);
     for _ in 0..10 {
-        record(
-            &mut keys,
-            &master_common::assign_retrying(&leader, "count=1", Duration::from_secs(15)),
-        );
+        let answer = master_common::assign_retrying(&leader, "count=1", Duration::from_secs(15));
+        record(&mut keys, &answer);
     }
     drop(masters);
     drop(network);

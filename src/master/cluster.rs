@@ -84,6 +84,9 @@ pub async fn while_leader<T>(
     leader: &str,
     call: impl std::future::Future<Output = T>,
 ) -> Option<T> {
+    if master.quorum.is_known_unreachable(leader) {
+        return None;
+    }
     let mut metrics = master.raft.metrics();
     tokio::pin!(call);
     loop {

@@ -476,8 +476,14 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
     let call = master.client.call(method, &url, &headers, body, timeout);
     let what = match super::cluster::while_leader(master, &leader, call).await {
         Some(Ok(reply)) => return passthrough(reply),
-        Some(Err(failure)) => format!("the leader did not answer: {failure}"),
-        None => format!("the leader {leader} went away while it was asked"),
+        Some(Err(failure)) => {
+            if let super::http_client::CallError::Unreachable { .. } = failure {
+                // Known at once, not at the next probe: /cluster/watch stops naming it.
+                master.quorum.note_probe(&leader, false);
+            }
+            format!("the leader did not answer: {failure}")
+        }
+        None => format!("the leader {leader} does not answer"),
     };
     master_error(&super::quorum::leader_unavailable(master, &what))
 }

@@ -82,18 +82,33 @@ async fn wait_for_pulse(masters: &mut Masters, leader: &str, pulse_ms: u64) {
     }
 }
 
-/// After a failed heartbeat: wait up to `backoff_ms`, returning as soon as the current master
-/// knows a leader (then it is followed).
+/// After a failed heartbeat: wait up to `backoff_ms`, returning as soon as a master knows a
+/// leader (then it is followed), but never sooner than `MASTER_BACKOFF_MS_MIN` (a master may
+/// still name a leader that just died). A master that is down is skipped for the next one.
 async fn wait_for_a_leader(masters: &mut Masters, backoff_ms: u64) {
     let start = Instant::now();
-    match masters.watch_leader("", backoff_ms).await {
-        Ok(LeaderWatch::Changed(leader)) => masters.follow_leader(&leader),
-        Ok(LeaderWatch::Unchanged) => {}
-        Ok(LeaderWatch::Unsupported) | Err(_) => {
-            let left = Duration::from_millis(backoff_ms).saturating_sub(start.elapsed());
-            compio::time::sleep(left).await;
+    let deadline = start + Duration::from_millis(backoff_ms);
+    for _ in 0..masters.count() {
+        let left_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        if left_ms == 0 {
+            return;
+        }
+        match masters.watch_leader("", left_ms).await {
+            Ok(LeaderWatch::Changed(leader)) => {
+                masters.follow_leader(&leader);
+                let floor = start + Duration::from_millis(MASTER_BACKOFF_MS_MIN);
+                compio::time::sleep(floor.saturating_duration_since(Instant::now())).await;
+                return;
+            }
+            Ok(LeaderWatch::Unchanged) => return,
+            Ok(LeaderWatch::Unsupported) => break,
+            // That master is down (watch_leader moved on to the next one).
+            Err(_) => {}
         }
     }
+    compio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
 }
 
 async fn build(state: &CoreState) -> Result<Heartbeat, String> {

@@ -120,6 +120,11 @@ impl Masters {
         }
     }
 
+    /// How many masters the list holds.
+    pub fn count(&self) -> usize {
+        self.addrs.len()
+    }
+
     pub fn current(&self) -> &str {
         &self.addrs[self.current]
     }
