@@ -14,7 +14,8 @@
 #
 # Masters run with their defaults (pulse 5 s, Raft heartbeat 300 ms, election timeout
 # E = 1500 ms): the goal is a failover under 3 E = 4.5 s. Ports 23300-23399 on 127.0.0.1;
-# scratch files in WORK (default: a new temp dir, removed at the end unless KEEP=1).
+# scratch files in WORK (default: a new temp dir, removed at the end unless KEEP=1; about
+# 1 GB per million uploads, ~6 GB for each campaign, deleted after it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -131,8 +132,12 @@ campaign() { # campaign N
   "$KELP" benchmark --master "$peers" -c "$CLIENTS" --read-only --read-sequentially \
     --list "$dir/acked.txt" --json "$dir/read.json" >"$dir/read.txt" 2>&1 || true
   report "$n" "$dir"
-  for i in "${!addresses[@]}"; do kill -9 "${PIDS[m$i]}" 2>/dev/null || true; done
-  kill -9 "${PIDS[v]}" 2>/dev/null || true
+  # Reaped before the next campaign binds the same ports.
+  for pid in "${PIDS[v]}" $(for i in "${!addresses[@]}"; do echo "${PIDS[m$i]}"; done); do
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  [[ -n ${KEEP:-} ]] || rm -rf "$dir/v"
 }
 
 report() { # report N DIR

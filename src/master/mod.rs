@@ -50,7 +50,8 @@ pub struct Args {
     /// Raft heartbeat interval.
     #[arg(long, default_value_t = 300)]
     pub raft_heartbeat_ms: u64,
-    /// Raft election timeout (randomized between this and twice this).
+    /// Raft election timeout E: randomized between E and 1.2 E, after the leader's lease
+    /// (1.2 E); a leader hands out fids only while a majority acknowledged it within E.
     #[arg(long, default_value_t = 1500)]
     pub raft_election_ms: u64,
 }
