@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command from the README. It installs the real SeaweedFS 4.48 (the peer, from
 # ../shared/tools/peer.sh) when that script is there, so the compatibility tests run against
-# it; without the peer those tests are reported as ignored, never as passed.
+# it; without the peer those tests are reported as ignored, never as passed. Tests named
+# netns_* build network namespaces (root and `ip netns`); they run when a namespace can be
+# made here, and are reported as ignored (or left out, with the reason) otherwise.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,10 +27,23 @@ for store in redis postgres; do
   fi
 done
 
-store_tests=(--skip needs_redis --skip needs_postgres)
+netns=no
+probe=kelp-probe-$$
+if ip netns add "$probe" 2>/dev/null; then
+  ip netns del "$probe"
+  netns=yes
+else
+  echo "test.sh: cannot create a network namespace (needs root and ip netns); the netns_ tests are ignored" >&2
+fi
+
+skips=(--skip needs_redis --skip needs_postgres)
+[[ $netns == yes ]] || skips+=(--skip netns_)
 if [[ -n ${KELP_PEER_WEED:-} ]]; then
-  cargo test --workspace -- --include-ignored "${store_tests[@]}"
+  cargo test --workspace -- --include-ignored "${skips[@]}"
 else
   echo "test.sh: no SeaweedFS peer (set KELP_PEER_WEED); its compatibility tests are ignored" >&2
-  cargo test --workspace -- "${store_tests[@]}"
+  if [[ $netns == yes ]]; then
+    cargo test --workspace -- --ignored netns_
+  fi
+  cargo test --workspace -- "${skips[@]}"
 fi

@@ -37,6 +37,8 @@ enum Command {
     /// Load on a filer (Kelp's or SeaweedFS's): small-file creates, stats, reads, deletes,
     /// and pages of a large directory.
     FilerBenchmark(filer::benchmark::Args),
+    /// List, add and remove the masters of a cluster (like weed shell's cluster.raft.*).
+    Cluster(master::admin_cli::Args),
     /// Load generator: assign + upload n files, then read them back (like `weed benchmark`).
     Benchmark(kelp_bench::Args),
     /// List (or tar) the live needles of a volume, like `weed export`.
@@ -63,6 +65,7 @@ fn main() {
         Command::Volume(args) => ("volume", volume::run(args)),
         Command::Filer(args) => ("filer", filer::run(args)),
         Command::FilerBenchmark(args) => ("filer-benchmark", filer::benchmark::run(args)),
+        Command::Cluster(args) => ("cluster", master::admin_cli::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),

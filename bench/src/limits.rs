@@ -17,8 +17,11 @@ pub const CONNECTION_FAILURES_IN_A_ROW_MAX: u32 = 3;
 pub const PENDING_DELETES_MAX: usize = 4096;
 /// How long a file lives before its scheduled delete (as `weed benchmark`: one second).
 pub const DELETE_DELAY_MS: u64 = 1000;
-/// Tries of one assign (masters answering "not the leader" or "busy, growing volumes").
-pub const ASSIGN_ATTEMPTS_MAX: u32 = 12;
+/// Tries of one assign (masters answering "not the leader" or "busy, growing volumes"), and
+/// how long they may take in all: long enough to ride out a master failover (an election
+/// takes 2-3 election timeouts; Kelp's default is 1.5 s).
+pub const ASSIGN_ATTEMPTS_MAX: u32 = 200;
+pub const ASSIGN_RETRY_MS_MAX: u64 = 15_000;
 /// First wait before asking a busy master again; doubles per try up to the max.
 pub const ASSIGN_BACKOFF_MS: u64 = 25;
 pub const ASSIGN_BACKOFF_MS_MAX: u64 = 400;

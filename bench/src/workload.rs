@@ -14,8 +14,9 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use crate::limits::{
-    ASSIGN_ATTEMPTS_MAX, ASSIGN_BACKOFF_MS, ASSIGN_BACKOFF_MS_MAX, CONNECT_TIMEOUT_MS,
-    DELETE_DELAY_MS, LOOKUP_CACHE_ENTRIES_MAX, PENDING_DELETES_MAX, REQUEST_TIMEOUT_MS,
+    ASSIGN_ATTEMPTS_MAX, ASSIGN_BACKOFF_MS, ASSIGN_BACKOFF_MS_MAX, ASSIGN_RETRY_MS_MAX,
+    CONNECT_TIMEOUT_MS, DELETE_DELAY_MS, LOOKUP_CACHE_ENTRIES_MAX, PENDING_DELETES_MAX,
+    REQUEST_TIMEOUT_MS,
 };
 use crate::run::Shared;
 
@@ -180,51 +181,76 @@ impl Worker {
     }
 
     /// `/dir/assign?count=1` on the current master, following the leader through the list and
-    /// waiting out "volume growth in progress" (503) answers, as weed's client does.
+    /// waiting out "volume growth in progress" and "no leader yet" (503) answers, as weed's
+    /// client does, for at most `ASSIGN_RETRY_MS_MAX`. A master that refuses the connection
+    /// or drops it mid-request is skipped; when every master did, the error is
+    /// connection-level (the caller may end the run).
     async fn assign(&mut self) -> Result<(String, String), OpError> {
         let target = format!(
             "/dir/assign?count=1&collection={}&replication={}",
             self.workload.collection, self.workload.replication
         );
-        let masters = self.workload.masters.len();
-        let mut connect_failures = 0;
+        let mut unreachable: Vec<String> = Vec::new();
         let mut last_error = None;
+        let deadline = Instant::now() + Duration::from_millis(ASSIGN_RETRY_MS_MAX);
         for attempt in 0..ASSIGN_ATTEMPTS_MAX {
+            if attempt > 0 && Instant::now() >= deadline {
+                break;
+            }
             let master = self
                 .shared
                 .current_master(&self.workload.masters)
                 .to_string();
             let context = format!("assign on master {master}");
             let retry = match self.client(&master).request("GET", &target, &[], b"").await {
-                Ok(response) => match parse_assign(&master, &response) {
-                    Ok(assigned) => return Ok(assigned),
-                    Err((error, retry)) => {
-                        last_error = Some(error);
-                        retry
+                Ok(response) => {
+                    unreachable.clear();
+                    match parse_assign(&master, &response) {
+                        Ok(assigned) => return Ok(assigned),
+                        Err((error, retry)) => {
+                            last_error = Some(error);
+                            retry
+                        }
                     }
-                },
-                Err(error @ ClientError::Connect { .. }) => {
+                }
+                // An assignment is safe to ask again, of the next master.
+                Err(error @ (ClientError::Connect { .. } | ClientError::Io { .. })) => {
                     last_error = Some(OpError::client(&context, error));
-                    connect_failures += 1;
-                    // Every master refused: no use waiting here, the caller counts it.
-                    if connect_failures >= masters {
-                        break;
+                    if !unreachable.contains(&master) {
+                        unreachable.push(master.clone());
+                    }
+                    if unreachable.len() >= self.workload.masters.len() {
+                        return Err(last_error.expect("set above"));
                     }
                     AssignRetry::NextMaster
                 }
                 Err(error) => return Err(OpError::client(&context, error)),
             };
-            match retry {
-                AssignRetry::No => break,
-                AssignRetry::NextMaster => self.shared.next_master(&master, &self.workload.masters),
-                AssignRetry::Later => {
-                    let backoff_ms =
-                        (ASSIGN_BACKOFF_MS << attempt.min(4)).min(ASSIGN_BACKOFF_MS_MAX);
-                    compio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            if retry == AssignRetry::No {
+                break;
+            }
+            self.wait_before_retry(retry, attempt, &master).await;
+        }
+        let last = last_error.expect("at least one master was tried");
+        Err(OpError::other(format!("gave up: {}", last.message)))
+    }
+
+    /// Before the next try of an assignment: wait (doubling from `ASSIGN_BACKOFF_MS`; also
+    /// after each round over every master) and move on to the next master when told.
+    async fn wait_before_retry(&self, retry: AssignRetry, attempt: u32, master: &str) {
+        let backoff_ms = (ASSIGN_BACKOFF_MS << attempt.min(4)).min(ASSIGN_BACKOFF_MS_MAX);
+        let backoff = Duration::from_millis(backoff_ms);
+        let round_done = (attempt as usize + 1).is_multiple_of(self.workload.masters.len());
+        match retry {
+            AssignRetry::No => {}
+            AssignRetry::Later => compio::time::sleep(backoff).await,
+            AssignRetry::NextMaster | AssignRetry::LaterElsewhere => {
+                if retry == AssignRetry::LaterElsewhere || round_done {
+                    compio::time::sleep(backoff).await;
                 }
+                self.shared.next_master(master, &self.workload.masters);
             }
         }
-        Err(last_error.expect("at least one master was tried"))
     }
 
     /// Look up (cached) and GET one file; checks its length and id when known.
@@ -349,6 +375,9 @@ enum AssignRetry {
     NextMaster,
     /// The master is busy (503: growing volumes, warming up): ask again shortly.
     Later,
+    /// No leader serves now (an election, no quorum, the leader went away): wait a little,
+    /// then ask the next master.
+    LaterElsewhere,
 }
 
 /// Parse a `/dir/assign` answer: Ok((fid, url)) or Err((error, what to do next)).
@@ -376,7 +405,14 @@ fn parse_assign(
     let reason = answer
         .error
         .unwrap_or_else(|| "no fid in the answer".to_string());
-    let retry = if reason.to_ascii_lowercase().contains("leader") {
+    let lower = reason.to_ascii_lowercase();
+    let no_leader = ["no quorum", "no leader", "not answer", "went away"]
+        .iter()
+        .any(|words| lower.contains(words));
+    let not_the_leader = lower.contains("not the leader");
+    let retry = if response.status == 503 && no_leader {
+        AssignRetry::LaterElsewhere
+    } else if not_the_leader {
         AssignRetry::NextMaster
     } else if response.status == 503 {
         AssignRetry::Later
@@ -528,6 +564,30 @@ mod tests {
         assert!(matches!(
             parse_assign("m", &growing),
             Err((_, AssignRetry::Later))
+        ));
+        let electing = response(
+            503,
+            r#"{"error":"no leader elected yet; a quorum: 2 of 3 voting masters reachable"}"#,
+        );
+        assert!(matches!(
+            parse_assign("m", &electing),
+            Err((_, AssignRetry::LaterElsewhere))
+        ));
+        let warming = response(
+            503,
+            r#"{"error":"the leader is new and waits for heartbeats"}"#,
+        );
+        assert!(matches!(
+            parse_assign("m", &warming),
+            Err((_, AssignRetry::Later))
+        ));
+        let cut_off = response(
+            503,
+            r#"{"error":"no quorum: the leader m:1 has had no answer"}"#,
+        );
+        assert!(matches!(
+            parse_assign("m", &cut_off),
+            Err((_, AssignRetry::LaterElsewhere))
         ));
         let bad = response(406, r#"{"error":"unexpected replication type: abc"}"#);
         match parse_assign("m", &bad) {

@@ -1,171 +1,147 @@
-//! How masters find each other and who serves what.
-//!
-//! Bootstrap (as in SeaweedFS's three-master walk-through): a master with an empty Raft log
-//! asks its peers for `/cluster/status`. If one names a leader, it asks that leader to join
-//! (`POST /cluster/join`): the leader adds it as a learner, then as a voter. If no peer has a
-//! leader and this master has the lowest address among the peers that answer, it waits a few
-//! rounds and then starts a one-master cluster: the first master up leads and the others join.
-//! A restarted master already has its log and simply rejoins its group.
+//! The master cluster at run time: background tasks (forming the cluster, following
+//! leadership and the lease, probing the other masters, dropping dead volume servers) and the
+//! cluster endpoints (`/cluster/join`, `/cluster/raft/add|remove`, `/cluster/watch`).
+//! Forming and membership changes are in [`super::membership`], the lease in [`super::quorum`].
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use openraft::{BasicNode, ChangeMembers, ServerState};
-use serde::Deserialize;
+use openraft::ServerState;
 
-use super::limits::{BOOTSTRAP_ALONE_ROUNDS, BOOTSTRAP_ROUND_MS};
+use super::http::{HttpResponse, json, master_error};
+use super::limits::{LEADER_WATCH_POLL_MS, LEADER_WATCH_WAIT_MS_MAX};
+use super::membership::{self, Change};
 use super::node::{Master, MasterError};
-use super::raft::node_id_of;
+use super::params::Query;
 
 pub fn spawn_background(master: Arc<Master>) {
-    tokio::spawn(bootstrap(master.clone()));
+    tokio::spawn(membership::bootstrap(master.clone()));
     tokio::spawn(watch_leadership(master.clone()));
+    tokio::spawn(super::quorum::probe_peers(master.clone()));
     tokio::spawn(reap_dead_nodes(master));
 }
 
-/// What a peer says about itself (`/cluster/status`).
-#[derive(Deserialize)]
-struct PeerStatus {
-    #[serde(rename = "IsLeader", default)]
-    _is_leader: bool,
-    #[serde(rename = "Leader", default)]
-    leader: String,
-    #[serde(rename = "Initialized", default)]
-    initialized: bool,
-}
-
-async fn peer_status(master: &Master, peer: &str) -> Option<PeerStatus> {
-    let url = format!("http://{peer}/cluster/status");
-    let timeout = Duration::from_millis(500);
-    let reply = master
-        .client
-        .call(hyper::Method::GET, &url, &[], bytes::Bytes::new(), timeout)
-        .await
-        .ok()?;
-    serde_json::from_slice(&reply.body).ok()
-}
-
-async fn bootstrap(master: Arc<Master>) {
-    let others: Vec<String> = master
-        .config
-        .peers
-        .iter()
-        .filter(|p| **p != master.config.self_address)
-        .cloned()
-        .collect();
-    let mut alone_rounds = 0;
-    loop {
-        match master.raft.is_initialized().await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(error) => {
-                tracing::error!("master: raft stopped during bootstrap: {error}");
-                return;
-            }
-        }
-        let mut lowest_reachable = true;
-        let mut leader = None;
-        for peer in &others {
-            if let Some(status) = peer_status(&master, peer).await {
-                if !status.leader.is_empty() {
-                    leader = Some(status.leader);
-                } else if !status.initialized && peer < &master.config.self_address {
-                    lowest_reachable = false;
-                }
-            }
-        }
-        if let Some(leader) = leader {
-            alone_rounds = 0;
-            if let Err(error) = ask_to_join(&master, &leader).await {
-                tracing::info!("master: joining through {leader}: {error}");
-            }
-        } else if lowest_reachable {
-            alone_rounds += 1;
-            if alone_rounds >= BOOTSTRAP_ALONE_ROUNDS {
-                start_new_cluster(&master).await;
-            }
-        } else {
-            alone_rounds = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(BOOTSTRAP_ROUND_MS)).await;
-    }
-}
-
-async fn start_new_cluster(master: &Master) {
-    let address = master.config.self_address.clone();
-    tracing::info!("master: no other master leads; starting a new cluster at {address}");
-    let mut members = std::collections::BTreeMap::new();
-    members.insert(master.node_id, BasicNode { addr: address });
-    if let Err(error) = master.raft.initialize(members).await {
-        tracing::warn!("master: initialize: {error}");
-    }
-}
-
-async fn ask_to_join(master: &Master, leader: &str) -> Result<(), String> {
-    let url = format!("http://{leader}/cluster/join");
-    let body = serde_json::json!({ "addr": master.config.self_address });
-    let timeout = Duration::from_millis(super::limits::OUTBOUND_CALL_TIMEOUT_MS);
-    let reply = master
-        .client
-        .post_json(&url, body.to_string().into_bytes(), timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    if reply.status != 200 {
-        return Err(format!(
-            "status {}: {}",
-            reply.status,
-            String::from_utf8_lossy(&reply.body)
-        ));
-    }
-    tracing::info!("master: joined the cluster led by {leader}");
-    Ok(())
-}
-
-/// On the leader: add the master at `address` as a learner, then make it a voter.
+/// On the leader: add the master at `address` as a voter (`POST /cluster/join`).
 pub async fn join(master: &Master, address: &str) -> Result<(), MasterError> {
-    let port_ok = address
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    if !port_ok {
-        return Err(MasterError::BadRequest(format!(
-            "join: {address:?} is not host:port"
-        )));
-    }
-    let id = node_id_of(address);
-    if master.voter_ids().contains(&id) {
-        return Ok(());
-    }
-    let node = BasicNode {
-        addr: address.to_string(),
+    let change = Change::Add {
+        address: address.to_string(),
+        voter: true,
     };
-    let raft_error =
-        |e: &dyn std::fmt::Display| MasterError::Unavailable(format!("join {address}: {e}"));
-    master
-        .raft
-        .add_learner(id, node, true)
-        .await
-        .map_err(|e| raft_error(&e))?;
-    let voters = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-    master
-        .raft
-        .change_membership(voters, false)
-        .await
-        .map_err(|e| raft_error(&e))?;
-    tracing::info!("master: {address} joined as a voter");
-    Ok(())
+    membership::change(master, change).await.map(|_| ())
 }
 
-/// Track leadership changes: a master that becomes leader starts with a fresh topology and
-/// no leases (the volume servers heartbeat to it and it leases new key ranges).
+/// `POST /cluster/raft/add?address=H:P[&voter=false]` and `/cluster/raft/remove?address=H:P`
+/// (on the leader): apply the change; the members afterwards.
+pub async fn raft_change(master: &Master, path: &str, query: &Query) -> HttpResponse {
+    let address = query.text("address").to_string();
+    let change = if path.ends_with("/add") {
+        let voter = match query.text("voter") {
+            "" | "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                let message = format!("voter must be true or false, not {other:?}");
+                return master_error(&MasterError::BadRequest(message));
+            }
+        };
+        Change::Add { address, voter }
+    } else {
+        Change::Remove { address }
+    };
+    match membership::change(master, change.clone()).await {
+        Ok(members) => {
+            let answer = serde_json::json!({ "Done": change.to_string(), "Members": members });
+            json(200, &answer, query.is_pretty())
+        }
+        Err(failure) => master_error(&failure),
+    }
+}
+
+/// The leader this master would send a client to now: itself while its lease holds, else the
+/// leader it knows if that one answers probes, else "" (none).
+pub fn usable_leader(master: &Master) -> String {
+    if master.is_leader.load(Ordering::Acquire) {
+        if master.quorum.lease_holds() {
+            return master.config.self_address.clone();
+        }
+        return String::new();
+    }
+    match master.leader_address() {
+        Some(leader)
+            if leader != master.config.self_address && master.quorum.is_reachable(&leader) =>
+        {
+            leader
+        }
+        _ => String::new(),
+    }
+}
+
+/// Run `call` (a request forwarded to `leader`) until it ends, or until `leader` is no longer
+/// the leader this master knows, or a probe found it unreachable (None): a forwarded request
+/// never waits out its whole timeout on a leader that died or was cut off.
+pub async fn while_leader<T>(
+    master: &Master,
+    leader: &str,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if master.quorum.is_known_unreachable(leader) {
+        return None;
+    }
+    let mut metrics = master.raft.metrics();
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            result = &mut call => return Some(result),
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(LEADER_WATCH_POLL_MS)) => {}
+        }
+        let known = master.leader_address();
+        if known.as_deref() != Some(leader) || master.quorum.is_known_unreachable(leader) {
+            return None;
+        }
+    }
+}
+
+/// `GET /cluster/watch?leader=ADDR&wait_ms=N`, answered by every master itself: returns as
+/// soon as the leader it would name ([`usable_leader`]) is not ADDR, or after N ms. A volume
+/// server waits here between heartbeats, so it hears of a lost leader (or of a new one)
+/// within a few milliseconds instead of a pulse later.
+pub async fn watch(master: &Master, query: &Query) -> HttpResponse {
+    let believed = query.text("leader").to_string();
+    let wait_ms = match query.count("wait_ms", 0, LEADER_WATCH_WAIT_MS_MAX) {
+        Ok(wait_ms) => wait_ms,
+        Err(message) => return master_error(&MasterError::BadRequest(message)),
+    };
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut metrics = master.raft.metrics();
+    let leader = loop {
+        let leader = usable_leader(master);
+        if leader != believed || Instant::now() >= deadline {
+            break leader;
+        }
+        let poll = Duration::from_millis(LEADER_WATCH_POLL_MS);
+        let next = deadline.min(Instant::now() + poll);
+        tokio::select! {
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    };
+    let answer = serde_json::json!({ "Leader": leader, "Changed": leader != believed });
+    json(200, &answer, false)
+}
+
+/// Track leadership changes and the lease: a master that becomes leader starts with a fresh
+/// topology and no key leases (the volume servers heartbeat to it and it leases new ranges).
 async fn watch_leadership(master: Arc<Master>) {
     let mut metrics = master.raft.metrics();
     loop {
-        let leading = {
+        let (leading, quorum_ack) = {
             let now = metrics.borrow_and_update();
-            now.state == ServerState::Leader && now.current_leader == Some(master.node_id)
+            let leading =
+                now.state == ServerState::Leader && now.current_leader == Some(master.node_id);
+            (leading, now.millis_since_quorum_ack.filter(|_| leading))
         };
+        master.quorum.note_quorum_ack(quorum_ack);
         if leading != master.is_leader.load(Ordering::Acquire) {
             master.reset_leader_state(leading);
             master.is_leader.store(leading, Ordering::Release);

@@ -112,7 +112,7 @@ pub fn error(status: u16, message: &str) -> HttpResponse {
     json(status, &serde_json::json!({ "error": message }), false)
 }
 
-fn master_error(failure: &MasterError) -> HttpResponse {
+pub fn master_error(failure: &MasterError) -> HttpResponse {
     let mut response = error(failure.status(), failure.message());
     if failure.status() == 503 {
         response
@@ -192,10 +192,22 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/metrics" => return super::status::metrics(&master),
         _ => {}
     }
+    let query = Query::parse(request.uri().query().unwrap_or(""));
+    // Cluster membership and leader following (see cluster.rs).
+    match path.as_str() {
+        "/cluster/watch" => return super::cluster::watch(&master, &query).await,
+        "/dir/assign" | "/submit" | "/heartbeat" | "/vol/grow"
+            if master.is_leader.load(Ordering::Acquire) =>
+        {
+            if let Err(failure) = super::quorum::check_lease(&master) {
+                return master_error(&failure);
+            }
+        }
+        _ => {}
+    }
     if !master.is_leader.load(Ordering::Acquire) {
         return proxy_to_leader(&master, request).await;
     }
-    let query = Query::parse(request.uri().query().unwrap_or(""));
     let pretty = query.is_pretty();
     match path.as_str() {
         "/dir/assign" => assign(&master, &query).await,
@@ -208,6 +220,9 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
         "/cluster/join" => join(&master, request).await,
+        "/cluster/raft/add" | "/cluster/raft/remove" => {
+            super::cluster::raft_change(&master, &path, &query).await
+        }
         "/" | "/ui/index.html" => super::status::index_page(&master),
         _ if is_fid_path(&path) => redirect(&master, &request),
         _ => error(404, &format!("no such endpoint: {path}")),
@@ -488,7 +503,8 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         ));
     }
     let Some(leader) = master.leader_address() else {
-        return master_error(&MasterError::Unavailable("no leader elected yet".into()));
+        let failure = super::quorum::leader_unavailable(master, "no leader elected yet");
+        return master_error(&failure);
     };
     if leader == master.config.self_address {
         return master_error(&MasterError::Unavailable(
@@ -516,16 +532,19 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
     }
     let url = format!("http://{leader}{path_and_query}");
     let timeout = Duration::from_millis(OUTBOUND_CALL_TIMEOUT_MS);
-    match master
-        .client
-        .call(method, &url, &headers, body, timeout)
-        .await
-    {
-        Ok(reply) => passthrough(reply),
-        Err(failure) => master_error(&MasterError::Unavailable(format!(
-            "the leader did not answer: {failure}"
-        ))),
-    }
+    let call = master.client.call(method, &url, &headers, body, timeout);
+    let what = match super::cluster::while_leader(master, &leader, call).await {
+        Some(Ok(reply)) => return passthrough(reply),
+        Some(Err(failure)) => {
+            if let super::http_client::CallError::Unreachable { .. } = failure {
+                // Known at once, not at the next probe: /cluster/watch stops naming it.
+                master.quorum.note_probe(&leader, false);
+            }
+            format!("the leader did not answer: {failure}")
+        }
+        None => format!("the leader {leader} does not answer"),
+    };
+    master_error(&super::quorum::leader_unavailable(master, &what))
 }
 
 #[cfg(test)]

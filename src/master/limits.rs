@@ -61,7 +61,35 @@ pub const SNAPSHOT_EVERY_ENTRIES: u64 = 500;
 pub const LOG_KEPT_AFTER_SNAPSHOT: u64 = 100;
 pub const PURGE_BATCH_ENTRIES: u64 = 256;
 
-/// Bootstrap: rounds (each `bootstrap_round_ms`) a master must see no leader and be the lowest
-/// reachable peer before it starts a new single-master cluster.
-pub const BOOTSTRAP_ALONE_ROUNDS: u32 = 3;
+/// Bootstrap: wait between two looks at the peers while this master has no Raft log.
 pub const BOOTSTRAP_ROUND_MS: u64 = 300;
+
+/// openraft draws each master's election timeout from [E, E + E * this / 100], E being
+/// `--raft-election-ms`; a follower also waits out the leader's lease (the top of that range)
+/// before it votes. A narrow spread keeps failover short (about 2.2 to 2.4 E after the last
+/// heartbeat); 20% still separates candidates by tens of milliseconds or more.
+pub const ELECTION_TIMEOUT_SPREAD_PERCENT: u64 = 20;
+
+/// A membership change that finds another one under way (or no leader yet) is tried again
+/// after this wait, until `MEMBERSHIP_CHANGE_TIMEOUT_MS` has passed; then it fails with the
+/// reason. The same bound covers a new learner catching up with the log.
+pub const MEMBERSHIP_RETRY_MS: u64 = 100;
+pub const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 30_000;
+
+/// Every master asks each other member for `/cluster/status` this often; a member that
+/// answers within the timeout counts as reachable until the next probe.
+pub const PEER_PROBE_INTERVAL_MS: u64 = 500;
+pub const PEER_PROBE_TIMEOUT_MS: u64 = 400;
+
+/// Longest wait of one `/cluster/watch` (a volume server asks for at most a pulse).
+pub const LEADER_WATCH_WAIT_MS_MAX: u64 = 60_000;
+/// How often a waiting `/cluster/watch` looks again at the leader (besides every Raft change).
+pub const LEADER_WATCH_POLL_MS: u64 = 50;
+
+/// `kelp cluster` looks for a leader (asking each master in turn) for at most this long.
+pub const CLI_LEADER_WAIT_MS: u64 = 15_000;
+
+/// A Raft proposal (key lease, volume ids, collections) that is not committed within this
+/// time fails with 503: the leader has lost its quorum or its leadership.
+pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
+

@@ -3,16 +3,20 @@
 //!
 //! Layout: [`raft`] (replicated state, log, snapshots, RPCs), [`topology`] (heartbeats,
 //! layouts, placement), [`params`] (request parsing), [`node`] (the running master: leases,
-//! growth), [`cluster`] (bootstrap, joining, leadership, proxying), [`http`] (routes and
-//! handlers), [`status`] (status pages and metrics).
+//! growth), [`cluster`] (background tasks, leadership, cluster endpoints), [`membership`]
+//! (forming the cluster, adding and removing masters), [`quorum`] (the leader lease, which
+//! masters answer), [`http`] (routes and handlers), [`status`] (status pages and metrics).
 
 pub mod checked_stream;
+pub mod admin_cli;
 pub mod cluster;
 pub mod http;
 pub mod http_client;
 pub mod limits;
+pub mod membership;
 pub mod node;
 pub mod params;
+pub mod quorum;
 pub mod raft;
 pub mod status;
 pub mod topology;
@@ -47,7 +51,8 @@ pub struct Args {
     /// Raft heartbeat interval.
     #[arg(long, default_value_t = 300)]
     pub raft_heartbeat_ms: u64,
-    /// Raft election timeout (randomized between this and twice this).
+    /// Raft election timeout E: randomized between E and 1.2 E, after the leader's lease
+    /// (1.2 E); a leader hands out fids only while a majority acknowledged it within E.
     #[arg(long, default_value_t = 1500)]
     pub raft_election_ms: u64,
 }

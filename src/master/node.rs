@@ -10,8 +10,12 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use super::MasterConfig;
 use super::http_client::HttpClient;
-use super::limits::{KEY_LEASE_COUNT, KEY_LEASE_LOW_WATER, OUTBOUND_CALL_TIMEOUT_MS};
+use super::limits::{
+    ELECTION_TIMEOUT_SPREAD_PERCENT, KEY_LEASE_COUNT, KEY_LEASE_LOW_WATER,
+    OUTBOUND_CALL_TIMEOUT_MS, PROPOSE_TIMEOUT_MS,
+};
 use super::params::{AssignOptions, grow_batch};
+use super::quorum::QuorumView;
 use super::raft::log_store::LogStore;
 use super::raft::network::NetworkFactory;
 use super::raft::state_machine::{MasterState, StateMachineStore};
@@ -112,11 +116,16 @@ pub struct Master {
     /// has not): the ids above it are its own, which no heartbeat needs to confirm.
     own_volume_ids_above: Mutex<Option<u32>>,
     pub counters: Counters,
+    /// The leader lease and which masters answer.
+    pub quorum: QuorumView,
+    /// Membership changes are applied one at a time.
+    pub membership_lock: tokio::sync::Mutex<()>,
 }
 
 impl Master {
     /// Open the Raft storage in `--mdir`, start Raft, and start the background tasks
-    /// (bootstrap or join, leadership watch, dead-node reaper).
+    /// (forming or entering the cluster, leadership and lease watch, peer probes, dead-node
+    /// reaper).
     pub async fn start(config: MasterConfig) -> Result<Arc<Master>, String> {
         std::fs::create_dir_all(&config.mdir)
             .map_err(|e| format!("create --mdir {}: {e}", config.mdir.display()))?;
@@ -128,7 +137,8 @@ impl Master {
             cluster_name: "kelp-master".into(),
             heartbeat_interval: config.raft_heartbeat_ms,
             election_timeout_min: config.raft_election_ms,
-            election_timeout_max: config.raft_election_ms * 2,
+            election_timeout_max: config.raft_election_ms
+                + config.raft_election_ms * ELECTION_TIMEOUT_SPREAD_PERCENT / 100,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(super::limits::SNAPSHOT_EVERY_ENTRIES),
             max_in_snapshot_log_to_keep: super::limits::LOG_KEPT_AFTER_SNAPSHOT,
             purge_batch_size: super::limits::PURGE_BATCH_ENTRIES,
@@ -152,6 +162,8 @@ impl Master {
         .map_err(|e| format!("start raft: {e}"))?;
         let pulse = Duration::from_secs(config.pulse_seconds);
         let topology = Topology::new(config.volume_size_limit_bytes, pulse);
+        // Below the followers' view of the lease (election_timeout_max): see quorum.rs.
+        let lease_ms = config.raft_election_ms;
         let master = Arc::new(Master {
             config,
             node_id,
@@ -166,6 +178,8 @@ impl Master {
             leader_since: Mutex::new(None),
             own_volume_ids_above: Mutex::new(None),
             counters: Counters::default(),
+            quorum: QuorumView::new(lease_ms),
+            membership_lock: tokio::sync::Mutex::new(()),
         });
         super::cluster::spawn_background(master.clone());
         Ok(master)
@@ -201,9 +215,18 @@ impl Master {
             .expect("own volume ids lock") = None;
     }
 
-    /// Propose a command; only the leader can.
+    /// Propose a command; only the leader can, and only with a quorum (else 503 after
+    /// `PROPOSE_TIMEOUT_MS`).
     pub async fn propose(&self, command: Command) -> Result<CommandResult, MasterError> {
-        match self.raft.client_write(command).await {
+        let timeout = Duration::from_millis(PROPOSE_TIMEOUT_MS);
+        let written = tokio::time::timeout(timeout, self.raft.client_write(command)).await;
+        let Ok(written) = written else {
+            return Err(super::quorum::leader_unavailable(
+                self,
+                &format!("raft did not commit within {PROPOSE_TIMEOUT_MS} ms"),
+            ));
+        };
+        match written {
             Ok(response) => Ok(response.data),
             Err(error) => match error.forward_to_leader() {
                 Some(_) => Err(MasterError::Unavailable(
@@ -554,6 +577,27 @@ impl Master {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Addresses of the voting members (empty before the cluster formed).
+    pub fn voter_addresses(&self) -> Vec<String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
+            .collect()
+    }
+
+    /// Every other master this one knows: the members and the `--peers`, without itself.
+    pub fn other_masters(&self) -> Vec<String> {
+        let mut others = self.member_addresses();
+        others.extend(self.config.peers.iter().cloned());
+        others.sort();
+        others.dedup();
+        others.retain(|a| *a != self.config.self_address);
+        others
     }
 
     /// Addresses of every master in the Raft membership (or the configured peers before

@@ -74,6 +74,8 @@ pub fn cluster_status(master: &Master, query: Option<&str>) -> HttpResponse {
         "MaxVolumeId": master.state().max_volume_id,
         "Self": master.config.self_address,
         "Initialized": initialized,
+        "Members": super::membership::members(master),
+        "Quorum": super::quorum::quorum_facts(master).to_string(),
     });
     json(200, &answer, pretty)
 }

@@ -1,9 +1,12 @@
 //! The heartbeat to the master (`crate::wire::Heartbeat`), sent by core 0 for the whole server. A
-//! master that is down is retried with backoff and logged, never fatal.
+//! master that is down is retried with backoff (at most a pulse) and logged, never fatal.
+//! Between two heartbeats the server waits on the leader's `/cluster/watch`, so it hears at
+//! once when the leader dies or loses its quorum, and heartbeats to the new leader as soon as
+//! one is elected: a new leader learns the topology within milliseconds, not a pulse.
 
 use super::admin_guard::MasterAddresses;
 use super::core::{CoreState, all_snapshots, broadcast_size_limit};
-use super::master_link::{self, Heartbeat, Masters};
+use super::master_link::{self, Heartbeat, LeaderWatch, MASTER_BACKOFF_MS_MIN, Masters};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,7 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
             Ok(heartbeat) => master_link::send_heartbeat(&mut masters, &heartbeat).await,
             Err(error) => Err(format!("collecting volumes for the heartbeat: {error}")),
         };
-        let wait_ms = match outcome {
+        match outcome {
             Ok(answer) => {
                 refresh_admin_masters(&state, masters.current());
                 if backoff_ms > 0 {
@@ -36,15 +39,14 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
                     size_limit_bytes = answer.volume_size_limit;
                     broadcast_size_limit(&state, size_limit_bytes);
                 }
-                pulse_s * 1000
+                wait_for_pulse(&mut masters, &answer.leader, pulse_s * 1000).await;
             }
             Err(error) => {
-                backoff_ms = master_link::next_backoff_ms(backoff_ms);
-                tracing::warn!("heartbeat failed, retrying in {backoff_ms} ms: {error}");
-                backoff_ms
+                backoff_ms = master_link::next_backoff_ms(backoff_ms, pulse_s * 1000);
+                tracing::warn!("heartbeat failed, retrying within {backoff_ms} ms: {error}");
+                wait_for_a_leader(&mut masters, backoff_ms).await;
             }
-        };
-        compio::time::sleep(Duration::from_millis(wait_ms)).await;
+        }
     }
 }
 
@@ -63,6 +65,69 @@ fn refresh_admin_masters(state: &CoreState, current_master: &str) {
         }
     })
     .detach();
+}
+
+/// Wait one pulse, cut short when the leader the master names is no longer `leader` or the
+/// connection to it breaks (the leader died).
+async fn wait_for_pulse(masters: &mut Masters, leader: &str, pulse_ms: u64) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(pulse_ms);
+    loop {
+        let left_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        if left_ms == 0 {
+            return;
+        }
+        match masters.watch_leader(leader, left_ms).await {
+            Ok(LeaderWatch::Unchanged) => {}
+            Ok(LeaderWatch::Changed(now)) => {
+                tracing::info!("heartbeat: the leader is now {now:?} (was {leader})");
+                masters.follow_leader(&now);
+                return;
+            }
+            Ok(LeaderWatch::Unsupported) => {
+                compio::time::sleep(Duration::from_millis(left_ms)).await;
+                return;
+            }
+            Err(error) => {
+                tracing::info!("heartbeat: lost the leader {leader}: {error}");
+                // Never faster than the backoff minimum, whatever the failure.
+                let floor = start + Duration::from_millis(MASTER_BACKOFF_MS_MIN);
+                compio::time::sleep(floor.saturating_duration_since(Instant::now())).await;
+                return;
+            }
+        }
+    }
+}
+
+/// After a failed heartbeat: wait up to `backoff_ms`, returning as soon as a master knows a
+/// leader (then it is followed), but never sooner than `MASTER_BACKOFF_MS_MIN` (a master may
+/// still name a leader that just died). A master that is down is skipped for the next one.
+async fn wait_for_a_leader(masters: &mut Masters, backoff_ms: u64) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(backoff_ms);
+    for _ in 0..masters.count() {
+        let left_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        if left_ms == 0 {
+            return;
+        }
+        match masters.watch_leader("", left_ms).await {
+            Ok(LeaderWatch::Changed(leader)) => {
+                masters.follow_leader(&leader);
+                let floor = start + Duration::from_millis(MASTER_BACKOFF_MS_MIN);
+                compio::time::sleep(floor.saturating_duration_since(Instant::now())).await;
+                return;
+            }
+            Ok(LeaderWatch::Unchanged) => return,
+            Ok(LeaderWatch::Unsupported) => break,
+            // That master is down (watch_leader moved on to the next one).
+            Err(_) => {}
+        }
+    }
+    compio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
 }
 
 async fn build(state: &CoreState) -> Result<Heartbeat, String> {

@@ -1,5 +1,6 @@
 //! Talking to the master: the heartbeat (`crate::wire`) with leader following and backoff,
-//! and `/dir/lookup` for fids this server does not hold, cached for a short time.
+//! `/cluster/watch` to hear at once when the leader goes away or a new one is elected, and
+//! `/dir/lookup` for fids this server does not hold, cached for a short time.
 
 pub use crate::wire::{Heartbeat, VolumeReport};
 use kelp_net::http::client::{Client, ClientError, ClientOptions};
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 pub const LOOKUP_CACHE_TTL_MS: u64 = 10_000;
 /// Most volume ids cached per core; the cache is cleared when full (lookups are rare).
 pub const LOOKUP_CACHE_ENTRIES_MAX: usize = 4096;
-/// Backoff between tries when no master answers: doubles from the first to the last.
-pub const MASTER_BACKOFF_MS_MIN: u64 = 500;
-pub const MASTER_BACKOFF_MS_MAX: u64 = 30_000;
+/// Backoff between tries while no master takes the heartbeat: doubles from this, and is never
+/// longer than one pulse (see `next_backoff_ms`), so a new leader hears from every volume
+/// server within a pulse of its election (sooner through `/cluster/watch`).
+pub const MASTER_BACKOFF_MS_MIN: u64 = 100;
 /// Timeouts for calls to the master (it is on the same network; a slow one is a dead one).
 pub const MASTER_CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const MASTER_REQUEST_TIMEOUT_MS: u64 = 5_000;
@@ -92,6 +94,19 @@ pub struct Masters {
     addrs: Vec<String>,
     current: usize,
     client: Option<Client>,
+    /// For `/cluster/watch` on the current master (its request timeout covers the wait).
+    watch_client: Option<(u64, Client)>,
+}
+
+/// What `/cluster/watch` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaderWatch {
+    /// The master now names this leader ("" for none).
+    Changed(String),
+    /// The wait ended with the leader as believed.
+    Unchanged,
+    /// The master does not offer `/cluster/watch` (an older master, or SeaweedFS).
+    Unsupported,
 }
 
 impl Masters {
@@ -101,7 +116,13 @@ impl Masters {
             addrs,
             current: 0,
             client: None,
+            watch_client: None,
         }
+    }
+
+    /// How many masters the list holds.
+    pub fn count(&self) -> usize {
+        self.addrs.len()
     }
 
     pub fn current(&self) -> &str {
@@ -122,11 +143,46 @@ impl Masters {
         };
         self.current = index;
         self.client = None;
+        self.watch_client = None;
     }
 
-    fn advance(&mut self) {
+    /// Move on to the next master of the list.
+    pub fn advance(&mut self) {
         self.current = (self.current + 1) % self.addrs.len();
         self.client = None;
+        self.watch_client = None;
+    }
+
+    /// Wait up to `wait_ms` on the current master until the leader it names is not
+    /// `believed`. An error means the connection failed: the master went away (then the next
+    /// master is current).
+    pub async fn watch_leader(
+        &mut self,
+        believed: &str,
+        wait_ms: u64,
+    ) -> Result<LeaderWatch, ClientError> {
+        let addr = self.current().to_string();
+        let request_timeout_ms = wait_ms + MASTER_REQUEST_TIMEOUT_MS;
+        if self
+            .watch_client
+            .as_ref()
+            .is_none_or(|(timeout, _)| *timeout != request_timeout_ms)
+        {
+            let options = ClientOptions {
+                request_timeout_ms,
+                ..master_client_options()
+            };
+            self.watch_client = Some((request_timeout_ms, Client::new(&addr, options)));
+        }
+        let (_, client) = self.watch_client.as_mut().expect("watch client set above");
+        let path = format!("/cluster/watch?leader={believed}&wait_ms={wait_ms}");
+        match client.request("GET", &path, &[], b"").await {
+            Ok(response) => Ok(parse_watch(response.status, &response.body)),
+            Err(error) => {
+                self.advance();
+                Err(error)
+            }
+        }
     }
 
     /// One request to the current master, moving on to the next one on a connection error;
@@ -167,6 +223,8 @@ pub async fn send_heartbeat(
         .await
         .map_err(|e| e.to_string())?;
     if response.status != 200 {
+        // A master that cannot take it now (no leader, no quorum) may stay so: ask the next.
+        masters.advance();
         let text = String::from_utf8_lossy(&response.body);
         return Err(format!(
             "master {addr} answered {}: {text}",
@@ -179,11 +237,27 @@ pub async fn send_heartbeat(
     Ok(answer)
 }
 
-/// The next backoff after a failure.
-pub fn next_backoff_ms(current_ms: u64) -> u64 {
+/// The next backoff after a failure: doubles, capped at one pulse.
+pub fn next_backoff_ms(current_ms: u64, pulse_ms: u64) -> u64 {
     current_ms
         .saturating_mul(2)
-        .clamp(MASTER_BACKOFF_MS_MIN, MASTER_BACKOFF_MS_MAX)
+        .clamp(MASTER_BACKOFF_MS_MIN, pulse_ms.max(MASTER_BACKOFF_MS_MIN))
+}
+
+#[derive(Deserialize)]
+struct WatchAnswer {
+    #[serde(rename = "Leader")]
+    leader: String,
+    #[serde(rename = "Changed")]
+    changed: bool,
+}
+
+fn parse_watch(status: u16, body: &[u8]) -> LeaderWatch {
+    match serde_json::from_slice::<WatchAnswer>(body) {
+        Ok(answer) if status == 200 && answer.changed => LeaderWatch::Changed(answer.leader),
+        Ok(_) if status == 200 => LeaderWatch::Unchanged,
+        _ => LeaderWatch::Unsupported,
+    }
 }
 
 /// Per-core cache of `/dir/lookup` answers.
@@ -290,15 +364,43 @@ mod tests {
         assert_eq!(masters.current(), "m1:1");
     }
 
-    // Proves backoff doubles within its bounds.
+    // Proves the backoff doubles from its minimum and never passes one pulse, however long
+    // the masters stay away (it used to grow to 30 s, so a volume server found a new leader
+    // up to 30 s late).
     #[test]
-    fn backoff_bounds() {
-        assert_eq!(next_backoff_ms(0), MASTER_BACKOFF_MS_MIN);
-        assert_eq!(next_backoff_ms(1000), 2000);
+    fn backoff_is_capped_at_one_pulse() {
+        let pulse_ms = 5_000;
+        assert_eq!(next_backoff_ms(0, pulse_ms), MASTER_BACKOFF_MS_MIN);
+        assert_eq!(next_backoff_ms(1000, pulse_ms), 2000);
+        let mut backoff_ms = 0;
+        for _ in 0..100 {
+            backoff_ms = next_backoff_ms(backoff_ms, pulse_ms);
+            assert!(backoff_ms <= pulse_ms);
+        }
+        assert_eq!(backoff_ms, pulse_ms);
+        assert_eq!(next_backoff_ms(u64::MAX, 1000), 1000);
         assert_eq!(
-            next_backoff_ms(MASTER_BACKOFF_MS_MAX),
-            MASTER_BACKOFF_MS_MAX
+            next_backoff_ms(0, 0),
+            MASTER_BACKOFF_MS_MIN,
+            "pulse 0 is no cap below the minimum"
         );
+    }
+
+    // Proves /cluster/watch answers are read, and anything else counts as "not offered".
+    #[test]
+    fn watch_answers() {
+        let changed = br#"{"Leader":"m2:2","Changed":true}"#;
+        assert_eq!(
+            parse_watch(200, changed),
+            LeaderWatch::Changed("m2:2".into())
+        );
+        let unchanged = br#"{"Leader":"m1:1","Changed":false}"#;
+        assert_eq!(parse_watch(200, unchanged), LeaderWatch::Unchanged);
+        assert_eq!(
+            parse_watch(404, br#"{"error":"no such endpoint"}"#),
+            LeaderWatch::Unsupported
+        );
+        assert_eq!(parse_watch(200, b"<html>"), LeaderWatch::Unsupported);
     }
 
     // Proves lookup answers parse, unknown volumes are errors, and the cache expires.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{ChildGuard, free_port, port_is_open, wait_until};
+use crate::support::{ChildGuard, free_port, wait_until};
 
 // A complete HTTP answer: the raw-socket test clients' response type.
 #[path = "../../net/tests/support/raw_response.rs"]
@@ -33,7 +33,13 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Answer, String> {
-    let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
+    // Bounded: a peer cut off by a partition drops the SYN, and connect would wait minutes.
+    let socket = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .map_err(|e| format!("{address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address}: no address"))?;
+    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(3))
+        .map_err(|e| format!("{address}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
@@ -112,55 +118,88 @@ pub fn post(address: &str, path: &str, body: &[u8]) -> Result<Answer, String> {
     )
 }
 
-/// A `kelp master` process with short Raft timeouts and a 1 s pulse.
+/// A `kelp master` process with short Raft timeouts and a 1 s pulse (both changeable before
+/// it is spawned), on 127.0.0.1 or on `ip` inside the network namespace `netns`.
 pub struct MasterProcess {
     pub address: String,
     pub port: u16,
+    pub ip: String,
+    pub netns: Option<String>,
     pub mdir: std::path::PathBuf,
     pub peers: String,
     pub log: std::path::PathBuf,
+    pub pulse_seconds: u64,
+    pub raft_election_ms: u64,
     pub guard: Option<ChildGuard>,
 }
 
 impl MasterProcess {
-    pub fn start(dir: &Path, name: &str, port: u16, peers: &str, extra: &[&str]) -> MasterProcess {
-        let mut master = MasterProcess {
+    /// A master not yet spawned (see `spawn` and `launch`).
+    pub fn new(dir: &Path, name: &str, port: u16, peers: &str) -> MasterProcess {
+        MasterProcess {
             address: format!("127.0.0.1:{port}"),
             port,
+            ip: "127.0.0.1".to_string(),
+            netns: None,
             mdir: dir.join(name),
             peers: peers.to_string(),
             log: dir.join(format!("{name}.log")),
+            pulse_seconds: 1,
+            raft_election_ms: 500,
             guard: None,
-        };
+        }
+    }
+
+    pub fn start(dir: &Path, name: &str, port: u16, peers: &str, extra: &[&str]) -> MasterProcess {
+        let mut master = MasterProcess::new(dir, name, port, peers);
         master.spawn(extra);
         master
     }
 
+    /// Spawn and wait until it listens.
     pub fn spawn(&mut self, extra: &[&str]) {
+        self.launch(extra);
+        self.wait_listening();
+    }
+
+    /// Spawn without waiting (masters started at the same instant).
+    pub fn launch(&mut self, extra: &[&str]) {
         let port = self.port.to_string();
         let mdir = self.mdir.to_string_lossy().into_owned();
+        let pulse = self.pulse_seconds.to_string();
+        let election = self.raft_election_ms.to_string();
+        let heartbeat = (self.raft_election_ms / 5).to_string();
         let mut args = vec![
             "master",
             "--port",
             &port,
+            "--ip",
+            &self.ip,
             "--mdir",
             &mdir,
             "--pulse-seconds",
-            "1",
+            &pulse,
             "--raft-heartbeat-ms",
-            "100",
+            &heartbeat,
             "--raft-election-ms",
-            "500",
+            &election,
         ];
         if !self.peers.is_empty() {
             args.extend(["--peers", &self.peers]);
         }
         args.extend(extra);
         let name = format!("master {}", self.address);
-        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
-        let port = self.port;
+        self.guard = Some(match &self.netns {
+            None => ChildGuard::spawn_kelp(&name, &args, &self.log),
+            Some(netns) => crate::support::spawn_kelp_in_netns(netns, &name, &args, &self.log),
+        });
+    }
+
+    pub fn wait_listening(&self) {
+        let address = self.address.clone();
+        let socket: std::net::SocketAddr = address.parse().expect("master address is ip:port");
         wait_until("the master to listen", Duration::from_secs(20), || {
-            port_is_open(port)
+            TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_ok()
         });
     }
 
@@ -210,11 +249,22 @@ impl Drop for FakeVolumeServer {
 
 impl FakeVolumeServer {
     pub fn start(masters: Vec<String>, data_center: &str, rack: &str, max: u32) -> Self {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake volume server");
+        FakeVolumeServer::start_on("127.0.0.1", free_port(), masters, data_center, rack, max)
+    }
+
+    /// `start`, listening on `ip:port` (and advertising it).
+    pub fn start_on(
+        ip: &str,
+        port: u16,
+        masters: Vec<String>,
+        data_center: &str,
+        rack: &str,
+        max: u32,
+    ) -> Self {
+        let listener = TcpListener::bind((ip, port)).expect("bind fake volume server");
         let server = FakeVolumeServer {
             port,
-            address: format!("127.0.0.1:{port}"),
+            address: format!("{ip}:{port}"),
             volumes: Arc::default(),
             files: Arc::default(),
             beating: Arc::new(AtomicBool::new(true)),
@@ -227,6 +277,7 @@ impl FakeVolumeServer {
         );
         std::thread::spawn(move || serve_fake(listener, volumes, files, stop, max));
         let beat = Beater {
+            ip: ip.to_string(),
             port,
             data_center: data_center.to_string(),
             rack: rack.to_string(),
@@ -246,6 +297,7 @@ impl FakeVolumeServer {
 }
 
 struct Beater {
+    ip: String,
     port: u16,
     data_center: String,
     rack: String,
@@ -272,7 +324,7 @@ impl Beater {
             })
             .collect();
         let beat = serde_json::json!({
-            "ip": "127.0.0.1", "port": self.port, "publicUrl": format!("127.0.0.1:{}", self.port),
+            "ip": self.ip, "port": self.port, "publicUrl": format!("{}:{}", self.ip, self.port),
             "dataCenter": self.data_center, "rack": self.rack, "maxVolumeCount": self.max,
             "maxFileKey": 0, "volumes": volumes,
         });
@@ -293,6 +345,10 @@ impl Beater {
                         }
                     }
                     _ => {
+                        // The master after the one that failed (not the same one again).
+                        if let Some(failed) = self.masters.iter().position(|m| *m == target) {
+                            next = failed;
+                        }
                         next = (next + 1) % self.masters.len();
                         target = self.masters[next].clone();
                         std::thread::sleep(Duration::from_millis(100));
@@ -562,4 +618,143 @@ pub fn get_following(address: &str, path: &str) -> Result<Answer, String> {
         answer = get(host, path)?;
     }
     Ok(answer)
+}
+
+/// `count` masters that know each other (m0, m1, ...), every process spawned before any is
+/// waited for: they start at the same instant.
+pub fn launch_together(dir: &Path, count: usize) -> Vec<MasterProcess> {
+    launch_together_with(dir, count, |_| {})
+}
+
+/// `launch_together`, each master changed by `configure` before it is spawned.
+pub fn launch_together_with(
+    dir: &Path,
+    count: usize,
+    configure: impl Fn(&mut MasterProcess),
+) -> Vec<MasterProcess> {
+    let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut masters: Vec<MasterProcess> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| MasterProcess::new(dir, &format!("m{i}"), *port, &peers))
+        .collect();
+    for master in &mut masters {
+        configure(master);
+    }
+    for master in &mut masters {
+        master.launch(&[]);
+    }
+    for master in &masters {
+        master.wait_listening();
+    }
+    masters
+}
+
+/// The members a `/cluster/status` answer lists: (address, role, reachable, is leader).
+pub fn members_of(status: &serde_json::Value) -> Vec<(String, String, bool, bool)> {
+    let Some(members) = status["Members"].as_array() else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .map(|m| {
+            (
+                m["Address"].as_str().unwrap_or("").to_string(),
+                m["Role"].as_str().unwrap_or("").to_string(),
+                m["Reachable"] == true,
+                m["IsLeader"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Whether every status lists exactly `voters` (as reachable voters, no learners) and names
+/// the same leader, which alone says `IsLeader`; that leader's address.
+pub fn agreed_voters(statuses: &[serde_json::Value], voters: &[String]) -> Option<String> {
+    let leader = statuses.first()?["Leader"].as_str()?.to_string();
+    let mut expected: Vec<&String> = voters.iter().collect();
+    expected.sort();
+    for status in statuses {
+        let members = members_of(status);
+        let mut listed: Vec<&String> = members
+            .iter()
+            .filter(|(_, role, reachable, _)| role == "voter" && *reachable)
+            .map(|(address, ..)| address)
+            .collect();
+        listed.sort();
+        let leaders: Vec<&String> = members
+            .iter()
+            .filter(|m| m.3)
+            .map(|(address, ..)| address)
+            .collect();
+        if status["Leader"].as_str() != Some(leader.as_str())
+            || listed != expected
+            || members.len() != voters.len()
+            || leaders != [&leader]
+        {
+            return None;
+        }
+    }
+    let leading = statuses.iter().filter(|s| s["IsLeader"] == true).count();
+    (!leader.is_empty() && leading == 1).then_some(leader)
+}
+
+/// Wait until every one of `masters` lists all of them as reachable voters and they agree on
+/// one leader; returns the leader. Panics with the last statuses seen.
+pub fn wait_for_voters(masters: &[&MasterProcess], timeout: Duration) -> String {
+    let voters: Vec<String> = masters.iter().map(|m| m.address.clone()).collect();
+    let mut last = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        last = masters
+            .iter()
+            .map(|m| m.status().unwrap_or_default())
+            .collect();
+        if let Some(leader) = agreed_voters(&last, &voters) {
+            return leader;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "no agreement on {voters:?} as voters with one leader within {timeout:?}; last statuses: {last:#?}"
+    );
+}
+
+/// The file key of a fid (the hex between the comma and the 8-digit cookie).
+pub fn key_of(fid: &str) -> u64 {
+    let hex = fid.split_once(',').expect("fid has a comma").1;
+    u64::from_str_radix(&hex[..hex.len() - 8], 16).expect("key hex")
+}
+
+/// Keys handed out so far, as ranges `first -> end` (end exclusive).
+#[derive(Default)]
+pub struct KeyRanges {
+    pub ranges: BTreeMap<u64, u64>,
+    pub keys: u64,
+}
+
+/// Record the keys of an assignment (`count` keys from the fid's key); fail on any overlap.
+pub fn record(seen: &mut KeyRanges, answer: &serde_json::Value) {
+    let fid = answer["fid"].as_str().expect("fid");
+    let count = answer["count"].as_u64().expect("count");
+    let (first, end) = (key_of(fid), key_of(fid) + count);
+    if let Some((_, before_end)) = seen.ranges.range(..=first).next_back() {
+        assert!(
+            *before_end <= first,
+            "key {first} handed out twice (fid {fid})"
+        );
+    }
+    if let Some((after_first, _)) = seen.ranges.range(first..).next() {
+        assert!(
+            end <= *after_first,
+            "key {after_first} handed out twice (fid {fid})"
+        );
+    }
+    seen.ranges.insert(first, end);
+    seen.keys += count;
 }

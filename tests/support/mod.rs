@@ -261,3 +261,18 @@ impl WeedCluster {
         self.master.terminate(Duration::from_secs(10));
     }
 }
+
+/// Spawn `kelp <args>` inside the network namespace `netns` (`ip netns exec` execs the
+/// binary, so the guarded pid is kelp's own), stdout/stderr appended to `log_path`.
+pub fn spawn_kelp_in_netns(netns: &str, name: &str, args: &[&str], log_path: &Path) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap_or_else(|e| panic!("open log {}: {e}", log_path.display()));
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", netns, kelp_bin()])
+        .args(args);
+    ChildGuard::spawn_logged(name, &mut command, log, log_path)
+}
