@@ -92,4 +92,3 @@ pub const CLI_LEADER_WAIT_MS: u64 = 15_000;
 /// A Raft proposal (key lease, volume ids, collections) that is not committed within this
 /// time fails with 503: the leader has lost its quorum or its leadership.
 pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
-

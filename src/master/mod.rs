@@ -7,8 +7,8 @@
 //! (forming the cluster, adding and removing masters), [`quorum`] (the leader lease, which
 //! masters answer), [`http`] (routes and handlers), [`status`] (status pages and metrics).
 
-pub mod checked_stream;
 pub mod admin_cli;
+pub mod checked_stream;
 pub mod cluster;
 pub mod http;
 pub mod http_client;
