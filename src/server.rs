@@ -45,6 +45,12 @@ pub struct Args {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     pub pulse_seconds: u64,
+    /// The master's automatic vacuum compacts volumes with at least this share of garbage.
+    #[arg(long, default_value_t = 0.3)]
+    pub garbage_threshold: f64,
+    /// Time between automatic vacuums (`30s`, `15m`, `2h`; `0`: none).
+    #[arg(long, default_value = "15m")]
+    pub vacuum_interval: String,
     /// Filer HTTP port (0: no filer).
     #[arg(long, default_value_t = 8888)]
     pub filer_port: u16,
@@ -76,6 +82,8 @@ pub fn run(args: Args) -> CliResult {
         pulse_seconds: args.pulse_seconds,
         raft_heartbeat_ms: 300,
         raft_election_ms: 1500,
+        garbage_threshold: args.garbage_threshold,
+        vacuum_interval: args.vacuum_interval.clone(),
     };
     let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
     let master = start_master_thread(config)?;

@@ -69,6 +69,79 @@ impl VolumeReport {
     }
 }
 
+/// `POST /admin/vacuum/check?volume=N` on a volume server: what a compaction of the volume
+/// would give back.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VacuumCheck {
+    pub volume: u32,
+    /// Garbage bytes over the bytes after the superblock (0 for an empty volume).
+    pub garbage_ratio: f64,
+    pub garbage_bytes: u64,
+    pub dat_bytes: u64,
+    pub compact_revision: u16,
+}
+
+/// Where a volume's compaction is on its volume server.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CompactionPhase {
+    /// No compaction of the volume runs (`last` tells how the latest one ended).
+    Idle,
+    /// Live needles are being copied, or appends made meanwhile replayed.
+    Copying,
+    /// Copied; appends made meanwhile are replayed until the commit is asked for.
+    Ready,
+    /// The new files are replacing the old ones.
+    Committing,
+}
+
+/// The answer of `/admin/vacuum/{compact,status,commit,cleanup}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactionStatus {
+    pub volume: u32,
+    pub phase: CompactionPhase,
+    /// Record bytes written to the new `.dat` so far (copied and replayed).
+    #[serde(default)]
+    pub bytes_copied: u64,
+    #[serde(default)]
+    pub steps: u64,
+    /// How the latest compaction of the volume ended, when one did since the start.
+    #[serde(default)]
+    pub last: Option<CompactionOutcome>,
+}
+
+/// How a compaction ended: committed (with its numbers) or failed (with the reason).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum CompactionOutcome {
+    Committed(CompactionDone),
+    Failed(String),
+    /// Stopped by `/admin/vacuum/cleanup` before its commit.
+    Cancelled,
+}
+
+/// What a committed compaction did.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactionDone {
+    pub old_revision: u16,
+    pub new_revision: u16,
+    pub dat_bytes_before: u64,
+    pub dat_bytes_after: u64,
+    pub idx_bytes_before: u64,
+    pub idx_bytes_after: u64,
+    pub needles_after: u64,
+    pub needles_expired: u64,
+    /// Record bytes copied and replayed into the new files.
+    pub bytes_copied: u64,
+    /// How long the volume's writes and deletes were held for the commit.
+    pub commit_pause_micros: u64,
+    /// From the start of the copy to the end of the commit.
+    pub elapsed_ms: u64,
+}
+
 /// A collection name, checked by the one rule as it is decoded.
 fn collection_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let name = String::deserialize(deserializer)?;

@@ -24,6 +24,7 @@ use super::limits::{
 use super::node::{Master, MasterError};
 use super::params::{AssignOptions, Query};
 use super::topology::Heartbeat;
+use super::vacuum::VacuumRequest;
 use kelp_engine::format::{FileId, check_collection, parse_volume_id_prefix};
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -215,7 +216,7 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/heartbeat" => heartbeat(&master, request).await,
         "/submit" => submit(&master, &query, request).await,
         "/vol/grow" => grow(&master, &query).await,
-        "/vol/vacuum" => error(501, "vacuum is not yet supported"),
+        "/vol/vacuum" => vacuum(&master, &query).await,
         "/vol/status" => super::status::volume_status(&master, pretty),
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
@@ -327,7 +328,9 @@ async fn heartbeat(master: &Arc<Master>, request: Request<Incoming>) -> HttpResp
     master.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
     master.raise_key_floor(beat.max_file_key);
     let reported_max = beat.volumes.iter().map(|v| v.id).max().unwrap_or(0);
+    let node_url = format!("{}:{}", beat.ip, beat.port);
     master.lock_topology().heartbeat(beat, Instant::now());
+    super::vacuum::after_heartbeat(master, &node_url);
     if reported_max > master.state().max_volume_id {
         let command = super::raft::Command::RaiseVolumeId {
             at_least: reported_max,
@@ -430,6 +433,19 @@ async fn grow(master: &Arc<Master>, query: &Query) -> HttpResponse {
         ),
         Err(failure) => master_error(&failure),
     }
+}
+
+/// `/vol/vacuum`: compacts the volumes over the garbage threshold and answers, as SeaweedFS,
+/// with the topology (`/dir/status`'s), plus what was compacted (`Vacuum`).
+async fn vacuum(master: &Arc<Master>, query: &Query) -> HttpResponse {
+    let request = match VacuumRequest::parse(query, master.config.garbage_threshold) {
+        Ok(request) => request,
+        Err(failure) => return master_error(&failure),
+    };
+    let summary = super::vacuum::vacuum(master, &request).await;
+    let mut answer = super::status::topology_answer(master);
+    answer["Vacuum"] = serde_json::to_value(&summary).expect("a summary serializes");
+    json(200, &answer, query.is_pretty())
 }
 
 async fn delete_collection(master: &Master, query: &Query) -> HttpResponse {

@@ -92,3 +92,20 @@ pub const CLI_LEADER_WAIT_MS: u64 = 15_000;
 /// A Raft proposal (key lease, volume ids, collections) that is not committed within this
 /// time fails with 503: the leader has lost its quorum or its leadership.
 pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
+
+/// The vacuum asks a volume server how its compaction goes this often.
+pub const VACUUM_POLL_MS: u64 = 200;
+
+/// A compaction whose copy makes no progress for this long is cancelled (the volume server
+/// is stuck or its disk stalls); the volume is left as it was.
+pub const VACUUM_STALL_MS_MAX: u64 = 120_000;
+
+/// A replica behind the others' compaction revision is compacted after its heartbeat, but
+/// retried no sooner than this after a try (a compaction that keeps failing there, e.g. on
+/// a full disk, is not started at every heartbeat).
+pub const VACUUM_CATCH_UP_RETRY_MS: u64 = 300_000;
+
+/// Replicas one `/vol/vacuum` answer lists (the counts cover every one).
+pub const VACUUM_RESULTS_MAX: usize = 1_000;
+
+const _: () = assert!(VACUUM_POLL_MS < VACUUM_STALL_MS_MAX);

@@ -20,6 +20,7 @@ pub mod quorum;
 pub mod raft;
 pub mod status;
 pub mod topology;
+pub mod vacuum;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,13 @@ pub struct Args {
     /// (1.2 E); a leader hands out fids only while a majority acknowledged it within E.
     #[arg(long, default_value_t = 1500)]
     pub raft_election_ms: u64,
+    /// Volumes whose garbage (deleted and overwritten needles) reaches this share of their
+    /// data are compacted by the automatic vacuum, and by `/vol/vacuum` when it names none.
+    #[arg(long, default_value_t = 0.3)]
+    pub garbage_threshold: f64,
+    /// Time between automatic vacuums: `30s`, `15m`, `2h`; `0` turns them off.
+    #[arg(long, default_value = "15m")]
+    pub vacuum_interval: String,
 }
 
 /// A checked master configuration.
@@ -72,6 +80,9 @@ pub struct MasterConfig {
     pub pulse_seconds: u64,
     pub raft_heartbeat_ms: u64,
     pub raft_election_ms: u64,
+    pub garbage_threshold: f64,
+    /// `None`: no automatic vacuum.
+    pub vacuum_interval: Option<std::time::Duration>,
 }
 
 impl MasterConfig {
@@ -88,6 +99,10 @@ impl MasterConfig {
         if args.raft_election_ms < 3 * args.raft_heartbeat_ms || args.raft_heartbeat_ms == 0 {
             return Err("--raft-election-ms must be at least 3 x --raft-heartbeat-ms (> 0)".into());
         }
+        let garbage_threshold = vacuum::check_threshold(args.garbage_threshold)
+            .map_err(|e| format!("--garbage-threshold: {e}"))?;
+        let vacuum_interval = vacuum::parse_interval(&args.vacuum_interval)
+            .map_err(|e| format!("--vacuum-interval: {e}"))?;
         let mut peers: Vec<String> = args
             .peers
             .split(',')
@@ -118,6 +133,8 @@ impl MasterConfig {
             pulse_seconds: args.pulse_seconds,
             raft_heartbeat_ms: args.raft_heartbeat_ms,
             raft_election_ms: args.raft_election_ms,
+            garbage_threshold,
+            vacuum_interval,
         })
     }
 }
@@ -193,6 +210,8 @@ mod tests {
             pulse_seconds: 5,
             raft_heartbeat_ms: 100,
             raft_election_ms: 500,
+            garbage_threshold: 0.3,
+            vacuum_interval: "15m".into(),
         };
         let config = MasterConfig::from_args(&args).unwrap();
         assert_eq!(config.self_address, "localhost:9333");

@@ -116,6 +116,8 @@ pub struct Master {
     /// has not): the ids above it are its own, which no heartbeat needs to confirm.
     own_volume_ids_above: Mutex<Option<u32>>,
     pub counters: Counters,
+    /// The vacuum's lock and counters.
+    pub vacuum: super::vacuum::VacuumState,
     /// The leader lease and which masters answer.
     pub quorum: QuorumView,
     /// Membership changes are applied one at a time.
@@ -178,6 +180,7 @@ impl Master {
             leader_since: Mutex::new(None),
             own_volume_ids_above: Mutex::new(None),
             counters: Counters::default(),
+            vacuum: Default::default(),
             quorum: QuorumView::new(lease_ms),
             membership_lock: tokio::sync::Mutex::new(()),
         });

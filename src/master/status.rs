@@ -97,7 +97,8 @@ pub fn metrics(master: &Master) -> HttpResponse {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let leading = u64::from(master.is_leader.load(Ordering::Acquire));
     // (name, type, help, value)
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let vacuum = &master.vacuum;
+    let rows: [(&str, &str, &str, u64); 13] = [
         (
             "kelp_master_is_leader",
             "gauge",
@@ -158,6 +159,24 @@ pub fn metrics(master: &Master) -> HttpResponse {
             "Keys below are leased",
             state.file_key_high_water,
         ),
+        (
+            "kelp_master_vacuum_compactions_total",
+            "counter",
+            "Volume replicas the vacuum compacted",
+            load(&vacuum.compactions),
+        ),
+        (
+            "kelp_master_vacuum_failures_total",
+            "counter",
+            "Volume replicas whose compaction failed or was cancelled",
+            load(&vacuum.failures),
+        ),
+        (
+            "kelp_master_vacuum_reclaimed_bytes_total",
+            "counter",
+            "Bytes the vacuum gave back",
+            load(&vacuum.bytes_reclaimed),
+        ),
     ];
     let mut text = String::new();
     for (name, kind, help, value) in rows {
@@ -181,6 +200,11 @@ fn free_and_max(nodes: &[&super::topology::DataNode]) -> (u64, u64) {
 
 /// `/dir/status`: DataCenters > Racks > DataNodes with Free/Max, and the writable layouts.
 pub fn dir_status(master: &Master, pretty: bool) -> HttpResponse {
+    json(200, &topology_answer(master), pretty)
+}
+
+/// `/dir/status`'s answer (also the body of `/vol/vacuum`'s, as in SeaweedFS).
+pub fn topology_answer(master: &Master) -> serde_json::Value {
     let mut topology = master.lock_topology();
     let layouts: Vec<serde_json::Value> = topology
         .writable_layouts()
@@ -228,13 +252,12 @@ pub fn dir_status(master: &Master, pretty: bool) -> HttpResponse {
         all.extend(in_dc);
     }
     let (free, max) = free_and_max(&all);
-    let answer = serde_json::json!({
+    serde_json::json!({
         "Version": VERSION,
         "Topology": {
             "DataCenters": data_centers, "Free": free, "Max": max, "layouts": layouts,
         },
-    });
-    json(200, &answer, pretty)
+    })
 }
 
 /// `/vol/status`: every volume, by data center, rack and node.

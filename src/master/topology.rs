@@ -1,7 +1,7 @@
 //! The cluster as the leader sees it: data centers > racks > data nodes, built from
 //! heartbeats, and the volume layouts assignments are served from. No I/O here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 pub use crate::wire::{Heartbeat, VolumeReport};
@@ -87,6 +87,49 @@ pub struct Topology {
     /// The largest id of the volumes `remove_collection` dropped: they are accounted for,
     /// though no node reports them any more.
     removed_volume_id_max: u32,
+    /// Volumes whose compaction is committing: out of the writable lists meanwhile.
+    committing: BTreeSet<u32>,
+}
+
+/// One replica of a volume, for the vacuum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The node's main address (where admin calls go).
+    pub node_url: String,
+    pub compact_revision: u16,
+}
+
+/// A volume the vacuum looks at: its reported replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VacuumTarget {
+    pub volume_id: u32,
+    pub replicas: Vec<Replica>,
+}
+
+impl VacuumTarget {
+    /// The most advanced compaction revision among the replicas (revisions wrap at 2^16:
+    /// `a` is ahead of `b` when `a - b`, wrapping, is below 2^15).
+    pub fn newest_revision(&self) -> u16 {
+        let ahead = |a: u16, b: u16| a != b && a.wrapping_sub(b) < 0x8000;
+        self.replicas
+            .iter()
+            .map(|r| r.compact_revision)
+            .fold(None, |newest: Option<u16>, r| match newest {
+                Some(n) if !ahead(r, n) => Some(n),
+                _ => Some(r),
+            })
+            .unwrap_or(0)
+    }
+
+    /// Replicas behind the newest revision: a compaction ran without them (they were down,
+    /// or their commit failed), so they still hold the garbage the others gave back.
+    pub fn lagging(&self) -> Vec<&Replica> {
+        let newest = self.newest_revision();
+        self.replicas
+            .iter()
+            .filter(|r| r.compact_revision != newest)
+            .collect()
+    }
 }
 
 /// A node picked for a replica of a new volume.
@@ -125,6 +168,7 @@ impl Topology {
             assign_cursor: 0,
             redirect_cursor: 0,
             removed_volume_id_max: 0,
+            committing: BTreeSet::new(),
         }
     }
 
@@ -234,7 +278,9 @@ impl Topology {
         for (id, volume) in &by_id {
             let copies = volume.key.placement.copy_count();
             let complete = volume.locations.len() >= copies;
-            if complete && !volume.read_only && volume.size_max < self.volume_size_limit_bytes {
+            let committing = self.committing.contains(id);
+            let small = volume.size_max < self.volume_size_limit_bytes;
+            if complete && !volume.read_only && small && !committing {
                 writable.entry(volume.key.clone()).or_default().push(*id);
             }
         }
@@ -322,6 +368,77 @@ impl Topology {
             .values()
             .flat_map(|n| n.all_volumes().map(|v| v.id))
             .fold(self.removed_volume_id_max, u32::max)
+    }
+
+    /// Takes `volume_id` out of the writable lists while its compaction commits (`false`
+    /// puts it back).
+    pub fn set_committing(&mut self, volume_id: u32, committing: bool) {
+        // No assertion on the change: a new leadership may have replaced the topology
+        // between the two calls.
+        match committing {
+            true => self.committing.insert(volume_id),
+            false => self.committing.remove(&volume_id),
+        };
+        self.index_stale = true;
+    }
+
+    /// The reported volumes (of `collection`, or the one `volume_id`, when given) with their
+    /// replicas, by volume id.
+    pub fn vacuum_targets(
+        &self,
+        collection: Option<&str>,
+        volume_id: Option<u32>,
+    ) -> Vec<VacuumTarget> {
+        let mut targets: BTreeMap<u32, Vec<Replica>> = BTreeMap::new();
+        for node in self.nodes.values() {
+            let chosen = node.volumes.values().filter(|volume| {
+                collection.is_none_or(|c| volume.collection == c)
+                    && volume_id.is_none_or(|id| volume.id == id)
+            });
+            for volume in chosen {
+                targets.entry(volume.id).or_default().push(Replica {
+                    node_url: node.url.clone(),
+                    compact_revision: volume.compact_revision,
+                });
+            }
+        }
+        targets
+            .into_iter()
+            .map(|(volume_id, replicas)| VacuumTarget {
+                volume_id,
+                replicas,
+            })
+            .collect()
+    }
+
+    /// Volumes of node `node_url` whose replica there is behind another replica's
+    /// compaction revision.
+    pub fn lagging_on(&self, node_url: &str) -> Vec<u32> {
+        let Some(node) = self.nodes.get(node_url) else {
+            return Vec::new();
+        };
+        let replicas_of = |volume: &VolumeReport| VacuumTarget {
+            volume_id: volume.id,
+            replicas: self
+                .nodes
+                .values()
+                .filter_map(|n| {
+                    let replica = n.volumes.get(&volume.id)?;
+                    Some(Replica {
+                        node_url: n.url.clone(),
+                        compact_revision: replica.compact_revision,
+                    })
+                })
+                .collect(),
+        };
+        node.volumes
+            .values()
+            .filter(|volume| {
+                let target = replicas_of(volume);
+                target.lagging().iter().any(|r| r.node_url == node_url)
+            })
+            .map(|volume| volume.id)
+            .collect()
     }
 
     /// Nodes with room for another volume.
@@ -584,5 +701,30 @@ mod tests {
         assert_eq!(topology.drop_dead_nodes(later), vec!["127.0.0.1:1"]);
         assert_eq!(topology.lookup(1).unwrap().locations.len(), 1);
         assert!(topology.lookup(2).is_none());
+    }
+
+    // Proves a committing volume leaves the writable list and comes back after, and that a
+    // replica behind the other's compaction revision is found on its node only.
+    #[test]
+    fn committing_and_lagging_replicas() {
+        let now = Instant::now();
+        let mut topology = Topology::new(1000, Duration::from_secs(1));
+        let key = LayoutKey::new("", placement("001"), kelp_engine::format::Ttl::EMPTY);
+        let mut compacted = volume(1, 10, "001");
+        compacted.compact_revision = 1;
+        topology.heartbeat(beat(1, "dc1", vec![compacted]), now);
+        topology.heartbeat(beat(2, "dc1", vec![volume(1, 10, "001")]), now);
+        assert_eq!(topology.pick_writable(&key, "", "").map(|p| p.0), Some(1));
+        topology.set_committing(1, true);
+        assert!(topology.pick_writable(&key, "", "").is_none());
+        assert!(topology.lookup(1).is_some(), "reads go on");
+        topology.set_committing(1, false);
+        assert_eq!(topology.pick_writable(&key, "", "").map(|p| p.0), Some(1));
+        assert_eq!(topology.lagging_on("127.0.0.1:2"), vec![1]);
+        assert!(topology.lagging_on("127.0.0.1:1").is_empty());
+        let targets = topology.vacuum_targets(None, Some(1));
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].replicas.len(), 2);
+        assert!(topology.vacuum_targets(Some("other"), None).is_empty());
     }
 }
