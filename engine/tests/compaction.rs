@@ -449,3 +449,43 @@ fn throttle_paces_to_the_rate() {
     let much_later = start + Duration::from_secs(5);
     assert_eq!(paced.pause_after(1_000, much_later), Duration::ZERO);
 }
+
+// Proves a volume's TTL clock (the newest append time of its live needles) comes from its
+// files: after a reopen, not moved by a delete of an older needle, and after a compaction
+// that copied the needles in key order, which is not their append order.
+#[test]
+fn newest_live_append_survives_reopen_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut volume = support::create(StdStorage, dir.path());
+    let mut newest = 0;
+    for key in [5u64, 2, 9, 7] {
+        let data = data_for(key, 0);
+        newest = volume
+            .write(&needle(key, &data), false)
+            .unwrap()
+            .append_at_ns;
+    }
+    assert_eq!(volume.newest_live_append_ns(), newest);
+    volume.delete(2, cookie(2), false).unwrap();
+    let reopen = |volume: FileVolume| {
+        drop(volume);
+        support::reopen(StdStorage, dir.path())
+    };
+    let mut volume = reopen(volume);
+    assert_eq!(
+        volume.newest_live_append_ns(),
+        newest,
+        "key 7, written last"
+    );
+    volume.compact(&mut Throttle::new(0)).unwrap();
+    let mut volume = reopen(volume);
+    assert_eq!(
+        volume.newest_live_append_ns(),
+        newest,
+        "key 7, copied before key 9"
+    );
+    let data = data_for(1, 0);
+    let later = volume.write(&needle(1, &data), false).unwrap().append_at_ns;
+    let volume = reopen(volume);
+    assert_eq!(volume.newest_live_append_ns(), later);
+}

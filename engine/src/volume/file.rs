@@ -435,6 +435,13 @@ impl<S: Storage> FileVolume<S> {
     }
 
     /// The `.dat`, shared for reads (positional reads only: never seek it).
+    /// The newest append time (ns since the Unix epoch) of the live needles, read from the
+    /// `.dat`: a TTL volume's clock (see `append_clock`). One read for a volume never
+    /// compacted; one per live needle for a compacted one.
+    pub fn newest_live_append_ns(&self) -> u64 {
+        super::append_clock::newest_live_append_ns(&self.core, &*self.dat)
+    }
+
     pub fn dat_file(&self) -> Arc<S::File> {
         Arc::clone(&self.dat)
     }

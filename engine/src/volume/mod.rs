@@ -5,6 +5,7 @@
 //! A volume is `<collection>_<id>.dat` + `.idx` + `.vif` (`<id>.*` for the default
 //! collection). See `engine/FORMAT.md` for the bytes and the crash guarantees.
 
+mod append_clock;
 pub mod compact;
 mod core;
 mod file;
