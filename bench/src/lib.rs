@@ -86,6 +86,10 @@ pub struct FileArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// End each phase once this file exists (looked for every 20 ms), even before n
+    /// requests: a script ends a read phase when what it measures (a vacuum) is over.
+    #[arg(long)]
+    pub stop_file: Option<PathBuf>,
 }
 
 /// A bad argument or an unusable input file, with what to change.
@@ -284,6 +288,7 @@ impl Phases<'_> {
             concurrency: self.args.c,
             threads: self.args.threads(),
             duration: self.args.duration.map(Duration::from_secs_f64),
+            stop_file: self.args.files.stop_file.clone(),
             rate_per_second: self.args.rate,
             show_progress: self.print && run::stderr_is_terminal(),
         }

@@ -39,3 +39,6 @@ pub const LIST_LINES_MAX: usize = 100_000_000;
 const _: () = assert!(ERRORS_PRINTED_MAX > 0);
 const _: () = assert!(CONNECTION_FAILURES_IN_A_ROW_MAX > 0);
 const _: () = assert!(THREADS_MAX <= CONCURRENCY_MAX);
+
+/// How often a phase looks for its `--stop-file`.
+pub const STOP_FILE_POLL_MS: u64 = 20;

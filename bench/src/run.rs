@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::limits::{CONNECTION_FAILURES_IN_A_ROW_MAX, ERRORS_PRINTED_MAX};
+use crate::limits::{CONNECTION_FAILURES_IN_A_ROW_MAX, ERRORS_PRINTED_MAX, STOP_FILE_POLL_MS};
 use crate::report::PhaseStats;
 use crate::workload::{FileRecord, OpError, Worker, Workload};
 
@@ -35,6 +35,8 @@ pub struct PhasePlan {
     pub concurrency: usize,
     pub threads: usize,
     pub duration: Option<Duration>,
+    /// The phase ends once this file exists.
+    pub stop_file: Option<std::path::PathBuf>,
     pub rate_per_second: Option<f64>,
     pub show_progress: bool,
 }
@@ -53,6 +55,8 @@ pub struct Shared {
     errors_seen: AtomicU64,
     aborted: AtomicBool,
     abort_reason: Mutex<Option<String>>,
+    /// The stop file appeared: no more operations, and no failure.
+    stopped: AtomicBool,
 }
 
 /// An operation handed to a worker: its index and, with a target rate, when it should start.
@@ -77,12 +81,13 @@ impl Shared {
             errors_seen: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
             abort_reason: Mutex::new(None),
+            stopped: AtomicBool::new(false),
         }
     }
 
     /// The next operation, or None when the phase is over (count reached, time up, aborted).
     pub fn claim(&self) -> Option<Claim> {
-        if self.aborted.load(Ordering::Relaxed) {
+        if self.aborted.load(Ordering::Relaxed) || self.stopped.load(Ordering::Relaxed) {
             return None;
         }
         if self
@@ -167,6 +172,27 @@ struct WorkerOutcome {
 }
 
 /// Run one phase to its end and merge what every worker measured.
+/// Marks the phase stopped once `path` exists (or ends with the phase).
+fn spawn_stop_watch(
+    path: std::path::PathBuf,
+    shared: Arc<Shared>,
+    done: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let watch = move || {
+        while !done.load(Ordering::Relaxed) {
+            if path.exists() {
+                shared.stopped.store(true, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(STOP_FILE_POLL_MS));
+        }
+    };
+    std::thread::Builder::new()
+        .name("bench-stop-watch".into())
+        .spawn(watch)
+        .map(drop)
+}
+
 pub fn run_phase(
     plan: &PhasePlan,
     workload: &Arc<Workload>,
@@ -181,6 +207,9 @@ pub fn run_phase(
     let progress = plan
         .show_progress
         .then(|| spawn_progress(plan, shared.clone(), done.clone()));
+    if let Some(path) = plan.stop_file.clone() {
+        spawn_stop_watch(path, shared.clone(), done.clone())?;
+    }
     let mut handles = Vec::with_capacity(threads);
     for thread_index in 0..threads {
         let (plan, workload, shared) = (plan.clone(), workload.clone(), shared.clone());

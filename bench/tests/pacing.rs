@@ -81,3 +81,36 @@ fn rate_paces_requests() {
     );
     assert_eq!(write.target_rate_per_second, Some(100.0));
 }
+
+#[test]
+fn stop_file_ends_a_phase() {
+    // Proves --stop-file ends a phase that -n and --duration would keep running long after
+    // the file appears, as a complete phase (not aborted, no failure).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = dir.path().join("stop");
+    let stop_text = stop.to_str().unwrap().to_string();
+    let creator = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::fs::write(&stop, b"").expect("create the stop file");
+    });
+    let report = run_against_fake(&[
+        "-n",
+        "100000000",
+        "-c",
+        "2",
+        "--duration",
+        "60",
+        "--stop-file",
+        &stop_text,
+    ]);
+    creator.join().unwrap();
+    assert_eq!(report.aborted, None);
+    let write = &report.phases[0];
+    assert_eq!(write.failed, 0);
+    assert!(write.completed > 0);
+    assert!(
+        write.seconds < 5.0,
+        "stopped at the file, took {} s",
+        write.seconds
+    );
+}
