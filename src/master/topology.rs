@@ -382,8 +382,8 @@ impl Topology {
         self.index_stale = true;
     }
 
-    /// The reported volumes (of `collection`, or the one `volume_id`, when given) with their
-    /// replicas, by volume id.
+    /// The volumes (of `collection`, or the one `volume_id`, when given) with their replicas,
+    /// by volume id; a volume created moments ago and not reported yet is in too.
     pub fn vacuum_targets(
         &self,
         collection: Option<&str>,
@@ -391,7 +391,7 @@ impl Topology {
     ) -> Vec<VacuumTarget> {
         let mut targets: BTreeMap<u32, Vec<Replica>> = BTreeMap::new();
         for node in self.nodes.values() {
-            let chosen = node.volumes.values().filter(|volume| {
+            let chosen = node.all_volumes().filter(|volume| {
                 collection.is_none_or(|c| volume.collection == c)
                     && volume_id.is_none_or(|id| volume.id == id)
             });

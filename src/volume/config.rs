@@ -54,6 +54,13 @@ pub struct Args {
     /// Seconds a client has to send a whole request head once it started one (then 408).
     #[arg(long, default_value_t = HEADER_TIMEOUT_MS_DEFAULT / 1000)]
     pub header_timeout_seconds: u64,
+    /// Most bytes per second a compaction (vacuum) writes; 0: as fast as the disk goes.
+    #[arg(long, default_value_t = 0)]
+    pub compaction_mb_per_second: u64,
+    /// Test hook: a compaction's commit waits this long with the volume's writes held
+    /// (to kill the process in the middle of a commit).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub compaction_commit_delay_ms: u64,
 }
 
 /// The validated configuration.
@@ -73,6 +80,9 @@ pub struct Config {
     pub zero_copy_min_bytes: Option<u64>,
     pub idle_timeout_ms: u64,
     pub header_timeout_ms: u64,
+    /// 0: no throttle.
+    pub compaction_bytes_per_second: u64,
+    pub compaction_commit_delay_ms: u64,
 }
 
 impl Config {
@@ -121,6 +131,8 @@ impl Config {
             zero_copy_min_bytes: args.zero_copy_min_bytes,
             idle_timeout_ms,
             header_timeout_ms,
+            compaction_bytes_per_second: args.compaction_mb_per_second.saturating_mul(1 << 20),
+            compaction_commit_delay_ms: args.compaction_commit_delay_ms,
         })
     }
 

@@ -70,6 +70,9 @@ pub struct CoreState {
     /// Master connection for lookups; taken out while a lookup runs.
     pub masters: RefCell<Option<Masters>>,
     pub peers: super::replicate::PeerPool,
+    /// This core's compactions, and the server's one-at-a-time slot.
+    pub compactions: RefCell<super::compaction::Compactions>,
+    pub compaction_slot: Arc<super::compaction::CompactionSlot>,
 }
 
 /// The per-core HTTP handler.
@@ -96,10 +99,16 @@ impl Handler for VolumeHandler {
     }
 }
 
+/// Admin calls about one volume (`?volume=N`), served by its owner core.
+fn is_volume_admin(path: &str) -> bool {
+    matches!(path, "/admin/volume/create" | "/admin/volume/delete")
+        || path.starts_with("/admin/vacuum/")
+}
+
 /// Which core serves a request: the owner of its volume, or this one.
 fn target_core(state: &CoreState, request: &Request) -> Option<usize> {
     let volume_id = match request.path.as_str() {
-        "/admin/volume/create" | "/admin/volume/delete" => {
+        path if is_volume_admin(path) => {
             query::param(&request.query, "volume").and_then(|v| fid::parse_volume_id(&v).ok())
         }
         path => fid::parse_path(path).ok().map(|p| p.fid.volume_id),
@@ -131,9 +140,10 @@ pub async fn serve_local(state: &Rc<CoreState>, request: Request) -> Response {
     match (request.method, request.path.as_str()) {
         (Method::Post, "/admin/volume/create") => handlers::create_volume(state, &request).await,
         (Method::Post, "/admin/volume/delete") => handlers::delete_volume(state, &request),
-        (_, "/admin/volume/create" | "/admin/volume/delete") => {
-            Response::error(405, "admin volume calls take POST")
+        (Method::Post, path) if path.starts_with("/admin/vacuum/") => {
+            handlers::vacuum_admin(state, &request).await
         }
+        (_, path) if is_volume_admin(path) => Response::error(405, "admin volume calls take POST"),
         (Method::Get | Method::Head, _) => handlers::read(state, &request).await,
         (Method::Post | Method::Put, _) => handlers::write(state, &request).await,
         (Method::Delete, _) => handlers::delete(state, &request).await,
@@ -195,6 +205,7 @@ pub fn snapshot(state: &CoreState) -> CoreSnapshot {
     metrics
         .uncached_reads
         .insert(state.core_index, store.uncached_reads());
+    metrics.compaction = state.compactions.borrow().metrics();
     CoreSnapshot {
         metrics,
         volumes,

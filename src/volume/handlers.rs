@@ -315,9 +315,16 @@ pub fn delete_volume(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(volume_id) => volume_id,
         Err(error) => return Response::error(400, &error.to_string()),
     };
+    if state.compactions.borrow().is_committing(volume_id) {
+        let text = format!("volume {volume_id} is committing a compaction; retry in a moment");
+        return Response::error(409, &text).header("Retry-After", "1");
+    }
+    // A compaction still copying stops at its next step and removes its files.
+    state.compactions.borrow().cancel(volume_id);
     let removed = state.store.borrow_mut().remove(volume_id);
     match removed {
         Ok(()) => {
+            state.compactions.borrow_mut().forget(volume_id);
             release(&state.registry, volume_id);
             Response::json(200, format!("{{\"volume\":{volume_id}}}"))
         }
@@ -359,4 +366,41 @@ pub async fn metrics(state: &Rc<CoreState>) -> Response {
     Response::new(200)
         .header("Content-Type", "text/plain; version=0.0.4")
         .body_bytes(merged.render_prometheus())
+}
+
+/// `POST /admin/vacuum/{check,compact,status,commit,cleanup}?volume=N` (from the master).
+pub async fn vacuum_admin(state: &Rc<CoreState>, request: &Request) -> Response {
+    use super::compaction::{self, AdminRefusal};
+    let volume_text = query::param(&request.query, "volume").unwrap_or_default();
+    let volume_id = match fid::parse_volume_id(&volume_text) {
+        Ok(volume_id) => volume_id,
+        Err(error) => return Response::error(400, &error.to_string()),
+    };
+    let call = request.path.trim_start_matches("/admin/vacuum/");
+    let answer = match call {
+        "check" => compaction::check(state, volume_id)
+            .map(|check| serde_json::to_string(&check))
+            .map_err(AdminRefusal::from),
+        "status" => compaction::status(state, volume_id)
+            .map(|status| serde_json::to_string(&status))
+            .map_err(AdminRefusal::from),
+        "compact" => compaction::start(state, volume_id)
+            .await
+            .map(|status| serde_json::to_string(&status)),
+        "commit" => compaction::commit(state, volume_id)
+            .await
+            .map(|status| serde_json::to_string(&status)),
+        "cleanup" => {
+            compaction::cleanup(state, volume_id).map(|status| serde_json::to_string(&status))
+        }
+        other => {
+            let text =
+                format!("no vacuum call {other:?} (check, compact, status, commit, cleanup)");
+            return Response::error(404, &text);
+        }
+    };
+    match answer {
+        Ok(json) => Response::json(200, json.expect("vacuum answers serialize")),
+        Err(refusal) => Response::error(refusal.status(), &refusal.to_string()),
+    }
 }

@@ -26,7 +26,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn record(&mut self, latency_us: u64) {
+    pub fn record(&mut self, latency_us: u64) {
         let slot = LATENCY_BUCKETS_US
             .iter()
             .position(|&bound| latency_us <= bound)
@@ -36,7 +36,7 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn merge(&mut self, other: &Histogram) {
+    pub fn merge(&mut self, other: &Histogram) {
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets.iter()) {
             *mine += theirs;
         }
@@ -58,6 +58,8 @@ pub struct CoreMetrics {
     pub volumes: BTreeMap<usize, u64>,
     /// core -> GETs whose record was not in the page cache (read through the ring).
     pub uncached_reads: BTreeMap<usize, u64>,
+    /// Compactions (vacuum), all cores together.
+    pub compaction: super::compaction::CompactionMetrics,
 }
 
 impl CoreMetrics {
@@ -94,6 +96,7 @@ impl CoreMetrics {
         for (core, count) in &other.uncached_reads {
             *self.uncached_reads.entry(*core).or_default() += count;
         }
+        self.compaction.merge(&other.compaction);
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -119,7 +122,66 @@ impl CoreMetrics {
             "GETs whose record was not in the page cache, read through the ring.",
             &self.uncached_reads,
         );
+        self.render_compaction(&mut out);
         out
+    }
+
+    fn render_compaction(&self, out: &mut String) {
+        let compaction = &self.compaction;
+        let rows = [
+            (
+                "kelp_volume_compactions_running",
+                "gauge",
+                "Compactions (vacuum) running.",
+                compaction.running,
+            ),
+            (
+                "kelp_volume_compactions_committed_total",
+                "counter",
+                "Compactions committed.",
+                compaction.committed,
+            ),
+            (
+                "kelp_volume_compactions_failed_total",
+                "counter",
+                "Compactions failed or cancelled.",
+                compaction.failed,
+            ),
+            (
+                "kelp_volume_compaction_copied_bytes_total",
+                "counter",
+                "Record bytes compactions wrote to new files.",
+                compaction.bytes_copied,
+            ),
+            (
+                "kelp_volume_compaction_reclaimed_bytes_total",
+                "counter",
+                "Volume file bytes compactions gave back.",
+                compaction.bytes_reclaimed,
+            ),
+            (
+                "kelp_volume_compaction_commit_pause_max_seconds",
+                "gauge",
+                "Longest time a commit held a volume's writes.",
+                0,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            if name.ends_with("_max_seconds") {
+                let seconds = compaction.commit_pause_us_max as f64 / 1e6;
+                let _ = writeln!(out, "{name} {seconds}");
+            } else {
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
+        let name = "kelp_volume_compaction_commit_pause_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How long commits held a volume's writes and deletes."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        render_histogram(out, name, "", &compaction.commit_pause);
     }
 
     fn render_counters(&self, out: &mut String) {
@@ -156,29 +218,35 @@ impl CoreMetrics {
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (method, histogram) in &self.latency_by_method {
-            let mut cumulative = 0;
-            for (bound_us, count) in LATENCY_BUCKETS_US.iter().zip(histogram.buckets.iter()) {
-                cumulative += count;
-                let le = *bound_us as f64 / 1e6;
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{method=\"{method}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let sum_s = histogram.sum_us as f64 / 1e6;
-            let _ = writeln!(out, "{name}_sum{{method=\"{method}\"}} {sum_s}");
-            let _ = writeln!(
-                out,
-                "{name}_count{{method=\"{method}\"}} {}",
-                histogram.count
-            );
+            render_histogram(out, name, &format!("method=\"{method}\","), histogram);
         }
     }
+}
+
+/// One histogram's buckets (cumulative), sum and count; `labels` is empty or ends in a comma.
+fn render_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram) {
+    let mut cumulative = 0;
+    for (bound_us, count) in LATENCY_BUCKETS_US.iter().zip(histogram.buckets.iter()) {
+        cumulative += count;
+        let le = *bound_us as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}le=\"+Inf\"}} {}",
+        histogram.count
+    );
+    let sum_s = histogram.sum_us as f64 / 1e6;
+    let bare = labels.trim_end_matches(',');
+    let braces = |text: &str| {
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!("{{{text}}}")
+        }
+    };
+    let _ = writeln!(out, "{name}_sum{} {sum_s}", braces(bare));
+    let _ = writeln!(out, "{name}_count{} {}", braces(bare), histogram.count);
 }
 
 /// One answered request, as the metrics see it.

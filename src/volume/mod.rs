@@ -4,10 +4,12 @@
 
 pub mod admin_guard;
 pub mod codec;
+pub mod compaction;
 pub mod conditional;
 pub mod config;
 pub mod core;
 pub mod dat_map;
+pub mod expiry;
 pub mod fid;
 pub mod handlers;
 pub mod heartbeat;
@@ -20,6 +22,7 @@ pub mod range;
 pub mod read;
 pub mod replicate;
 pub mod shard;
+pub mod space;
 pub mod store;
 pub mod sync;
 pub mod upload;
@@ -54,6 +57,7 @@ pub fn run(args: Args) -> CliResult {
     let registry = Arc::new(Mutex::new(Registry::default()));
     let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());
     let admin_guard = Arc::new(admin_guard::AdminGuard::new(masters));
+    let compaction_slot = Arc::new(compaction::CompactionSlot::default());
     {
         let mut registry = registry.lock().expect("registry");
         for store in &stores {
@@ -109,6 +113,8 @@ pub fn run(args: Args) -> CliResult {
             lookups: Default::default(),
             masters: Default::default(),
             peers: Default::default(),
+            compactions: Default::default(),
+            compaction_slot: compaction_slot.clone(),
         });
         let driver = context.driver.name();
         serve_core(state, listeners, limits, driver, shutdown.clone())

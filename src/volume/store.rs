@@ -14,6 +14,7 @@ use kelp_engine::format::{OffsetWidth, SuperBlock, Ttl, check_collection, parse_
 use kelp_engine::volume::{
     AppendError, AppendPlan, FileVolume, IdxAppend, OpenOptions, ReadError, ReadPlan, VolumeConfig,
 };
+use kelp_net::mesh::{OneshotReceiver, OneshotSender, oneshot};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -81,6 +82,10 @@ pub enum StoreError {
     Failed {
         context: String,
     },
+    /// Too much waits already: retry.
+    Overloaded {
+        context: String,
+    },
 }
 
 impl StoreError {
@@ -93,6 +98,7 @@ impl StoreError {
             StoreError::ReadOnly { .. } | StoreError::AlreadyExists { .. } => 409,
             StoreError::Full { .. } => 507,
             StoreError::Failed { .. } => 500,
+            StoreError::Overloaded { .. } => 503,
         }
     }
 }
@@ -121,7 +127,9 @@ impl fmt::Display for StoreError {
             ),
             StoreError::BadUpload { fid, reason } => write!(f, "{fid}: {reason}"),
             StoreError::AlreadyExists { volume_id } => write!(f, "volume {volume_id} exists"),
-            StoreError::Failed { context } => f.write_str(context),
+            StoreError::Failed { context } | StoreError::Overloaded { context } => {
+                f.write_str(context)
+            }
         }
     }
 }
@@ -165,6 +173,30 @@ impl LocalVolume {
     }
 }
 
+/// A volume taken out of service by a compaction's swap: its old files and mapping, to be
+/// dropped off the core (closing a large replaced `.dat` frees its blocks, which takes long).
+pub struct Retired(LocalVolume);
+
+impl Retired {
+    /// Makes the swap that retired this volume durable (same file names as the new one).
+    pub fn make_swap_durable(&self) -> Result<(), kelp_engine::volume::compact::CompactError> {
+        let volume = &self.0.volume;
+        kelp_engine::volume::compact::make_swap_durable(volume.storage(), volume.paths())
+    }
+}
+
+/// Opens the second handle on a volume's `.idx` that ring appends use.
+pub fn open_idx_for_ring(idx_path: &Path) -> Result<File, String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(idx_path)
+        .map_err(|e| format!("open {} for ring appends: {e}", idx_path.display()))
+}
+
+/// Writes and deletes that may wait for one volume's compaction commit; one more is 503.
+pub const HELD_APPENDS_MAX: usize = 4096;
+
 /// The volumes one core owns.
 pub struct CoreStore {
     dir: PathBuf,
@@ -174,6 +206,9 @@ pub struct CoreStore {
     generations: u64,
     /// GETs whose record was not all in the page cache, so were read through the ring.
     uncached_reads: u64,
+    /// Volumes whose appends are held (a compaction commits), with the writes and deletes
+    /// waiting for the release.
+    held: HashMap<u32, Vec<OneshotSender<()>>>,
 }
 
 impl CoreStore {
@@ -188,6 +223,7 @@ impl CoreStore {
                 .max(1),
             generations: 0,
             uncached_reads: 0,
+            held: HashMap::new(),
         }
     }
 
@@ -387,14 +423,8 @@ impl CoreStore {
     }
 
     fn insert(&mut self, volume: FileVolume, collection: String) -> Result<(), StoreError> {
-        let idx_path = &volume.paths().idx;
-        let idx_for_ring = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(idx_path)
-            .map_err(|e| StoreError::Failed {
-                context: format!("open {} for ring appends: {e}", idx_path.display()),
-            })?;
+        let idx_for_ring = open_idx_for_ring(&volume.paths().idx)
+            .map_err(|context| StoreError::Failed { context })?;
         self.generations += 1;
         let local = LocalVolume {
             volume,
@@ -415,6 +445,97 @@ impl CoreStore {
             .remove(&volume_id)
             .ok_or(StoreError::VolumeNotHere { volume_id })?;
         local.volume.destroy().map_err(failed)
+    }
+
+    /// The volume `volume_id`, to read its state (a compaction plans from it).
+    pub fn volume(&self, volume_id: u32) -> Result<&FileVolume, StoreError> {
+        Ok(&self.get(volume_id)?.volume)
+    }
+
+    /// Which incarnation of `volume_id` this is (a compaction's swap keeps it).
+    pub fn generation(&self, volume_id: u32) -> Result<u64, StoreError> {
+        Ok(self.get(volume_id)?.generation)
+    }
+
+    /// The volume, if it is still the incarnation `generation`.
+    pub fn volume_of_generation(&self, volume_id: u32, generation: u64) -> Option<&FileVolume> {
+        let local = self.volumes.get(&volume_id)?;
+        (local.generation == generation).then_some(&local.volume)
+    }
+
+    /// Holds the writes and deletes of `volume_id` (they wait in `wait_for_appends`) until
+    /// `release_appends`; reads go on.
+    pub fn hold_appends(&mut self, volume_id: u32) {
+        assert!(self.volumes.contains_key(&volume_id));
+        let before = self.held.insert(volume_id, Vec::new());
+        assert!(before.is_none(), "volume {volume_id}: appends held twice");
+    }
+
+    pub fn release_appends(&mut self, volume_id: u32) {
+        let waiters = self.held.remove(&volume_id).expect("released after held");
+        for waiter in waiters {
+            let _ = waiter.send(()); // a writer that went away needs no wake-up
+        }
+    }
+
+    /// None when appends to `volume_id` may go on now, else what to wait for.
+    fn appends_gate(&mut self, volume_id: u32) -> Result<Option<OneshotReceiver<()>>, StoreError> {
+        let Some(waiters) = self.held.get_mut(&volume_id) else {
+            return Ok(None);
+        };
+        if waiters.len() >= HELD_APPENDS_MAX {
+            return Err(StoreError::Overloaded {
+                context: format!(
+                    "volume {volume_id}: {HELD_APPENDS_MAX} writes already wait for its \
+                     compaction's commit; retry"
+                ),
+            });
+        }
+        let (wake, woken) = oneshot();
+        waiters.push(wake);
+        Ok(Some(woken))
+    }
+
+    /// Puts `volume` (a compaction's result, or the volume opened again) in place of the
+    /// volume with its id, keeping its incarnation: reads planned on the old one finish on
+    /// the old files, which stay open until the returned `Retired` is dropped. Its appends
+    /// must be held (none in flight).
+    pub fn replace_volume(&mut self, volume_id: u32, volume: FileVolume, ring: File) -> Retired {
+        assert!(
+            self.held.contains_key(&volume_id),
+            "appends held for a swap"
+        );
+        assert_eq!(volume.id(), volume_id);
+        let local = self
+            .volumes
+            .get_mut(&volume_id)
+            .expect("the volume replaced is there");
+        assert_eq!(local.volume.core().appends_in_flight(), 0);
+        let new = LocalVolume {
+            volume,
+            idx_for_ring: Arc::new(ring),
+            collection: local.collection.clone(),
+            generation: local.generation,
+            dat_map: None,
+            residency: ResidencyCache::default(),
+        };
+        Retired(std::mem::replace(local, new))
+    }
+
+    /// Refuses appends to `volume_id` from now on (until it is replaced), and says where its
+    /// files are: (directory, collection).
+    pub fn refuse_appends(&mut self, volume_id: u32) -> Option<(PathBuf, String)> {
+        let local = self.volumes.get_mut(&volume_id)?;
+        local.volume.core_mut().set_read_only(true);
+        Some((self.dir.clone(), local.collection.clone()))
+    }
+
+    /// Takes back the last `.idx` entry `complete` handed out for `volume_id`, whose write
+    /// failed (see `VolumeCore::revert_complete`).
+    fn revert_index_entry(&mut self, volume_id: u32, append: &IdxAppend) {
+        if let Some(local) = self.volumes.get_mut(&volume_id) {
+            local.volume.core_mut().revert_complete(append);
+        }
     }
 
     pub fn reports(&self, port: u16) -> Vec<VolumeReport> {
@@ -488,6 +609,7 @@ pub async fn write(
     upload: &Upload,
     now_ns: u64,
 ) -> Result<Written, StoreError> {
+    wait_for_appends(store, fid.volume_id).await?;
     let existing = store.borrow_mut().existing(fid)?;
     if let Some((plan, header)) = existing {
         store.borrow().check_cookie(fid, &plan, &header)?;
@@ -506,6 +628,7 @@ pub async fn delete(
     fid: FileId,
     now_ns: u64,
 ) -> Result<Deleted, StoreError> {
+    wait_for_appends(store, fid.volume_id).await?;
     let existing = store.borrow_mut().existing(fid)?;
     let (existing, header) = existing.ok_or(StoreError::NotFound { fid })?;
     let planned = store
@@ -517,6 +640,20 @@ pub async fn delete(
         size: u64::from(existing.size),
         copies,
     })
+}
+
+/// Waits while a compaction commit holds the appends of `volume_id`. The caller plans its
+/// append right after, with no await between, so a hold cannot start in between.
+async fn wait_for_appends(store: &RefCell<CoreStore>, volume_id: u32) -> Result<(), StoreError> {
+    loop {
+        let gate = store.borrow_mut().appends_gate(volume_id)?;
+        match gate {
+            None => return Ok(()),
+            Some(released) => {
+                let _ = released.await; // released or dropped: look again
+            }
+        }
+    }
 }
 
 /// Steps 2-3 of the engine's append protocol: the record at its reserved offset (inline or
@@ -541,14 +678,20 @@ async fn append(
     // A plain pwrite: 16 or 17 bytes into a page the previous entries already brought into
     // the page cache. Through the ring it would be punted to an io-wq worker (ext4 has no
     // non-blocking buffered writes): two thread wake-ups for a few hundred ns of copying.
-    idx.write_all_at(idx_append.bytes(), idx_append.offset)
-        .map_err(|error| StoreError::Failed {
-            context: format!(
-                "{fid}: write index entry at offset {} of {}: {error}",
-                idx_append.offset,
-                idx_path.display()
-            ),
-        })
+    if let Err(error) = idx.write_all_at(idx_append.bytes(), idx_append.offset) {
+        // Not acknowledged: the key goes back to what it was, so the map never holds a
+        // change the `.idx` lacks (a compaction replays the `.idx`, and so does a restart).
+        store
+            .borrow_mut()
+            .revert_index_entry(fid.volume_id, &idx_append);
+        let context = format!(
+            "{fid}: write index entry at offset {} of {}: {error}",
+            idx_append.offset,
+            idx_path.display()
+        );
+        return Err(StoreError::Failed { context });
+    }
+    Ok(())
 }
 
 fn settings_of(local: &LocalVolume) -> VolumeSettings {

@@ -17,6 +17,8 @@ fn config(dir: &Path) -> Config {
         zero_copy_min_bytes: None,
         idle_timeout_ms: 30_000,
         header_timeout_ms: 10_000,
+        compaction_bytes_per_second: 0,
+        compaction_commit_delay_ms: 0,
     }
 }
 
