@@ -18,6 +18,9 @@ type SyncResult = Result<(), String>;
 struct VolumeQueue {
     waiters: Vec<OneshotSender<SyncResult>>,
     running: bool,
+    /// The files of the latest waiter: a compaction's swap replaces a volume's files, and
+    /// a round syncs the ones its waiters' writes (or their replay) are in.
+    files: Vec<Arc<File>>,
 }
 
 /// Per-core group commit state, by volume id.
@@ -40,11 +43,12 @@ impl GroupCommit {
                 ));
             }
             queue.waiters.push(reply);
+            queue.files = files;
             !std::mem::replace(&mut queue.running, true)
         };
         if start_runner {
             let queues = self.queues.clone();
-            compio::runtime::spawn(run_syncs(queues, volume_id, files)).detach();
+            compio::runtime::spawn(run_syncs(queues, volume_id)).detach();
         }
         answer
             .await
@@ -52,14 +56,12 @@ impl GroupCommit {
     }
 }
 
-/// Sync until no writer waits: each round takes every waiter queued so far.
-async fn run_syncs(
-    queues: Rc<RefCell<HashMap<u32, VolumeQueue>>>,
-    volume_id: u32,
-    files: Vec<Arc<File>>,
-) {
+/// Sync until no writer waits: each round takes every waiter queued so far, and syncs the
+/// files the latest of them named (after a compaction's swap, the new files, which hold the
+/// earlier waiters' writes too: the commit replayed and fsynced them).
+async fn run_syncs(queues: Rc<RefCell<HashMap<u32, VolumeQueue>>>, volume_id: u32) {
     loop {
-        let batch = {
+        let (batch, files) = {
             let mut queues = queues.borrow_mut();
             let queue = queues
                 .get_mut(&volume_id)
@@ -69,7 +71,7 @@ async fn run_syncs(
                 queue.running = false;
                 return;
             }
-            std::mem::take(&mut queue.waiters)
+            (std::mem::take(&mut queue.waiters), queue.files.clone())
         };
         let mut result = Ok(());
         for file in &files {
