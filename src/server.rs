@@ -33,14 +33,23 @@ pub struct Args {
     /// Volume server cores (threads with their own io_uring); default: every CPU.
     #[arg(long)]
     pub cores: Option<usize>,
-    /// Most volumes the volume server holds.
-    #[arg(long, default_value_t = 8)]
+    /// Most volumes the volume server holds; 0: as many as the disk's free space holds at
+    /// the volume size limit.
+    #[arg(long, default_value_t = 0)]
     pub max: u32,
+    /// Free space (MiB) kept on the disk: writes that would leave less are refused.
+    #[arg(long, default_value_t = 256)]
+    pub min_free_space_mb: u64,
+    /// Most bytes per second a compaction (vacuum) writes; 0: as fast as the disk goes.
+    #[arg(long, default_value_t = 0)]
+    pub compaction_mb_per_second: u64,
     /// Replication used when a request names none.
     #[arg(long, default_value = "000")]
     pub default_replication: String,
-    /// Volumes larger than this stop taking new files.
-    #[arg(long, default_value_t = 30 * 1024)]
+    /// Volumes larger than this stop taking new files. 1 GiB here (a cluster's master
+    /// defaults to 30 GiB): with `--max 0` a disk with 50 GB free holds about 50 volumes,
+    /// room for several collections, where 30 GiB volumes would fit one.
+    #[arg(long, default_value_t = 1024)]
     pub volume_size_limit_mb: u64,
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
@@ -141,6 +150,10 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
         format!("{}:{}", args.ip, args.master_port),
         "--max".into(),
         args.max.to_string(),
+        "--min-free-space-mb".into(),
+        args.min_free_space_mb.to_string(),
+        "--compaction-mb-per-second".into(),
+        args.compaction_mb_per_second.to_string(),
     ];
     if let Some(cores) = args.cores {
         line.extend(["--cores".into(), cores.to_string()]);

@@ -19,9 +19,17 @@ pub struct Args {
     /// HTTP port served by every core; core i also serves `port + 1 + i` alone.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Most volumes this server holds; creating one more is answered 507.
+    /// Most volumes this server holds; creating one more is answered 507. 0: as many as the
+    /// disk's free space holds at the master's volume size limit.
     #[arg(long, default_value_t = 8)]
     pub max: u32,
+    /// Free space (MiB) kept on the volume directory's disk: a write that would leave less
+    /// is refused (507) before it starts, and the volumes report read-only.
+    #[arg(long, default_value_t = 256)]
+    pub min_free_space_mb: u64,
+    /// An expired TTL volume's files are deleted after min(TTL / 10, this many seconds).
+    #[arg(long, default_value_t = 600)]
+    pub ttl_removal_delay_max_seconds: u64,
     /// Master addresses `host:port[,host:port...]`; the leader is followed.
     #[arg(long, default_value = "127.0.0.1:9333")]
     pub master: String,
@@ -82,6 +90,8 @@ pub struct Config {
     pub header_timeout_ms: u64,
     /// 0: no throttle.
     pub compaction_bytes_per_second: u64,
+    pub min_free_space_bytes: u64,
+    pub ttl_removal_delay_max: std::time::Duration,
     pub compaction_commit_delay_ms: u64,
 }
 
@@ -132,6 +142,10 @@ impl Config {
             idle_timeout_ms,
             header_timeout_ms,
             compaction_bytes_per_second: args.compaction_mb_per_second.saturating_mul(1 << 20),
+            min_free_space_bytes: args.min_free_space_mb.saturating_mul(1 << 20),
+            ttl_removal_delay_max: std::time::Duration::from_secs(
+                args.ttl_removal_delay_max_seconds,
+            ),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
         })
     }

@@ -198,7 +198,7 @@ pub fn snapshot(state: &CoreState) -> CoreSnapshot {
         .insert(state.core_index, state.handoff_depth.get());
     let store = state.store.borrow();
     let port = shard::core_port(state.config.port, state.core_index);
-    let volumes = store.reports(port);
+    let volumes = store.reports(port, super::handlers::now_unix_ns());
     metrics
         .volumes
         .insert(state.core_index, volumes.len() as u64);

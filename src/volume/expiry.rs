@@ -41,6 +41,26 @@ pub fn volume_age(ttl: Ttl, newest_write_ns: u64, now_ns: u64, delay_max: Durati
     }
 }
 
+/// Deletes this core's TTL volumes whose removal delay passed, every
+/// `EXPIRY_CHECK_MS` (as an admin delete would: a compaction of one is stopped first).
+pub async fn expiry_loop(state: std::rc::Rc<super::core::CoreState>) {
+    loop {
+        compio::time::sleep(Duration::from_millis(super::limits::EXPIRY_CHECK_MS)).await;
+        let removable = state
+            .store
+            .borrow()
+            .removable(super::handlers::now_unix_ns());
+        for volume_id in removable {
+            match super::handlers::remove_volume(&state, volume_id) {
+                Ok(()) => tracing::info!("volume {volume_id}: TTL expired; its files are deleted"),
+                Err(error) => {
+                    tracing::warn!("volume {volume_id}: TTL expired, not deleted: {error}")
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,7 +231,14 @@ pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response
         Err(message) => return Response::error(400, &message),
     };
     let (volume_id, settings) = params;
-    if let Err(response) = reserve(&state.registry, &state.config, volume_id, &settings) {
+    let volumes_now = state.registry.lock().expect("registry").volumes.len();
+    let room = super::space::volumes_max(
+        state.config.volumes_max,
+        volumes_now,
+        &mut state.store.borrow_mut(),
+        &state.config.dir,
+    );
+    if let Err(response) = reserve(&state.registry, room, volume_id, &settings) {
         return response;
     }
     let created = state.store.borrow_mut().create(volume_id, &settings);
@@ -274,10 +281,10 @@ fn create_params(query_text: &str) -> Result<(u32, VolumeSettings), String> {
 }
 
 /// Claim `volume_id` in the registry: idempotent for the same settings, 409 for others,
-/// 507 past `--max`.
+/// 507 past `room` (the most volumes, and why).
 fn reserve(
     registry: &std::sync::Mutex<Registry>,
-    config: &super::config::Config,
+    (volumes_max, why): (u32, String),
     volume_id: u32,
     settings: &VolumeSettings,
 ) -> Result<(), Response> {
@@ -289,12 +296,8 @@ fn reserve(
         let message = format!("volume {volume_id} exists with other settings: {existing:?}");
         return Err(Response::error(409, &message));
     }
-    if registry.volumes.len() as u64 >= u64::from(config.volumes_max) {
-        let message = format!(
-            "this server holds its --max of {} volumes",
-            config.volumes_max
-        );
-        return Err(Response::error(507, &message));
+    if registry.volumes.len() as u64 >= u64::from(volumes_max) {
+        return Err(Response::error(507, &why));
     }
     registry.volumes.insert(volume_id, settings.clone());
     Ok(())
@@ -315,21 +318,48 @@ pub fn delete_volume(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(volume_id) => volume_id,
         Err(error) => return Response::error(400, &error.to_string()),
     };
-    if state.compactions.borrow().is_committing(volume_id) {
-        let text = format!("volume {volume_id} is committing a compaction; retry in a moment");
-        return Response::error(409, &text).header("Retry-After", "1");
-    }
-    // A compaction still copying stops at its next step and removes its files.
-    state.compactions.borrow().cancel(volume_id);
-    let removed = state.store.borrow_mut().remove(volume_id);
-    match removed {
-        Ok(()) => {
-            state.compactions.borrow_mut().forget(volume_id);
-            release(&state.registry, volume_id);
-            Response::json(200, format!("{{\"volume\":{volume_id}}}"))
+    match remove_volume(state, volume_id) {
+        Ok(()) => Response::json(200, format!("{{\"volume\":{volume_id}}}")),
+        Err(RemoveError::Committing) => {
+            let text = format!("volume {volume_id} is committing a compaction; retry in a moment");
+            Response::error(409, &text).header("Retry-After", "1")
         }
-        Err(error) => store_error_response(&error),
+        Err(RemoveError::Store(error)) => store_error_response(&error),
     }
+}
+
+/// Why a volume was not removed.
+#[derive(Debug)]
+pub enum RemoveError {
+    /// Its compaction is swapping its files: retry in a moment.
+    Committing,
+    Store(StoreError),
+}
+
+impl std::fmt::Display for RemoveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoveError::Committing => f.write_str("its compaction is committing"),
+            RemoveError::Store(error) => error.fmt(f),
+        }
+    }
+}
+
+/// Drops volume `volume_id` and deletes its files (an admin delete, an expired TTL
+/// volume). A compaction still copying it stops at its next step and removes its files.
+pub fn remove_volume(state: &CoreState, volume_id: u32) -> Result<(), RemoveError> {
+    if state.compactions.borrow().is_committing(volume_id) {
+        return Err(RemoveError::Committing);
+    }
+    state.compactions.borrow().cancel(volume_id);
+    state
+        .store
+        .borrow_mut()
+        .remove(volume_id)
+        .map_err(RemoveError::Store)?;
+    state.compactions.borrow_mut().forget(volume_id);
+    release(&state.registry, volume_id);
+    Ok(())
 }
 
 pub async fn status(state: &Rc<CoreState>) -> Response {

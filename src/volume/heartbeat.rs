@@ -35,9 +35,16 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
                 if answer.pulse_seconds > 0 {
                     pulse_s = answer.pulse_seconds.min(PULSE_SECONDS_MAX);
                 }
-                if answer.volume_size_limit > 0 && answer.volume_size_limit != size_limit_bytes {
+                let new_limit =
+                    answer.volume_size_limit > 0 && answer.volume_size_limit != size_limit_bytes;
+                if new_limit {
                     size_limit_bytes = answer.volume_size_limit;
                     broadcast_size_limit(&state, size_limit_bytes);
+                }
+                // With --max 0 how many volumes fit depends on the size limit: a new one is
+                // told to the master at once.
+                if new_limit && state.config.volumes_max == 0 {
+                    continue;
                 }
                 wait_for_pulse(&mut masters, &answer.leader, pulse_s * 1000).await;
             }
@@ -136,13 +143,20 @@ async fn build(state: &CoreState) -> Result<Heartbeat, String> {
     let mut volumes: Vec<_> = snapshots.into_iter().flat_map(|s| s.volumes).collect();
     volumes.sort_by_key(|v| v.id);
     let config = &state.config;
+    let volumes_now = state.registry.lock().expect("registry").volumes.len();
+    let (max_volume_count, _) = super::space::volumes_max(
+        config.volumes_max,
+        volumes_now,
+        &mut state.store.borrow_mut(),
+        &config.dir,
+    );
     Ok(Heartbeat {
         ip: config.ip.to_string(),
         port: config.port,
         public_url: config.public_url.clone(),
         data_center: config.data_center.clone(),
         rack: config.rack.clone(),
-        max_volume_count: config.volumes_max,
+        max_volume_count,
         max_file_key,
         volumes,
     })

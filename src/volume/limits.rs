@@ -22,3 +22,6 @@ pub const COMPACTION_DRAIN_MS_MAX: u64 = 5_000;
 pub const COMPACTION_DRAIN_POLL_US: u64 = 100;
 
 const _: () = assert!(COMPACTION_DRAIN_POLL_US < COMPACTION_DRAIN_MS_MAX * 1000);
+
+/// Each core looks this often for TTL volumes whose files are due for deletion.
+pub const EXPIRY_CHECK_MS: u64 = 1_000;

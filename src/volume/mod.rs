@@ -132,7 +132,11 @@ const VOLUME_FDS: usize = 3;
 /// `--max-connections` that does not fit is an error saying how to raise the limit; the
 /// default is lowered to what fits (the soft limit is raised to the hard one first).
 fn connections_per_core(config: &Config) -> Result<usize, String> {
-    let files = VOLUME_FDS * config.volumes_max as usize;
+    let volumes_max = match config.volumes_max {
+        0 => config::VOLUMES_MAX,
+        max => max,
+    };
+    let files = VOLUME_FDS * volumes_max as usize;
     let cores = config.cores;
     if let Some(per_core) = config.connections_max {
         return check_fd_limit(per_core * cores + files)
@@ -218,6 +222,7 @@ async fn serve_core(
         state: state.clone(),
     });
     compio::runtime::spawn(core::mesh_loop(state.clone())).detach();
+    compio::runtime::spawn(expiry::expiry_loop(state.clone())).detach();
     if core_index == 0 {
         compio::runtime::spawn(heartbeat::heartbeat_loop(state.clone())).detach();
         compio::runtime::spawn(stop_on_signal(shutdown.clone())).detach();

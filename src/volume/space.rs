@@ -26,6 +26,33 @@ pub fn volume_slots(
     u32::try_from(slots.min(u64::from(super::config::VOLUMES_MAX))).expect("bounded")
 }
 
+/// How many volumes this server may hold now, and the reason a create past it is refused:
+/// `--max`, or with `--max 0` what the disk's free space holds at the volume size limit.
+pub fn volumes_max(
+    max_flag: u32,
+    volumes_now: usize,
+    store: &mut super::store::CoreStore,
+    dir: &Path,
+) -> (u32, String) {
+    if max_flag > 0 {
+        return (
+            max_flag,
+            format!("this server holds its --max of {max_flag} volumes"),
+        );
+    }
+    let free = store.measure_free_space();
+    let reserve = store.min_free_space_bytes();
+    let limit = store.size_limit_bytes();
+    let max = volume_slots(volumes_now, free, reserve, limit);
+    let why = format!(
+        "the disk of {} has room for no more volumes (--max 0): {free} bytes free, {reserve} \
+         kept free (--min-free-space-mb), a volume may grow to {limit} bytes; {volumes_now} \
+         volumes here",
+        dir.display()
+    );
+    (max, why)
+}
+
 /// A write refused for lack of space: what was free, what is kept free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoSpace {

@@ -5,14 +5,17 @@
 use super::config::Config;
 use super::core::VolumeSettings;
 use super::dat_map::{self, DatMap, ResidencyCache};
+use super::expiry::{VolumeAge, volume_age};
 use super::fid::FileId;
 use super::master_link::VolumeReport;
+use super::space::FreeSpace;
 use super::upload::Upload;
 use compio::BufResult;
 use kelp_engine::format::needle::{self, FLAG_GZIP, Needle};
 use kelp_engine::format::{OffsetWidth, SuperBlock, Ttl, check_collection, parse_volume_base_name};
 use kelp_engine::volume::{
-    AppendError, AppendPlan, FileVolume, IdxAppend, OpenOptions, ReadError, ReadPlan, VolumeConfig,
+    AppendError, AppendKind, AppendPlan, FileVolume, IdxAppend, OpenOptions, ReadError, ReadPlan,
+    VolumeConfig,
 };
 use kelp_net::mesh::{OneshotReceiver, OneshotSender, oneshot};
 use std::cell::RefCell;
@@ -22,6 +25,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Records up to this size are read from the `.dat`'s mapping (CRC checked) and sent from
 /// it; larger ones are located (two small preads) and their data sent from the file (by
@@ -82,6 +86,11 @@ pub enum StoreError {
     Failed {
         context: String,
     },
+    /// The disk is full (below `--min-free-space-mb`): the write is refused before it starts.
+    NoSpace {
+        volume_id: u32,
+        reason: String,
+    },
     /// Too much waits already: retry.
     Overloaded {
         context: String,
@@ -96,7 +105,7 @@ impl StoreError {
             StoreError::Expired { .. } => 404,
             StoreError::CookieMismatch { .. } | StoreError::BadUpload { .. } => 400,
             StoreError::ReadOnly { .. } | StoreError::AlreadyExists { .. } => 409,
-            StoreError::Full { .. } => 507,
+            StoreError::Full { .. } | StoreError::NoSpace { .. } => 507,
             StoreError::Failed { .. } => 500,
             StoreError::Overloaded { .. } => 503,
         }
@@ -127,6 +136,9 @@ impl fmt::Display for StoreError {
             ),
             StoreError::BadUpload { fid, reason } => write!(f, "{fid}: {reason}"),
             StoreError::AlreadyExists { volume_id } => write!(f, "volume {volume_id} exists"),
+            StoreError::NoSpace { volume_id, reason } => {
+                write!(f, "volume {volume_id}: {reason}")
+            }
             StoreError::Failed { context } | StoreError::Overloaded { context } => {
                 f.write_str(context)
             }
@@ -148,6 +160,9 @@ struct LocalVolume {
     dat_map: Option<Arc<DatMap>>,
     /// Which regions of the `.dat` were lately found in the page cache.
     residency: ResidencyCache,
+    /// A TTL volume's clock: the newest append time of its writes (0: none), read from the
+    /// needles at open and raised by each write since (see `expiry`).
+    newest_write_ns: u64,
 }
 
 impl LocalVolume {
@@ -209,6 +224,11 @@ pub struct CoreStore {
     /// Volumes whose appends are held (a compaction commits), with the writes and deletes
     /// waiting for the release.
     held: HashMap<u32, Vec<OneshotSender<()>>>,
+    /// This core's estimate of the disk's free space: a write that would eat into the
+    /// reserve is refused before it starts.
+    space: FreeSpace,
+    /// A TTL volume's files are deleted at most this long after it expired.
+    ttl_removal_delay_max: Duration,
 }
 
 impl CoreStore {
@@ -224,6 +244,8 @@ impl CoreStore {
             generations: 0,
             uncached_reads: 0,
             held: HashMap::new(),
+            space: FreeSpace::new(&config.dir, config.min_free_space_bytes),
+            ttl_removal_delay_max: config.ttl_removal_delay_max,
         }
     }
 
@@ -320,6 +342,16 @@ impl CoreStore {
             pairs: upload.pairs_json.as_deref().map(str::as_bytes),
             ..Needle::default()
         };
+        let record_bytes = needle
+            .record_bytes(local.volume.core().version())
+            .map_err(|error| bad_upload(fid, error.to_string()))?;
+        self.space
+            .take(record_bytes, Instant::now())
+            .map_err(|no_space| StoreError::NoSpace {
+                volume_id: fid.volume_id,
+                reason: no_space.to_string(),
+            })?;
+        let local = self.get_mut(fid.volume_id)?;
         let plan = local
             .volume
             .core_mut()
@@ -354,6 +386,9 @@ impl CoreStore {
             return Err(StoreError::Failed { context });
         }
         let idx_append = core.complete(&planned.plan);
+        if planned.plan.kind == AppendKind::Write {
+            local.newest_write_ns = local.newest_write_ns.max(planned.plan.append_at_ns);
+        }
         let idx_path = local.volume.paths().idx.clone();
         Ok((idx_append, local.idx_for_ring.clone(), idx_path))
     }
@@ -419,10 +454,15 @@ impl CoreStore {
             size_limit_bytes: kelp_engine::limits::VOLUME_BYTES_MAX_OFFSET5,
         };
         let volume = FileVolume::create(&self.dir, config).map_err(failed)?;
-        self.insert(volume, settings.collection.clone())
+        self.insert(volume, settings.collection.clone(), 0)
     }
 
-    fn insert(&mut self, volume: FileVolume, collection: String) -> Result<(), StoreError> {
+    fn insert(
+        &mut self,
+        volume: FileVolume,
+        collection: String,
+        newest_write_ns: u64,
+    ) -> Result<(), StoreError> {
         let idx_for_ring = open_idx_for_ring(&volume.paths().idx)
             .map_err(|context| StoreError::Failed { context })?;
         self.generations += 1;
@@ -433,6 +473,7 @@ impl CoreStore {
             generation: self.generations,
             dat_map: None,
             residency: ResidencyCache::default(),
+            newest_write_ns,
         };
         self.volumes.insert(local.volume.id(), local);
         Ok(())
@@ -518,6 +559,7 @@ impl CoreStore {
             generation: local.generation,
             dat_map: None,
             residency: ResidencyCache::default(),
+            newest_write_ns: local.newest_write_ns,
         };
         Retired(std::mem::replace(local, new))
     }
@@ -538,10 +580,13 @@ impl CoreStore {
         }
     }
 
-    pub fn reports(&self, port: u16) -> Vec<VolumeReport> {
+    /// The volumes to report (heartbeat, `/status`): expired TTL volumes are left out, so
+    /// the master assigns nothing more to them.
+    pub fn reports(&self, port: u16, now_ns: u64) -> Vec<VolumeReport> {
         let mut reports: Vec<VolumeReport> = self
             .volumes
             .values()
+            .filter(|local| self.age(local, now_ns) == VolumeAge::Live)
             .map(|local| self.report(local, port))
             .collect();
         reports.sort_by_key(|r| r.id);
@@ -561,11 +606,46 @@ impl CoreStore {
             file_count: stats.file_count,
             delete_count: stats.delete_count,
             deleted_byte_count: stats.deleted_bytes,
-            read_only: core.read_only().is_some() || full,
+            read_only: core.read_only().is_some() || full || self.space.is_full(),
             replica_placement: superblock.placement,
             ttl: superblock.ttl,
             compact_revision: superblock.compaction_revision,
         }
+    }
+
+    fn age(&self, local: &LocalVolume, now_ns: u64) -> VolumeAge {
+        let ttl = local.volume.core().config().superblock.ttl;
+        volume_age(
+            ttl,
+            local.newest_write_ns,
+            now_ns,
+            self.ttl_removal_delay_max,
+        )
+    }
+
+    /// TTL volumes whose removal delay passed: their files are to be deleted.
+    pub fn removable(&self, now_ns: u64) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .volumes
+            .iter()
+            .filter(|(_, local)| self.age(local, now_ns) == VolumeAge::Removable)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// This core's free-space estimate, measured now (the heartbeat does, every pulse).
+    pub fn measure_free_space(&mut self) -> u64 {
+        self.space.measure(Instant::now())
+    }
+
+    pub fn min_free_space_bytes(&self) -> u64 {
+        self.space.reserve_bytes()
+    }
+
+    pub fn size_limit_bytes(&self) -> u64 {
+        self.size_limit_bytes
     }
 
     pub fn max_file_key(&self) -> u64 {
@@ -743,9 +823,17 @@ pub fn open_dir(config: &Config) -> Result<Vec<CoreStore>, String> {
         let (volume, report) = FileVolume::open(&config.dir, &collection, volume_id, &options)
             .map_err(|e| format!("opening volume {volume_id}: {e}"))?;
         tracing::info!("volume {volume_id} opened: {report:?}");
+        // A TTL volume's clock comes from its needles (one read, or one per live needle
+        // of a compacted volume); other volumes never expire.
+        let has_ttl = !volume.core().config().superblock.ttl.is_empty();
+        let newest_write_ns = if has_ttl {
+            volume.newest_live_append_ns()
+        } else {
+            0
+        };
         let owner = super::shard::owner_core(volume_id, config.cores);
         stores[owner]
-            .insert(volume, collection)
+            .insert(volume, collection, newest_write_ns)
             .map_err(|e| e.to_string())?;
     }
     Ok(stores)

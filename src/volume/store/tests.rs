@@ -19,6 +19,8 @@ fn config(dir: &Path) -> Config {
         header_timeout_ms: 10_000,
         compaction_bytes_per_second: 0,
         compaction_commit_delay_ms: 0,
+        min_free_space_bytes: 0,
+        ttl_removal_delay_max: std::time::Duration::from_secs(600),
     }
 }
 
