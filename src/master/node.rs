@@ -454,7 +454,16 @@ impl Master {
             plans.push(nodes);
         }
         if plans.is_empty() {
-            return Err(MasterError::NotAcceptable(NOT_ENOUGH_NODES.into()));
+            let nodes = topology.nodes.len();
+            let message = match topology.node_slots().is_empty() && nodes > 0 {
+                true => format!(
+                    "{NOT_ENOUGH_NODES} No volume server has a free volume slot: each of the \
+                     {nodes} holds its --max, or with --max 0 its disk has no room for another \
+                     volume (or is full), and no writable volume is left"
+                ),
+                false => NOT_ENOUGH_NODES.to_string(),
+            };
+            return Err(MasterError::NotAcceptable(message));
         }
         Ok(plans)
     }

@@ -12,6 +12,9 @@ const _: () = assert!(MASTER_RESOLVE_RETRY_MS <= MASTER_RESOLVE_INTERVAL_MS);
 pub const FREE_SPACE_MEASURE_MS_MAX: u64 = 1_000;
 /// ... and after letting this many bytes be written since its last measurement.
 pub const FREE_SPACE_MEASURE_BYTES_MAX: u64 = 64 << 20;
+/// ... and before every write once the free space is within this of the reserve: far from
+/// full, the other cores' and programs' writes of a second cannot use up this much.
+pub const FREE_SPACE_NEAR_BYTES: u64 = 1 << 30;
 
 /// A ready compaction looks this often whether its commit was asked for (and replays what
 /// was appended meanwhile).
@@ -25,3 +28,7 @@ const _: () = assert!(COMPACTION_DRAIN_POLL_US < COMPACTION_DRAIN_MS_MAX * 1000)
 
 /// Each core looks this often for TTL volumes whose files are due for deletion.
 pub const EXPIRY_CHECK_MS: u64 = 1_000;
+
+/// With `--max 0`, a server holds at most this many volumes, whatever its free space: the
+/// descriptors set aside for volume files are for this many.
+pub const AUTO_VOLUMES_MAX: u32 = 1_000;

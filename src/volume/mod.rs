@@ -133,7 +133,7 @@ const VOLUME_FDS: usize = 3;
 /// default is lowered to what fits (the soft limit is raised to the hard one first).
 fn connections_per_core(config: &Config) -> Result<usize, String> {
     let volumes_max = match config.volumes_max {
-        0 => config::VOLUMES_MAX,
+        0 => limits::AUTO_VOLUMES_MAX,
         max => max,
     };
     let files = VOLUME_FDS * volumes_max as usize;

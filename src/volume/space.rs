@@ -2,18 +2,21 @@
 //! write fits before it is made, so that a disk that fills turns volumes read-only instead
 //! of failing a write in the middle of a needle.
 //!
-//! Each core keeps its own estimate of the free bytes (`FreeSpace`): measured (statvfs) at
-//! most every `FREE_SPACE_MEASURE_MS_MAX` and as soon as it nears the reserve, and lowered
-//! by every write it lets through meanwhile. The other cores' writes since the last
-//! measurement are not in it; the reserve (`--min-free-space-mb`) covers them.
+//! Each core keeps its own estimate of the free bytes (`FreeSpace`), lowered by every write
+//! it lets through: measured (statvfs, which reads counters, no I/O) at least every
+//! `FREE_SPACE_MEASURE_MS_MAX`, and before every write once less than the reserve plus
+//! `FREE_SPACE_NEAR_BYTES` is free, so that what other cores and other programs wrote
+//! meanwhile is seen where it matters.
 
-use super::limits::{FREE_SPACE_MEASURE_BYTES_MAX, FREE_SPACE_MEASURE_MS_MAX};
+use super::limits::{
+    FREE_SPACE_MEASURE_BYTES_MAX, FREE_SPACE_MEASURE_MS_MAX, FREE_SPACE_NEAR_BYTES,
+};
 use kelp_engine::volume::{StdStorage, Storage};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Volumes a server may hold with `--max 0`: those it has, plus one per `size_limit_bytes`
-/// of free space above the reserve.
+/// of free space above the reserve, at most `AUTO_VOLUMES_MAX`.
 pub fn volume_slots(
     volumes_now: usize,
     free_bytes: u64,
@@ -23,7 +26,8 @@ pub fn volume_slots(
     assert!(size_limit_bytes > 0);
     let more = free_bytes.saturating_sub(reserve_bytes) / size_limit_bytes;
     let slots = (volumes_now as u64).saturating_add(more);
-    u32::try_from(slots.min(u64::from(super::config::VOLUMES_MAX))).expect("bounded")
+    let max = u64::from(super::limits::AUTO_VOLUMES_MAX).max(volumes_now as u64);
+    u32::try_from(slots.min(max)).expect("bounded")
 }
 
 /// How many volumes this server may hold now, and the reason a create past it is refused:
@@ -101,7 +105,8 @@ impl FreeSpace {
 
     /// May `bytes` more be written now? Takes them off the estimate when they may.
     pub fn take(&mut self, bytes: u64, now: Instant) -> Result<(), NoSpace> {
-        let near = self.free_bytes.saturating_sub(bytes) < self.reserve_bytes.saturating_mul(2);
+        let near_bytes = self.reserve_bytes.saturating_add(FREE_SPACE_NEAR_BYTES);
+        let near = self.free_bytes.saturating_sub(bytes) < near_bytes;
         let stale = self.measured_at.is_none_or(|at| {
             now.duration_since(at) >= Duration::from_millis(FREE_SPACE_MEASURE_MS_MAX)
         }) || self.written_since >= FREE_SPACE_MEASURE_BYTES_MAX;
@@ -116,9 +121,10 @@ impl FreeSpace {
         Ok(())
     }
 
-    /// Is the disk past the reserve (as last measured)? Volumes report read-only then.
+    /// Is less than twice the reserve free (as last measured)? Volumes report read-only
+    /// then, so the master stops assigning to them before writes are refused.
     pub fn is_full(&self) -> bool {
-        self.failure.is_some() || self.free_bytes <= self.reserve_bytes
+        self.failure.is_some() || self.free_bytes < self.reserve_bytes.saturating_mul(2)
     }
 
     /// Measures again (the heartbeat does, every pulse) and returns the free bytes.
@@ -158,7 +164,7 @@ mod tests {
     use super::*;
 
     // Proves --max 0 counts one volume per size limit of free space above the reserve, on
-    // top of the volumes there, bounded by VOLUMES_MAX.
+    // top of the volumes there, bounded by AUTO_VOLUMES_MAX.
     #[test]
     fn slots_follow_free_space() {
         const G: u64 = 1 << 30;
@@ -169,10 +175,8 @@ mod tests {
             4,
             "a full disk: no new volume"
         );
-        assert_eq!(
-            volume_slots(0, u64::MAX, 0, 1),
-            super::super::config::VOLUMES_MAX
-        );
+        let bound = super::super::limits::AUTO_VOLUMES_MAX;
+        assert_eq!(volume_slots(0, u64::MAX, 0, 1), bound);
     }
 
     // Proves a write that would eat into the reserve is refused with the numbers, and that

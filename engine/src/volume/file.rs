@@ -449,6 +449,18 @@ impl<S: Storage> FileVolume<S> {
     /// Appends `needle` (its checksum and append time are set here). Overwriting a live key
     /// needs the same cookie. With `fsync`, the `.dat` and `.idx` are synced before return.
     pub fn write(&mut self, needle: &Needle, fsync: bool) -> Result<WriteOutcome, WriteError> {
+        self.write_at(needle, now_ns(), fsync)
+    }
+
+    /// `write` with the append time `now_ns` (ns since the Unix epoch; raised past the
+    /// previous append's, as for any append): a tool that imports needles with their times,
+    /// or a test of TTLs, which count from the append time.
+    pub fn write_at(
+        &mut self,
+        needle: &Needle,
+        now_ns: u64,
+        fsync: bool,
+    ) -> Result<WriteOutcome, WriteError> {
         if let Ok(plan) = self.core.plan_read(needle.key) {
             let header = self.read_at(plan.offset, needle::HEADER_BYTES as u64)?;
             match self.core.check_cookie(&plan, &header, needle.cookie) {
@@ -460,7 +472,7 @@ impl<S: Storage> FileVolume<S> {
         }
         let plan = self
             .core
-            .plan_write(needle, now_ns())
+            .plan_write(needle, now_ns)
             .map_err(WriteError::Append)?;
         let outcome = WriteOutcome {
             offset: plan.offset,
