@@ -296,6 +296,13 @@ impl Volume {
         }
     }
 
+    /// SIGTERM, and wait for the clean exit (the volumes synced).
+    pub fn terminate(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.terminate(Duration::from_secs(10));
+        }
+    }
+
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
