@@ -238,22 +238,17 @@ pub async fn start(
     if state.compactions.borrow().running_for(volume_id).is_some() {
         return Ok(status(state, volume_id)?);
     }
-    let (compaction, start_plan, storage, paths, dat, generation) = {
+    let (compaction, start_plan, paths, dat, generation) = {
         let store = state.store.borrow();
         let volume = store.volume(volume_id)?;
         let (compaction, plan) = Compaction::start(volume.core());
-        let parts = (
-            volume.storage().clone(),
-            volume.paths().clone(),
-            volume.dat_file(),
-        );
+        let generation = store.generation(volume_id)?;
         (
             compaction,
             plan,
-            parts.0,
-            parts.1,
-            parts.2,
-            store.generation(volume_id)?,
+            volume.paths().clone(),
+            volume.dat_file(),
+            generation,
         )
     };
     state
@@ -261,7 +256,7 @@ pub async fn start(
         .claim(volume_id)
         .map_err(|holder| AdminRefusal::Busy { volume_id, holder })?;
     let created = compio::runtime::spawn_blocking(move || {
-        CompactIo::create(storage, paths, dat, &start_plan)
+        CompactIo::create(StdStorage, paths, dat, &start_plan)
     })
     .await;
     let io = match created {
@@ -429,21 +424,7 @@ async fn copy_until_commit(
                 }
             }
         };
-        let stepped: IoStep = match step {
-            Step::Copy(batch) => {
-                compio::runtime::spawn_blocking(move || {
-                    let done = io.copy(&batch);
-                    (io, done)
-                })
-                .await
-            }
-            Step::Replay(batch) => {
-                compio::runtime::spawn_blocking(move || {
-                    let done = io.replay(&batch);
-                    (io, done)
-                })
-                .await
-            }
+        let stepped = match step {
             Step::Commit => {
                 running.phase.set(CompactionPhase::Ready);
                 if let Some(reply) = running.commit.borrow_mut().take() {
@@ -452,6 +433,7 @@ async fn copy_until_commit(
                 compio::time::sleep(Duration::from_millis(COMPACTION_READY_POLL_MS)).await;
                 continue;
             }
+            step => io_step(io, step).await,
         };
         let (back, done) = match stepped {
             Ok(stepped) => stepped,
@@ -475,6 +457,19 @@ async fn copy_until_commit(
             compio::time::sleep(pause).await;
         }
     }
+}
+
+/// A copy or replay step's I/O, on a blocking thread.
+async fn io_step(mut io: CompactIo<StdStorage>, step: Step) -> IoStep {
+    compio::runtime::spawn_blocking(move || {
+        let done = match &step {
+            Step::Copy(batch) => io.copy(batch),
+            Step::Replay(batch) => io.replay(batch),
+            Step::Commit => unreachable!("the commit is not a step"),
+        };
+        (io, done)
+    })
+    .await
 }
 
 /// The commit: appends held, drained, the last tail replayed and the files swapped off the
