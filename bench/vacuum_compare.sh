@@ -3,17 +3,21 @@
 # (SeaweedFS then Kelp in odd rounds, Kelp then SeaweedFS in even ones).
 #
 #   bench/vacuum_compare.sh [--rounds 2] [-n 40000] [--size 4096] [--rate 1000] [-c 8]
-#                           [--baseline-seconds 10] [--out FILE]
+#                           [--lead-seconds 1] [--out FILE] [--systems "seaweedfs kelp"]
+#                           [--kelp-compaction-mb-per-second 0]
 #
 # Per system and round: n files of --size bytes are written into collection `vac` with
-# `kelp benchmark`, which deletes 60 % of them one second after their write; then the
-# survivors are read at --rate requests/s (paced, latencies from each request's scheduled
-# start) for --baseline-seconds, then again while `/vol/vacuum?garbageThreshold=0.3&
-# collection=vac` runs on the master, until it answers (`--stop-file`). Afterwards every
+# `kelp benchmark`, which deletes 60 % of them one second after their write. A reader
+# (`kelp benchmark --read-only`, paced at --rate requests/s, latencies from each request's
+# scheduled start) starts, and --lead-seconds later `/vol/vacuum?garbageThreshold=0.3&
+# collection=vac` is called on the master; the reader stops when it answers (`--stop-file`).
+# Then a second reader of the same length, started the same way, reads with no vacuum: the
+# quiet window the first is compared with (same length, same warm-up: a reader's first
+# requests look volumes up, which a shorter window would feel more). Afterwards every
 # survivor is read once more (any failure is counted). Reported: the vacuum's time, the
-# collection's .dat bytes before and after, the reader's p99 before, p99 and max during the
-# vacuum, and the failed reads during and after it. A last table has the medians and the
-# Kelp / SeaweedFS ratios.
+# collection's .dat bytes before and after, the reader's p99 in the quiet window, p99 and
+# max during the vacuum, and the failed reads during and after. A last table has the medians
+# and the Kelp / SeaweedFS ratios.
 #
 # SeaweedFS comes from ../shared/tools/peer.sh (override with KELP_PEER_SH); Kelp is
 # `target/release/kelp server` (build it first) with the automatic vacuum off. Ports
@@ -28,8 +32,10 @@ n=40000
 size=4096
 rate=1000
 conc=8
-baseline_seconds=10
+lead_seconds=1
 out=""
+systems="seaweedfs kelp"
+kelp_mbps=0
 while (($#)); do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -37,13 +43,15 @@ while (($#)); do
     --size) size=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     -c) conc=$2; shift 2 ;;
-    --baseline-seconds) baseline_seconds=$2; shift 2 ;;
+    --lead-seconds) lead_seconds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --systems) systems=$2; shift 2 ;;
+    --kelp-compaction-mb-per-second) kelp_mbps=$2; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "vacuum_compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for value in "$rounds" "$n" "$size" "$rate" "$conc" "$baseline_seconds"; do
+for value in "$rounds" "$n" "$size" "$rate" "$conc" "$lead_seconds"; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || { echo "vacuum_compare.sh: $value is not a positive integer" >&2; exit 2; }
 done
 
@@ -73,12 +81,30 @@ wait_for_assign() {
   local tries=0
   until curl -fsS "http://127.0.0.1:$master_port/dir/assign" 2>/dev/null | grep -q '"fid"'; do
     tries=$((tries + 1))
-    ((tries < 200)) || { echo "vacuum_compare.sh: $1 not ready after 60 s" >&2; return 1; }
+    if ((tries >= 200)); then
+      echo "vacuum_compare.sh: $1 not ready after 60 s; its log ends:" >&2
+      tail -20 "$work/kelp.log" >&2
+      return 1
+    fi
     sleep 0.3
   done
 }
 
+# Waits until nothing listens on the ports any more (the system stopped before starts).
+wait_ports_free() {
+  local tries=0 port
+  for port in $master_port $volume_port $((volume_port + 1)) $((volume_port + 2)) \
+    $((master_port + 10000)) $((volume_port + 10000)); do
+    while ss -ltn "sport = :$port" | grep -q LISTEN; do
+      tries=$((tries + 1))
+      ((tries < 300)) || { echo "vacuum_compare.sh: port $port still taken" >&2; return 1; }
+      sleep 0.1
+    done
+  done
+}
+
 start_system() {
+  wait_ports_free
   case $1 in
     seaweedfs)
       bash "$peer" start "$work/seaweedfs" "$master_port" "$volume_port" >/dev/null
@@ -87,7 +113,8 @@ start_system() {
       data_dir=$work/kelp
       mkdir -p "$data_dir"
       "$kelp" server --dir "$data_dir" --master-port "$master_port" --volume-port "$volume_port" \
-        --filer-port 0 --vacuum-interval 0 >"$work/kelp.log" 2>&1 &
+        --filer-port 0 --vacuum-interval 0 --compaction-mb-per-second "$kelp_mbps" \
+        >"$work/kelp.log" 2>&1 &
       kelp_pid=$!
       wait_for_assign kelp ;;
   esac
@@ -133,14 +160,13 @@ run_one() {
   local before after
   before=$(dat_bytes)
   local reads=$((rate * 3600))
-  bench -n "$reads" --read-only --rate "$rate" --duration "$baseline_seconds" \
-    --json "$work/before.json" >/dev/null 2>&1
   rm -f "$work/stop"
+  local reader_start started ended
+  reader_start=$(date +%s.%N)
   bench -n "$reads" --read-only --rate "$rate" --duration 3600 --stop-file "$work/stop" \
     --json "$work/during.json" >/dev/null 2>&1 &
   local reader=$!
-  sleep 1
-  local started ended
+  sleep "$lead_seconds"
   started=$(date +%s.%N)
   curl -fsS "http://127.0.0.1:$master_port/vol/vacuum?garbageThreshold=0.3&collection=vac" \
     >"$work/vacuum.json"
@@ -149,6 +175,9 @@ run_one() {
   wait "$reader"
   sleep 1
   after=$(dat_bytes)
+  # The quiet window: a reader of the same length, started the same way, with no vacuum.
+  bench -n "$reads" --read-only --rate "$rate" --duration "$(echo "$ended - $reader_start" | bc)" \
+    --json "$work/before.json" >/dev/null 2>&1
   bench -n "$n" --read-only --read-sequentially --json "$work/after.json" >/dev/null 2>&1
   local base during check
   base=$(read_stats "$work/before.json")
@@ -162,8 +191,10 @@ run_one() {
 }
 
 for ((round = 1; round <= rounds; round++)); do
-  order=(seaweedfs kelp)
-  ((round % 2 == 0)) && order=(kelp seaweedfs)
+  read -r -a order <<<"$systems"
+  if ((round % 2 == 0)); then
+    read -r -a order <<<"$(echo "$systems" | tr ' ' '\n' | tac | tr '\n' ' ')"
+  fi
   for system in "${order[@]}"; do
     echo "round $round: $system" >&2
     run_one "$system" "$round"
@@ -174,7 +205,7 @@ report() {
   echo "vacuum_compare.sh $command_line (n=$n, size=$size, rate=$rate/s, c=$conc)"
   echo "$(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
   echo
-  echo "| system | round | vacuum s | .dat before | .dat after | reclaimed | read p99 before ms | p99 during ms | max during ms | failed during | failed after |"
+  echo "| system | round | vacuum s | .dat before | .dat after | reclaimed | read p99 quiet ms | p99 during ms | max during ms | failed during | failed after |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   while IFS=$'\t' read -r system round seconds before after p99b p99d maxd faild failc; do
     echo "| $system | $round | $seconds | $before | $after | $((before - after)) | $p99b | $p99d | $maxd | $faild | $failc |"
@@ -183,7 +214,7 @@ report() {
   python3 - "$results" <<'PY'
 import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
-cols = {"vacuum s": 2, "reclaimed bytes": None, "p99 before ms": 5, "p99 during ms": 6, "max during ms": 7}
+cols = {"vacuum s": 2, "reclaimed bytes": None, "p99 quiet ms": 5, "p99 during ms": 6, "max during ms": 7}
 def median(system, col):
     values = []
     for r in rows:
@@ -191,16 +222,22 @@ def median(system, col):
             continue
         values.append(int(r[3]) - int(r[4]) if col is None else float(r[col]))
     return statistics.median(values)
-print("| median | SeaweedFS 4.48 | Kelp | Kelp / SeaweedFS |")
-print("|---|---|---|---|")
+both = {r[0] for r in rows} == {"seaweedfs", "kelp"}
+if both:
+    print("| median | SeaweedFS 4.48 | Kelp | Kelp / SeaweedFS |")
+    print("|---|---|---|---|")
 for name, col in cols.items():
+    if not both:
+        break
     s, k = median("seaweedfs", col), median("kelp", col)
     ratio = f"{k / s:.2f}" if s else "-"
     print(f"| {name} | {s:.2f} | {k:.2f} | {ratio} |")
 for system in ("seaweedfs", "kelp"):
+    if not any(r[0] == system for r in rows):
+        continue
     during = [float(r[6]) / float(r[5]) for r in rows if r[0] == system and float(r[5]) > 0]
     if during:
-        print(f"\n{system}: p99 during / p99 before, median {statistics.median(during):.2f}")
+        print(f"\n{system}: p99 during / p99 quiet, median {statistics.median(during):.2f}")
 PY
 }
 

@@ -3,9 +3,9 @@
 //!
 //! The engine splits a compaction into planning on the core and I/O off it
 //! (`kelp_engine::volume::compact`). Here a task on the owner core plans each bounded step,
-//! runs its I/O on a blocking thread (`compio::runtime::spawn_blocking`: one step in flight,
-//! at most one compaction per server), applies it, and waits out the throttle
-//! (`--compaction-mb-per-second`). Reads and writes go on meanwhile. Once the copy is done
+//! runs its I/O on the server's background thread (`background`: lowest CPU priority, one
+//! step in flight, at most one compaction per server), applies it, and waits out the
+//! throttle (`--compaction-mb-per-second`). Reads and writes go on meanwhile. Once the copy is done
 //! the compaction is ready: it keeps replaying what is appended until the master asks for
 //! the commit. The commit holds the volume's writes and deletes (they wait; reads do not),
 //! waits for the appends in flight, replays the last few entries, fsyncs, swaps the files,
@@ -13,6 +13,7 @@
 //! measured. The old files are dropped on a blocking thread (freeing a large `.dat` takes
 //! long), where the swap is also made durable.
 
+use super::background::Background;
 use super::core::CoreState;
 use super::limits::{COMPACTION_DRAIN_MS_MAX, COMPACTION_DRAIN_POLL_US, COMPACTION_READY_POLL_MS};
 use super::store::{Retired, StoreError};
@@ -30,13 +31,22 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The one compaction a volume server runs at a time (shared by its cores).
-#[derive(Debug, Default)]
+/// The one compaction a volume server runs at a time (shared by its cores), and the
+/// background thread its steps run on.
+#[derive(Debug)]
 pub struct CompactionSlot {
     holder: Mutex<Option<u32>>,
+    background: Background,
 }
 
 impl CompactionSlot {
+    pub fn start() -> Result<CompactionSlot, String> {
+        Ok(CompactionSlot {
+            holder: Mutex::new(None),
+            background: Background::start()?,
+        })
+    }
+
     /// Takes the slot for `volume_id`, or names the volume that holds it.
     fn claim(&self, volume_id: u32) -> Result<(), u32> {
         let mut holder = self.holder.lock().expect("compaction slot");
@@ -391,10 +401,10 @@ async fn drive(
     state.compaction_slot.release(volume_id);
 }
 
-/// What a compaction step's I/O hands back from its blocking thread: the files and the
-/// step's result (an `Err` outside: the step panicked).
-type IoStep =
-    Result<(CompactIo<StdStorage>, Result<StepDone, CompactError>), compio::runtime::JoinError>;
+/// What a compaction step's I/O hands back from the background thread: the files and the
+/// step's result (an `Err` outside: the step panicked or could not be queued, and the files
+/// are lost to this compaction; the next one, or the next open, removes them).
+type IoStep = Result<(CompactIo<StdStorage>, Result<StepDone, CompactError>), String>;
 
 /// Copies, then replays, step by step; once ready, waits for the commit call, replaying
 /// what is appended meanwhile. Returns the files and the commit call's reply channel, or
@@ -433,12 +443,12 @@ async fn copy_until_commit(
                 compio::time::sleep(Duration::from_millis(COMPACTION_READY_POLL_MS)).await;
                 continue;
             }
-            step => io_step(io, step).await,
+            step => io_step(&state.compaction_slot.background, io, step).await,
         };
         let (back, done) = match stepped {
             Ok(stepped) => stepped,
-            Err(_) => {
-                let reason = format!("volume {volume_id}: a compaction step panicked");
+            Err(error) => {
+                let reason = format!("volume {volume_id}: a compaction step: {error}");
                 return Err((None, CompactionOutcome::Failed(reason)));
             }
         };
@@ -459,17 +469,18 @@ async fn copy_until_commit(
     }
 }
 
-/// A copy or replay step's I/O, on a blocking thread.
-async fn io_step(mut io: CompactIo<StdStorage>, step: Step) -> IoStep {
-    compio::runtime::spawn_blocking(move || {
-        let done = match &step {
-            Step::Copy(batch) => io.copy(batch),
-            Step::Replay(batch) => io.replay(batch),
-            Step::Commit => unreachable!("the commit is not a step"),
-        };
-        (io, done)
-    })
-    .await
+/// A copy or replay step's I/O, on the background thread.
+async fn io_step(background: &Background, mut io: CompactIo<StdStorage>, step: Step) -> IoStep {
+    background
+        .run(move || {
+            let done = match &step {
+                Step::Copy(batch) => io.copy(batch),
+                Step::Replay(batch) => io.replay(batch),
+                Step::Commit => unreachable!("the commit is not a step"),
+            };
+            (io, done)
+        })
+        .await
 }
 
 /// The commit: appends held, drained, the last tail replayed and the files swapped off the
@@ -523,7 +534,7 @@ async fn commit_now(
                 .replace_volume(volume_id, volume, ring);
             let pause_us = held_at.elapsed().as_micros() as u64;
             state.store.borrow_mut().release_appends(volume_id);
-            retire(retired);
+            retire(state, retired);
             return CompactionOutcome::Committed(done_of(&report, pause_us, running.started));
         }
         Ok(Ok((_, Err(error)))) => format!("volume {volume_id}: swapped, but {error}"),
@@ -580,7 +591,7 @@ async fn reopen(state: &CoreState, volume_id: u32) {
                 .store
                 .borrow_mut()
                 .replace_volume(volume_id, volume, ring);
-            retire(retired);
+            retire(state, retired);
             tracing::warn!("volume {volume_id}: reopened after a failed commit");
         }
         Ok(Err(error)) => tracing::error!(
@@ -590,19 +601,27 @@ async fn reopen(state: &CoreState, volume_id: u32) {
     }
 }
 
-/// Makes the swap durable and drops the old volume's files and mapping, off the core.
-fn retire(retired: Retired) {
+/// Makes the swap durable and drops the old volume's files and mapping, on the background
+/// thread (on a blocking thread of the runtime if its queue is full).
+fn retire(state: &CoreState, retired: Retired) {
+    let job = move || {
+        let durable = retired.make_swap_durable();
+        drop(retired);
+        durable.map_err(|e| e.to_string())
+    };
+    let slot = state.compaction_slot.clone();
     compio::runtime::spawn(async move {
-        let dropped = compio::runtime::spawn_blocking(move || {
-            let durable = retired.make_swap_durable();
-            drop(retired);
-            durable
-        })
-        .await;
+        let job = std::sync::Arc::new(Mutex::new(Some(job)));
+        let queued = job.clone();
+        let run = move || queued.lock().expect("retire job").take().map(|job| job());
+        let dropped = match slot.background.run(run.clone()).await {
+            Ok(done) => done,
+            Err(_) => compio::runtime::spawn_blocking(run).await.ok().flatten(),
+        };
         match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!("{error}; the next open finishes it"),
-            Err(_) => tracing::error!("dropping a compacted volume's old files panicked"),
+            Some(Ok(())) => {}
+            Some(Err(error)) => tracing::warn!("{error}; the next open finishes it"),
+            None => tracing::error!("dropping a compacted volume's old files failed"),
         }
     })
     .detach();

@@ -32,3 +32,7 @@ pub const EXPIRY_CHECK_MS: u64 = 1_000;
 /// With `--max 0`, a server holds at most this many volumes, whatever its free space: the
 /// descriptors set aside for volume files are for this many.
 pub const AUTO_VOLUMES_MAX: u32 = 1_000;
+
+/// Jobs queued for the background thread (a compaction's steps and the dropping of replaced
+/// volumes: one compaction runs at a time, so a few suffice); past it a job is refused.
+pub const BACKGROUND_JOBS_MAX: usize = 16;

@@ -3,6 +3,7 @@
 //! `--port` (SO_REUSEPORT) and on its own port (`--port` + 1 + core).
 
 pub mod admin_guard;
+pub mod background;
 pub mod codec;
 pub mod compaction;
 pub mod conditional;
@@ -57,7 +58,7 @@ pub fn run(args: Args) -> CliResult {
     let registry = Arc::new(Mutex::new(Registry::default()));
     let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());
     let admin_guard = Arc::new(admin_guard::AdminGuard::new(masters));
-    let compaction_slot = Arc::new(compaction::CompactionSlot::default());
+    let compaction_slot = Arc::new(compaction::CompactionSlot::start()?);
     {
         let mut registry = registry.lock().expect("registry");
         for store in &stores {
