@@ -3,6 +3,7 @@
 
 mod filer;
 mod master;
+mod security;
 mod server;
 mod tools;
 mod volume;
