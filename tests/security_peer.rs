@@ -54,12 +54,16 @@ fn upload(address: &str, fid: &str, token: &str) -> Answer {
 
 fn assign(master: &str) -> Answer {
     let mut answer = None;
-    wait_until(&format!("an assignment from {master}"), Duration::from_secs(30), || {
-        let got = get(master, "/dir/assign");
-        let ok = got.as_ref().is_ok_and(|a| a.status == 200);
-        answer = got.ok();
-        ok
-    });
+    wait_until(
+        &format!("an assignment from {master}"),
+        Duration::from_secs(30),
+        || {
+            let got = get(master, "/dir/assign");
+            let ok = got.as_ref().is_ok_and(|a| a.status == 200);
+            answer = got.ok();
+            ok
+        },
+    );
     answer.unwrap()
 }
 
@@ -74,32 +78,43 @@ fn tokens_cross_between_kelp_and_seaweedfs() {
     let (weed_master_port, weed_volume_port) = (free_peer_port(), free_peer_port());
     std::fs::create_dir_all(root.join("wm")).unwrap();
     std::fs::create_dir_all(root.join("wv")).unwrap();
-    let _weed_master = spawn_weed(root, "weed-master", &[
-        "master".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={weed_master_port}"),
-        format!("-mdir={}", root.join("wm").display()),
-        "-peers=none".into(),
-        "-telemetry=false".into(),
-    ]);
-    let _weed_volume = spawn_weed(root, "weed-volume", &[
-        "volume".into(),
-        "-ip=127.0.0.1".into(),
-        format!("-port={weed_volume_port}"),
-        format!("-dir={}", root.join("wv").display()),
-        "-max=8".into(),
-        "-preStopSeconds=0".into(),
-        format!("-master=127.0.0.1:{weed_master_port}"),
-        "-minFreeSpace=64MiB".into(),
-    ]);
+    let _weed_master = spawn_weed(
+        root,
+        "weed-master",
+        &[
+            "master".into(),
+            "-ip=127.0.0.1".into(),
+            format!("-port={weed_master_port}"),
+            format!("-mdir={}", root.join("wm").display()),
+            "-peers=none".into(),
+            "-telemetry=false".into(),
+        ],
+    );
+    let _weed_volume = spawn_weed(
+        root,
+        "weed-volume",
+        &[
+            "volume".into(),
+            "-ip=127.0.0.1".into(),
+            format!("-port={weed_volume_port}"),
+            format!("-dir={}", root.join("wv").display()),
+            "-max=8".into(),
+            "-preStopSeconds=0".into(),
+            format!("-master=127.0.0.1:{weed_master_port}"),
+            "-minFreeSpace=64MiB".into(),
+        ],
+    );
     let security = root.join("security.toml");
     let text = format!("[jwt.signing]\nkey = \"{KEY}\"\nexpires_after_seconds = 60\n");
     std::fs::write(&security, text).unwrap();
     let security = security.display().to_string();
-    let kelp_master = MasterProcess::start(root, "kelp-master", free_port(), "", &[
-        "--security",
-        &security,
-    ]);
+    let kelp_master = MasterProcess::start(
+        root,
+        "kelp-master",
+        free_port(),
+        "",
+        &["--security", &security],
+    );
     let kelp_volume_port = free_port_run(2);
     let kelp_dir = root.join("kv");
     std::fs::create_dir_all(&kelp_dir).unwrap();
@@ -124,7 +139,10 @@ fn tokens_cross_between_kelp_and_seaweedfs() {
     let weed_master = format!("127.0.0.1:{weed_master_port}");
     let weed_assigned = assign(&weed_master);
     let weed_fid = weed_assigned.json()["fid"].as_str().unwrap().to_string();
-    let weed_token = weed_assigned.header("authorization").expect("weed's token").to_string();
+    let weed_token = weed_assigned
+        .header("authorization")
+        .expect("weed's token")
+        .to_string();
     let kelp_assigned = assign(&kelp_master.address);
     let kelp_url = kelp_assigned.json()["url"].as_str().unwrap().to_string();
     let weed_url = format!("127.0.0.1:{weed_volume_port}");
@@ -139,8 +157,18 @@ fn tokens_cross_between_kelp_and_seaweedfs() {
     let other_key = "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJmaWQiOiIxLDAxIn0.x";
     assert_eq!(upload(&weed_url, &weed_fid, other_key).status, 401);
     let taken = upload(&weed_url, &weed_fid, &kelp_token);
-    assert_eq!(taken.status, 201, "SeaweedFS took Kelp's token? {}", taken.text());
+    assert_eq!(
+        taken.status,
+        201,
+        "SeaweedFS took Kelp's token? {}",
+        taken.text()
+    );
     // SeaweedFS's token for the same fid, on Kelp's volume server.
     let taken = upload(&kelp_url, &weed_fid, &weed_token);
-    assert_eq!(taken.status, 201, "Kelp took SeaweedFS's token? {}", taken.text());
+    assert_eq!(
+        taken.status,
+        201,
+        "Kelp took SeaweedFS's token? {}",
+        taken.text()
+    );
 }

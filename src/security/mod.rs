@@ -33,6 +33,41 @@ pub struct Security {
     pub ui_access: bool,
 }
 
+/// What `kelp scaffold --config security` prints: the sections Kelp reads, in SeaweedFS's
+/// format.
+pub const SCAFFOLD: &str = r#"# security.toml, in SeaweedFS's format (a SeaweedFS security.toml is read as it is; the
+# sections Kelp does not implement are ignored, with a warning when they set something).
+# Give the same file to every master, volume server and filer: --security FILE.
+# It holds keys: keep it readable by the kelp user only (install -m 0640 -o root -g kelp).
+# A key: any text; `openssl rand -base64 32` makes a good one.
+
+# Tokens for writes and deletes. The master signs one for each fid it assigns (HS256,
+# claims fid and exp) and answers it in `Authorization: Bearer`; volume servers then refuse
+# writes and deletes without a valid one (401). Empty key: no tokens.
+# expires_after_seconds: 0 means tokens that never expire.
+[jwt.signing]
+key = ""
+expires_after_seconds = 10
+
+# Tokens for reads. With a key, reads need a token from /dir/lookup?fileId=FID&read=yes
+# (the filer signs its own when its file has this key). Empty key: reads are open.
+[jwt.signing.read]
+key = ""
+expires_after_seconds = 10
+
+# Addresses and CIDR networks ("10.0.0.0/8,192.168.1.7") allowed to write and delete on
+# the volume servers and to make the master's destructive calls (/col/delete, /vol/grow,
+# /vol/vacuum, /submit, membership changes); joined with --white-list. List the filers and
+# the volume servers too (they replicate writes). Empty: anyone.
+[guard]
+white_list = ""
+
+# With a [jwt.signing] key, the volume server's status page (/) and /status are served only
+# when this is true.
+[access]
+ui = false
+"#;
+
 /// Top-level sections of SeaweedFS's `security.toml` that Kelp does not implement.
 const IGNORED_SECTIONS: [&str; 7] = ["cors", "filer", "grpc", "https", "admin", "s3", "access"];
 
@@ -278,6 +313,13 @@ mod tests {
         // The key is the text's bytes: a token made with them verifies.
         let token = SigningKey::new(b"write-secret", 10).sign("3,01637037d6", 100);
         assert!(write.verify(&token, 100).is_ok());
+    }
+
+    // Proves the scaffold is a file Kelp reads: no keys, no allow-list.
+    #[test]
+    fn scaffold_reads_back() {
+        let security = Security::parse(SCAFFOLD, Path::new("scaffold.toml")).unwrap();
+        assert!(!security.has_keys() && security.white_list.is_empty() && !security.ui_access);
     }
 
     // Proves empty keys mean no key, and that an unknown key or a wrong type is an error
