@@ -7,6 +7,7 @@ mod master;
 mod security;
 mod server;
 mod tools;
+mod ui;
 mod volume;
 mod wire;
 

@@ -196,6 +196,7 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/cluster/status" => return super::status::cluster_status(&master, request.uri().query()),
         "/healthz" => return super::status::healthz(&master),
         "/metrics" => return super::status::metrics(&master),
+        "/" | "/ui/index.html" => return super::status_page::index(&master),
         _ => {}
     }
     if !master.is_leader.load(Ordering::Acquire) {
@@ -214,7 +215,6 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
         "/cluster/join" => join(&master, request).await,
-        "/" | "/ui/index.html" => super::status::index_page(&master),
         _ if is_fid_path(&path) => redirect(&master, &request),
         _ => error(404, &format!("no such endpoint: {path}")),
     }

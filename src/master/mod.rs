@@ -16,6 +16,7 @@ pub mod node;
 pub mod params;
 pub mod raft;
 pub mod status;
+pub mod status_page;
 pub mod topology;
 
 use std::path::PathBuf;

@@ -62,8 +62,8 @@ expires_after_seconds = 10
 [guard]
 white_list = ""
 
-# With a [jwt.signing] key, the volume server's status page (/) and /status are served only
-# when this is true.
+# With a [jwt.signing] key, the volume server's status page (/) is served only when this is
+# true (its JSON /status stays on).
 [access]
 ui = false
 "#;

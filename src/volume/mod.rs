@@ -21,6 +21,7 @@ pub mod range;
 pub mod read;
 pub mod replicate;
 pub mod shard;
+pub mod status_page;
 pub mod store;
 pub mod sync;
 pub mod upload;
