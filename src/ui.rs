@@ -142,10 +142,7 @@ pub fn volume_state(volume: &VolumeReport, limit: u64) -> &'static str {
 /// One volume: its id and state, its fill bar, its collection, placement, TTL and counts.
 pub fn volume_row(page: &mut String, volume: &VolumeReport, limit: u64) {
     let state = volume_state(volume, limit);
-    let collection = match volume.collection.as_str() {
-        "" => "default".to_string(),
-        name => escape(name),
-    };
+    let collection = collection_text(&volume.collection);
     let _ = write!(
         page,
         "<div class=\"vol\"><div><div class=\"id\">#{}</div><span class=\"pill {state}\">{}</span></div><div>",
@@ -161,6 +158,14 @@ pub fn volume_row(page: &mut String, volume: &VolumeReport, limit: u64) {
         volume.file_count,
         volume.delete_count,
     );
+}
+
+/// A collection's name for a page, escaped; "default" for the default collection.
+pub fn collection_text(collection: &str) -> String {
+    match collection {
+        "" => "default".to_string(),
+        name => escape(name),
+    }
 }
 
 /// A TTL as text, "none" for none.

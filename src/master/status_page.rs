@@ -194,10 +194,7 @@ fn layouts(page: &mut String, topology: &mut Topology) {
     page.push_str("<table><tr><th>Collection</th><th>Replication</th><th>TTL</th><th>Writable volumes</th></tr>");
     for (key, ids) in layouts {
         let ids: Vec<String> = ids.iter().map(|id| format!("#{id}")).collect();
-        let collection = match key.collection.as_str() {
-            "" => "default".to_string(),
-            name => escape(name),
-        };
+        let collection = ui::collection_text(&key.collection);
         let _ = write!(
             page,
             "<tr><td>{collection}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
