@@ -448,7 +448,7 @@ fn the_benchmark_carries_tokens() {
     let master = cluster.master.address.clone();
     let output = std::process::Command::new(support::kelp_bin())
         .args(["benchmark", "--master", &master, "-n", "200", "-c", "4"])
-        .args(["--replication", "001", "--delete-percent", "20"])
+        .args(["--replication", "000", "--delete-percent", "20"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
