@@ -10,6 +10,7 @@
 pub mod admin_cli;
 pub mod checked_stream;
 pub mod cluster;
+pub mod guard;
 pub mod http;
 pub mod http_client;
 pub mod limits;
@@ -19,6 +20,7 @@ pub mod params;
 pub mod quorum;
 pub mod raft;
 pub mod status;
+pub mod status_page;
 pub mod topology;
 
 use std::path::PathBuf;
@@ -55,6 +57,15 @@ pub struct Args {
     /// (1.2 E); a leader hands out fids only while a majority acknowledged it within E.
     #[arg(long, default_value_t = 1500)]
     pub raft_election_ms: u64,
+    /// SeaweedFS's `security.toml`: with `[jwt.signing] key`, `/dir/assign` answers a token
+    /// for the fid in `Authorization: Bearer` (and `/dir/lookup?fileId=` too).
+    #[arg(long, value_name = "FILE")]
+    pub security: Option<PathBuf>,
+    /// Addresses and CIDR networks allowed to make the destructive calls (`/col/delete`,
+    /// `/vol/grow`, `/vol/vacuum`, `/submit`, membership changes), as SeaweedFS's
+    /// `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
+    #[arg(long, default_value = "")]
+    pub white_list: String,
 }
 
 /// A checked master configuration.
@@ -72,6 +83,8 @@ pub struct MasterConfig {
     pub pulse_seconds: u64,
     pub raft_heartbeat_ms: u64,
     pub raft_election_ms: u64,
+    /// Keys and allow-list; `None`: no tokens, no allow-list.
+    pub security: Option<std::sync::Arc<crate::security::Security>>,
 }
 
 impl MasterConfig {
@@ -103,6 +116,8 @@ impl MasterConfig {
                 return Err(format!("--peers: {peer:?} is not host:port"));
             }
         }
+        let security = crate::security::load_optional(args.security.as_deref(), &args.white_list)
+            .map_err(|e| format!("--security: {e}"))?;
         let self_address = find_self(&peers, &args.ip, args.port);
         if !peers.contains(&self_address) {
             peers.push(self_address.clone());
@@ -118,6 +133,7 @@ impl MasterConfig {
             pulse_seconds: args.pulse_seconds,
             raft_heartbeat_ms: args.raft_heartbeat_ms,
             raft_election_ms: args.raft_election_ms,
+            security,
         })
     }
 }
@@ -193,6 +209,8 @@ mod tests {
             pulse_seconds: 5,
             raft_heartbeat_ms: 100,
             raft_election_ms: 500,
+            security: None,
+            white_list: String::new(),
         };
         let config = MasterConfig::from_args(&args).unwrap();
         assert_eq!(config.self_address, "localhost:9333");

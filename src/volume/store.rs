@@ -205,6 +205,11 @@ impl CoreStore {
         self.size_limit_bytes = bytes;
     }
 
+    /// The master's volume size limit (the engine's default until a heartbeat tells it).
+    pub fn size_limit_bytes(&self) -> u64 {
+        self.size_limit_bytes
+    }
+
     pub fn settings(&self) -> Vec<(u32, VolumeSettings)> {
         self.volumes
             .iter()

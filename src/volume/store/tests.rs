@@ -17,6 +17,7 @@ fn config(dir: &Path) -> Config {
         zero_copy_min_bytes: None,
         idle_timeout_ms: 30_000,
         header_timeout_ms: 10_000,
+        security: None,
     }
 }
 
