@@ -13,18 +13,25 @@ if [[ -z ${KELP_PEER_WEED:-} && -x $peer ]]; then
   export KELP_PEER_WEED=${KELP_PEER_HOME:-$HOME/.cache/kelp-peer}/venv/bin/weed
 fi
 
-# The filer's shared-store tests are named *needs_redis / *needs_postgres: they run first, when
-# the server binaries are installed, and are listed as ignored (with the reason) when not;
-# the whole suite (without them) runs last, so its summary closes the output.
+# Tests that need a server or a tool from the system are named *needs_redis, *needs_postgres
+# (the filer's shared stores), *needs_systemd (systemd-analyze verify of the units) and
+# *needs_chromium (the status pages in a real browser): they run first, when the program is
+# installed, and are listed as ignored (with the reason) when not; the whole suite (without
+# them) runs last, so its summary closes the output.
 have_redis() { [[ -x /usr/bin/redis-server || -x /usr/local/bin/redis-server ]]; }
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
-for store in redis postgres; do
-  if "have_$store"; then
-    cargo test -p kelp -- --ignored "needs_$store"
+have_systemd() { command -v systemd-analyze >/dev/null; }
+have_chromium() { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }
+needs=(redis postgres systemd chromium)
+skips=()
+for need in "${needs[@]}"; do
+  if "have_$need"; then
+    cargo test -p kelp -- --ignored "needs_$need"
   else
-    echo "test.sh: no $store server installed; the filer's $store store tests are ignored" >&2
-    cargo test -p kelp -- "needs_$store"
+    echo "test.sh: no $need installed; the needs_$need tests are ignored" >&2
+    cargo test -p kelp -- "needs_$need"
   fi
+  skips+=(--skip "needs_$need")
 done
 
 netns=no
@@ -34,10 +41,9 @@ if ip netns add "$probe" 2>/dev/null; then
   netns=yes
 else
   echo "test.sh: cannot create a network namespace (needs root and ip netns); the netns_ tests are ignored" >&2
+  skips+=(--skip netns_)
 fi
 
-skips=(--skip needs_redis --skip needs_postgres)
-[[ $netns == yes ]] || skips+=(--skip netns_)
 if [[ -n ${KELP_PEER_WEED:-} ]]; then
   cargo test --workspace -- --include-ignored "${skips[@]}"
 else

@@ -63,6 +63,13 @@ pub struct Args {
     /// Filer HTTP port (0: no filer).
     #[arg(long, default_value_t = 8888)]
     pub filer_port: u16,
+    /// SeaweedFS's `security.toml`, for the master, the volume server and the filer.
+    #[arg(long, value_name = "FILE")]
+    pub security: Option<PathBuf>,
+    /// Addresses and CIDR networks allowed to write and to make the master's destructive
+    /// calls, as SeaweedFS's `-whiteList`. Empty: anyone.
+    #[arg(long, default_value = "")]
+    pub white_list: String,
 }
 
 /// How long `kelp server` waits for its volume server to join the master before it says it
@@ -93,6 +100,8 @@ pub fn run(args: Args) -> CliResult {
         raft_election_ms: 1500,
         garbage_threshold: args.garbage_threshold,
         vacuum_interval: args.vacuum_interval.clone(),
+        security: args.security.clone(),
+        white_list: args.white_list.clone(),
     };
     let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
     let master = start_master_thread(config)?;
@@ -157,6 +166,12 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
     ];
     if let Some(cores) = args.cores {
         line.extend(["--cores".into(), cores.to_string()]);
+    }
+    if let Some(security) = &args.security {
+        line.extend(["--security".into(), security.to_string_lossy().into_owned()]);
+    }
+    if !args.white_list.is_empty() {
+        line.extend(["--white-list".into(), args.white_list.clone()]);
     }
     VolumeCommandLine::try_parse_from(line)
         .map(|parsed| parsed.args)
@@ -229,6 +244,7 @@ fn start_filer_thread(args: &Args, master_address: &str) -> Result<(), String> {
         max_chunk_mb: 4,
         collection: String::new(),
         default_replication: String::new(),
+        security: args.security.clone(),
     };
     let (started, wait) = mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new()

@@ -215,7 +215,7 @@ fn silent_volume_server_is_dropped() {
     assert_eq!(get(&master.address, "/dir/assign").unwrap().status, 406);
 }
 
-// Proves every bad parameter gets a 4xx with a JSON error, and unsupported calls say so.
+// Proves every bad parameter gets a 4xx with a JSON error, and unknown paths are 404.
 #[test]
 fn bad_parameters_get_json_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,7 +233,9 @@ fn bad_parameters_get_json_errors() {
         ("/vol/grow", 400),
         ("/vol/grow?count=-1", 400),
         ("/col/delete", 400),
-        ("/vol/vacuum", 501),
+        ("/vol/vacuum?garbageThreshold=abc", 406),
+        ("/vol/vacuum?garbageThreshold=1.5", 400),
+        ("/vol/vacuum?volumeId=x", 400),
         ("/no/such/thing", 404),
     ];
     for (path, status) in cases {

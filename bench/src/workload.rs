@@ -2,6 +2,10 @@
 //! from the master (`/dir/assign?count=1`), upload the file as multipart (filename ".", type
 //! `image/bench`) to the volume server, and later look the volume up (`/dir/lookup`, cached) and
 //! GET the file back; optionally delete a share of the files one second after writing them.
+//!
+//! Against servers with a `security.toml`, an upload carries the token its assign answered
+//! (`Authorization: Bearer`), and a read or a delete refused with 401 is repeated with a
+//! token from `/dir/lookup?fileId=` (`&read=yes` for a read), as `weed benchmark` does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -114,6 +118,8 @@ pub struct Worker {
     random: SmallRng,
     random_pool: Vec<u8>,
     pending_deletes: VecDeque<PendingDelete>,
+    /// The `Authorization` value of the last assign's answer, for its upload.
+    upload_token: Option<String>,
 }
 
 impl Worker {
@@ -130,6 +136,7 @@ impl Worker {
             random,
             random_pool,
             pending_deletes: VecDeque::new(),
+            upload_token: None,
         }
     }
 
@@ -154,7 +161,9 @@ impl Worker {
             target.push_str("?fsync=true");
         }
         let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-        let headers = [("Content-Type", content_type.as_str())];
+        let token = self.upload_token.take();
+        let mut headers = vec![("Content-Type", content_type.as_str())];
+        headers.extend(token.as_deref().map(|token| ("Authorization", token)));
         let offset = self.random.random_range(0..RANDOM_POOL_EXTRA_BYTES);
         // Borrowed out of `self` while the client (also in `self`) writes the request.
         let pool = std::mem::take(&mut self.random_pool);
@@ -206,7 +215,11 @@ impl Worker {
                 Ok(response) => {
                     unreachable.clear();
                     match parse_assign(&master, &response) {
-                        Ok(assigned) => return Ok(assigned),
+                        Ok(assigned) => {
+                            self.upload_token =
+                                response.header("authorization").map(str::to_string);
+                            return Ok(assigned);
+                        }
                         Err((error, retry)) => {
                             last_error = Some(error);
                             retry
@@ -260,7 +273,18 @@ impl Worker {
         let target = format!("/{}", record.fid);
         let mut last_error = None;
         for url in &urls {
-            match self.client(url).request("GET", &target, &[], b"").await {
+            let mut answer = self.client(url).request("GET", &target, &[], b"").await;
+            if let Ok(response) = &answer
+                && response.status == 401
+            {
+                let token = self.file_token(&record.fid, true).await?;
+                let headers = [("Authorization", token.as_str())];
+                answer = self
+                    .client(url)
+                    .request("GET", &target, &headers, b"")
+                    .await;
+            }
+            match answer {
                 Ok(response) if response.status == 200 => {
                     check_read(record, &response.body)?;
                     return Ok(response.body.len() as u64);
@@ -311,6 +335,30 @@ impl Worker {
         Ok(urls)
     }
 
+    /// A token to read (or change) `fid`: the `Authorization` header of the current master's
+    /// `/dir/lookup?fileId=` answer.
+    async fn file_token(&mut self, fid: &str, for_read: bool) -> Result<String, OpError> {
+        let read = if for_read { "&read=yes" } else { "" };
+        let target = format!("/dir/lookup?fileId={fid}{read}");
+        let master = self
+            .shared
+            .current_master(&self.workload.masters)
+            .to_string();
+        let context = format!("token for {fid} from master {master}");
+        let response = self
+            .client(&master)
+            .request("GET", &target, &[], b"")
+            .await
+            .map_err(|e| OpError::client(&context, e))?;
+        match response.header("authorization") {
+            Some(token) => Ok(token.to_string()),
+            None => Err(OpError::server(
+                &format!("{context}: the volume server wants a token, the master gave none"),
+                &response,
+            )),
+        }
+    }
+
     /// Should this freshly written file be deleted later (`--delete-percent`)?
     pub fn choose_delete(&mut self) -> bool {
         self.workload.delete_percent > 0
@@ -345,11 +393,20 @@ impl Worker {
 
     pub async fn delete_file(&mut self, url: &str, fid: &str) -> Result<(), OpError> {
         let target = format!("/{fid}");
-        let response = self
+        let mut response = self
             .client(url)
             .request("DELETE", &target, &[], b"")
             .await
             .map_err(|e| OpError::client(&format!("delete {fid}"), e))?;
+        if response.status == 401 {
+            let token = self.file_token(fid, false).await?;
+            let headers = [("Authorization", token.as_str())];
+            response = self
+                .client(url)
+                .request("DELETE", &target, &headers, b"")
+                .await
+                .map_err(|e| OpError::client(&format!("delete {fid}"), e))?;
+        }
         if !(200..300).contains(&response.status) {
             return Err(OpError::server(
                 &format!("delete {fid} on {url}"),

@@ -14,6 +14,16 @@ pub fn nth_of_lease(first: &FileId, index: u64) -> String {
     format!("{},{}", fid.volume_id, fid.key_cookie_text())
 }
 
+/// The upload path of key `first.key + index` that a token for `first` covers: `/<first>`
+/// and then `/<first>_<index>` (SeaweedFS's batch form; the volume server adds `index`).
+pub fn nth_of_lease_path(first: &FileId, index: u64) -> String {
+    let base = format!("/{},{}", first.volume_id, first.key_cookie_text());
+    match index {
+        0 => base,
+        _ => format!("{base}_{index}"),
+    }
+}
+
 pub fn parse(text: &str) -> Result<FileId, String> {
     FileId::parse(text).map_err(|e| e.to_string())
 }

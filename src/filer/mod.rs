@@ -60,6 +60,11 @@ pub struct Args {
     /// Replication of new chunks when a request names none ("" = the master's default).
     #[arg(long, default_value = "")]
     pub default_replication: String,
+    /// SeaweedFS's `security.toml`: with its keys the filer signs the tokens of its chunk
+    /// reads (`[jwt.signing.read]`) and deletes (`[jwt.signing]`) itself; without, it asks
+    /// the master for them. Uploads carry the token of their assign either way.
+    #[arg(long, value_name = "FILE")]
+    pub security: Option<PathBuf>,
 }
 
 /// A running filer's parts.
@@ -127,6 +132,8 @@ pub async fn bind(args: &Args) -> Result<tokio::net::TcpListener, String> {
 /// Open the store, sweep what a crash left, start the background tasks.
 pub async fn start(args: &Args) -> Result<Arc<Filer>, String> {
     let masters = check(args).map_err(|e| format!("bad flags: {e}"))?;
+    let security = crate::security::load_optional(args.security.as_deref(), "")
+        .map_err(|e| format!("--security: {e}"))?;
     let store = store::open(&args.store, &args.dir).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let namespace = Arc::new(namespace::Namespace::new(store.clone(), metrics.clone()));
@@ -139,6 +146,7 @@ pub async fn start(args: &Args) -> Result<Arc<Filer>, String> {
         store.clone(),
         &owner,
         closer,
+        security,
     ));
     tokio::spawn(deleter::close_leases(namespace.clone(), closed));
     tokio::spawn(deleter::run(namespace.clone(), volumes.clone()));

@@ -57,7 +57,7 @@ pub async fn serve_listener(
             .acquire_owned()
             .await
             .expect("the connection semaphore is never closed");
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!("master: accept: {error}");
@@ -69,7 +69,10 @@ pub async fn serve_listener(
         let master = master.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |request| {
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(super::guard::PeerAddress(peer));
                 let master = master.clone();
                 async move { Ok::<_, Infallible>(route(master, request).await) }
             });
@@ -184,6 +187,9 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         response.headers_mut().insert(hyper::header::ALLOW, allow);
         return response;
     }
+    if let Some(refused) = super::guard::refusal(&master, &request) {
+        return refused;
+    }
     if path.starts_with("/raft/") {
         return super::status::raft_rpc(&master, request).await;
     }
@@ -191,6 +197,7 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/cluster/status" => return super::status::cluster_status(&master, request.uri().query()),
         "/healthz" => return super::status::healthz(&master),
         "/metrics" => return super::status::metrics(&master),
+        "/" | "/ui/index.html" => return super::status_page::index(&master),
         _ => {}
     }
     let query = Query::parse(request.uri().query().unwrap_or(""));
@@ -224,7 +231,6 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/cluster/raft/add" | "/cluster/raft/remove" => {
             super::cluster::raft_change(&master, &path, &query).await
         }
-        "/" | "/ui/index.html" => super::status::index_page(&master),
         _ if is_fid_path(&path) => redirect(&master, &request),
         _ => error(404, &format!("no such endpoint: {path}")),
     }
@@ -266,7 +272,9 @@ async fn assign(master: &Arc<Master>, query: &Query) -> HttpResponse {
                 public_url: &assignment.location.public_url,
                 count: assignment.count,
             };
-            json(200, &answer, query.is_pretty())
+            let mut response = json(200, &answer, query.is_pretty());
+            super::guard::add_file_token(master, &mut response, &assignment.fid, false);
+            response
         }
         Err(failure) => master_error(&failure),
     }
@@ -301,7 +309,13 @@ fn lookup(master: &Master, query: &Query) -> HttpResponse {
                 "volumeOrFileId": asked,
                 "locations": volume.locations,
             });
-            json(200, &answer, query.is_pretty())
+            let mut response = json(200, &answer, query.is_pretty());
+            // With fileId, a token to change the file (or to read it with read=yes).
+            if let Some(fid) = query.get("fileId").filter(|fid| !fid.is_empty()) {
+                let for_read = query.get("read") == Some("yes");
+                super::guard::add_file_token(master, &mut response, fid, for_read);
+            }
+            response
         }
         None => {
             let answer = serde_json::json!({
@@ -366,7 +380,9 @@ async fn submit(master: &Arc<Master>, query: &Query, request: Request<Incoming>)
     };
     let url = format!("http://{}/{}", assignment.location.url, assignment.fid);
     let timeout = Duration::from_millis(OUTBOUND_CALL_TIMEOUT_MS);
-    let headers = [("content-type", content_type)];
+    let token = super::guard::upload_authorization(master, &assignment.fid);
+    let mut headers = vec![("content-type", content_type)];
+    headers.extend(token.as_deref().map(|token| ("authorization", token)));
     let reply = match master
         .client
         .call(Method::POST, &url, &headers, body, timeout)
@@ -408,7 +424,7 @@ fn submit_answer(uploaded: &[u8], fid: &str, file_url: &str) -> Result<serde_jso
 
 fn passthrough(reply: super::http_client::Reply) -> HttpResponse {
     let mut builder = Response::builder().status(reply.status);
-    for name in ["content-type", "location", "retry-after"] {
+    for name in ["content-type", "location", "retry-after", "authorization"] {
         if let Some(value) = reply.headers.get(name) {
             builder = builder.header(name, value);
         }

@@ -10,6 +10,7 @@
 pub mod admin_cli;
 pub mod checked_stream;
 pub mod cluster;
+pub mod guard;
 pub mod http;
 pub mod http_client;
 pub mod limits;
@@ -19,6 +20,7 @@ pub mod params;
 pub mod quorum;
 pub mod raft;
 pub mod status;
+pub mod status_page;
 pub mod topology;
 pub mod vacuum;
 
@@ -63,6 +65,15 @@ pub struct Args {
     /// Time between automatic vacuums: `30s`, `15m`, `2h`; `0` turns them off.
     #[arg(long, default_value = "15m")]
     pub vacuum_interval: String,
+    /// SeaweedFS's `security.toml`: with `[jwt.signing] key`, `/dir/assign` answers a token
+    /// for the fid in `Authorization: Bearer` (and `/dir/lookup?fileId=` too).
+    #[arg(long, value_name = "FILE")]
+    pub security: Option<PathBuf>,
+    /// Addresses and CIDR networks allowed to make the destructive calls (`/col/delete`,
+    /// `/vol/grow`, `/vol/vacuum`, `/submit`, membership changes), as SeaweedFS's
+    /// `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
+    #[arg(long, default_value = "")]
+    pub white_list: String,
 }
 
 /// A checked master configuration.
@@ -83,6 +94,8 @@ pub struct MasterConfig {
     pub garbage_threshold: f64,
     /// `None`: no automatic vacuum.
     pub vacuum_interval: Option<std::time::Duration>,
+    /// Keys and allow-list; `None`: no tokens, no allow-list.
+    pub security: Option<std::sync::Arc<crate::security::Security>>,
 }
 
 impl MasterConfig {
@@ -118,6 +131,8 @@ impl MasterConfig {
                 return Err(format!("--peers: {peer:?} is not host:port"));
             }
         }
+        let security = crate::security::load_optional(args.security.as_deref(), &args.white_list)
+            .map_err(|e| format!("--security: {e}"))?;
         let self_address = find_self(&peers, &args.ip, args.port);
         if !peers.contains(&self_address) {
             peers.push(self_address.clone());
@@ -135,6 +150,7 @@ impl MasterConfig {
             raft_election_ms: args.raft_election_ms,
             garbage_threshold,
             vacuum_interval,
+            security,
         })
     }
 }
@@ -212,6 +228,8 @@ mod tests {
             raft_election_ms: 500,
             garbage_threshold: 0.3,
             vacuum_interval: "15m".into(),
+            security: None,
+            white_list: String::new(),
         };
         let config = MasterConfig::from_args(&args).unwrap();
         assert_eq!(config.self_address, "localhost:9333");

@@ -529,9 +529,20 @@ impl Master {
     /// POST an admin call to a volume server; the body of a 2xx answer, else an error text.
     pub async fn admin_call(&self, url: &str) -> Result<bytes::Bytes, String> {
         let timeout = Duration::from_millis(OUTBOUND_CALL_TIMEOUT_MS);
+        let token = super::guard::admin_authorization(self, url);
+        let headers: Vec<(&str, &str)> = token
+            .iter()
+            .map(|t| ("authorization", t.as_str()))
+            .collect();
         let reply = self
             .client
-            .call(hyper::Method::POST, url, &[], bytes::Bytes::new(), timeout)
+            .call(
+                hyper::Method::POST,
+                url,
+                &headers,
+                bytes::Bytes::new(),
+                timeout,
+            )
             .await
             .map_err(|e| e.to_string())?;
         if !(200..300).contains(&reply.status) {

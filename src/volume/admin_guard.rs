@@ -2,13 +2,14 @@
 //! A call from any other address is refused with 403 before a handler or another core sees
 //! it. The masters are the hosts of `--master` and of any leader the heartbeat follows,
 //! resolved to addresses at start, again when the leader is a new name, and every
-//! `MASTER_RESOLVE_INTERVAL_MS`. This is where a signed token will be checked as well, once
-//! a key is configured.
+//! `MASTER_RESOLVE_INTERVAL_MS`. With `[jwt.signing] key` set, the call must also carry a
+//! token the master signed for it (see `auth::check_admin`).
 
 use super::limits::{MASTER_RESOLVE_INTERVAL_MS, MASTER_RESOLVE_RETRY_MS};
+use crate::security::Security;
 use kelp_net::http::{Request, Response};
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// The masters' names (`host:port`) and the addresses they resolved to.
@@ -49,6 +50,8 @@ impl MasterAddresses {
 /// The admin calls' gate, shared by every core.
 pub struct AdminGuard {
     masters: RwLock<MasterAddresses>,
+    /// Its write key signs the masters' admin calls.
+    security: Option<Arc<Security>>,
     /// When the last resolution started (a refresh is claimed by moving it).
     resolved_at: RwLock<Instant>,
 }
@@ -57,8 +60,14 @@ impl AdminGuard {
     pub fn new(masters: MasterAddresses) -> AdminGuard {
         AdminGuard {
             masters: RwLock::new(masters),
+            security: None,
             resolved_at: RwLock::new(Instant::now()),
         }
+    }
+
+    /// The same gate, requiring tokens signed with `security`'s write key when it has one.
+    pub fn signed(self, security: Option<Arc<Security>>) -> AdminGuard {
+        AdminGuard { security, ..self }
     }
 
     /// Ok when `request` may make an admin call; otherwise the 403 answer saying why.
@@ -66,7 +75,7 @@ impl AdminGuard {
         let masters = self.masters.read().expect("admin guard lock");
         let peer = request.peer.map(|peer| peer.ip().to_canonical());
         if peer.is_some_and(|ip| masters.ips.contains(&ip)) {
-            return Ok(());
+            return super::auth::check_admin(self.security.as_deref(), request);
         }
         let who = peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
         let names = masters.names.join(", ");

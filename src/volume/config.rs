@@ -3,6 +3,9 @@
 use kelp_net::limits::{HEADER_TIMEOUT_MS_DEFAULT, IDLE_TIMEOUT_MS_DEFAULT};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::security::Security;
 
 /// Most volumes one server may hold (`--max`): bounds the per-core volume tables.
 pub const VOLUMES_MAX: u32 = 10_000;
@@ -69,6 +72,14 @@ pub struct Args {
     /// (to kill the process in the middle of a commit).
     #[arg(long, default_value_t = 0, hide = true)]
     pub compaction_commit_delay_ms: u64,
+    /// SeaweedFS's `security.toml`: with `[jwt.signing] key`, writes and deletes need a token
+    /// from the master; with `[jwt.signing.read] key`, reads too.
+    #[arg(long, value_name = "FILE")]
+    pub security: Option<PathBuf>,
+    /// Addresses and CIDR networks allowed to write and delete (`a,b/24`), as SeaweedFS's
+    /// `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
+    #[arg(long, default_value = "")]
+    pub white_list: String,
 }
 
 /// The validated configuration.
@@ -93,6 +104,8 @@ pub struct Config {
     pub min_free_space_bytes: u64,
     pub ttl_removal_delay_max: std::time::Duration,
     pub compaction_commit_delay_ms: u64,
+    /// Keys and allow-list; `None`: nothing is checked.
+    pub security: Option<Arc<Security>>,
 }
 
 impl Config {
@@ -110,6 +123,8 @@ impl Config {
             ));
         }
         let masters = parse_masters(&args.master)?;
+        let security = crate::security::load_optional(args.security.as_deref(), &args.white_list)
+            .map_err(|e| format!("--security: {e}"))?;
         let idle_timeout_ms = timeout_ms("--idle-timeout-seconds", args.idle_timeout_seconds)?;
         let header_timeout_ms =
             timeout_ms("--header-timeout-seconds", args.header_timeout_seconds)?;
@@ -147,6 +162,7 @@ impl Config {
                 args.ttl_removal_delay_max_seconds,
             ),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
+            security,
         })
     }
 

@@ -127,6 +127,7 @@ async fn route(state: &Rc<CoreState>, request: Request) -> Response {
         "/healthz" => return Response::json(200, "{\"status\":\"ok\"}".to_string()),
         "/status" => return handlers::status(state).await,
         "/metrics" => return handlers::metrics(state).await,
+        "/" | "/ui/index.html" => return super::status_page::index(state, &request).await,
         _ => {}
     }
     match target_core(state, &request) {

@@ -4,7 +4,7 @@ use super::core::{CoreState, Registry, VolumeSettings, all_snapshots};
 use super::read::ReadAsk;
 use super::store::{self, NeedleData, StoreError};
 use super::upload::{UploadError, UploadInput};
-use super::{codec, fid, query, read, replicate, upload};
+use super::{auth, codec, fid, query, read, replicate, upload};
 use bytes::Bytes;
 use kelp_engine::format::{ReplicaPlacement, Ttl, check_collection};
 use kelp_net::http::{Request, Response};
@@ -42,6 +42,9 @@ async fn store_failure(state: &Rc<CoreState>, request: &Request, error: StoreErr
 }
 
 pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
+    if let Err(refused) = auth::check_read(&state.config, request) {
+        return refused;
+    }
     let path = match fid::parse_path(&request.path) {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
@@ -138,6 +141,9 @@ fn upload_error_status(error: &UploadError) -> u16 {
 }
 
 pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
+    if let Err(refused) = auth::check_write(&state.config, request) {
+        return refused;
+    }
     let path = match fid::parse_path(&request.path) {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
@@ -202,6 +208,9 @@ async fn sync_volume(state: &Rc<CoreState>, volume_id: u32) -> Result<(), String
 }
 
 pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
+    if let Err(refused) = auth::check_write(&state.config, request) {
+        return refused;
+    }
     let path = match fid::parse_path(&request.path) {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),

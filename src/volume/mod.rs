@@ -3,6 +3,7 @@
 //! `--port` (SO_REUSEPORT) and on its own port (`--port` + 1 + core).
 
 pub mod admin_guard;
+pub mod auth;
 pub mod background;
 pub mod codec;
 pub mod compaction;
@@ -24,6 +25,7 @@ pub mod read;
 pub mod replicate;
 pub mod shard;
 pub mod space;
+pub mod status_page;
 pub mod store;
 pub mod sync;
 pub mod upload;
@@ -57,7 +59,8 @@ pub fn run(args: Args) -> CliResult {
     let stores = store::open_dir(&config)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());
-    let admin_guard = Arc::new(admin_guard::AdminGuard::new(masters));
+    let admin_guard = admin_guard::AdminGuard::new(masters).signed(config.security.clone());
+    let admin_guard = Arc::new(admin_guard);
     let compaction_slot = Arc::new(compaction::CompactionSlot::start()?);
     {
         let mut registry = registry.lock().expect("registry");

@@ -18,12 +18,14 @@ pub const PEERS_MAX: usize = 256;
 /// A replica that does not answer within this is a failed replica.
 pub const REPLICA_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
-/// Request headers a replica needs to store the same needle.
-const FORWARDED_HEADERS: [&str; 4] = [
+/// Request headers a replica needs to store the same needle (and to accept it: the token).
+const FORWARDED_HEADERS: [&str; 6] = [
     "content-type",
     "content-disposition",
     "content-encoding",
     "content-md5",
+    "authorization",
+    "cookie",
 ];
 
 /// Keep-alive connections to other volume servers, taken while in use.

@@ -263,6 +263,11 @@ impl CoreStore {
         self.size_limit_bytes = bytes;
     }
 
+    /// The master's volume size limit (the engine's default until a heartbeat tells it).
+    pub fn size_limit_bytes(&self) -> u64 {
+        self.size_limit_bytes
+    }
+
     pub fn settings(&self) -> Vec<(u32, VolumeSettings)> {
         self.volumes
             .iter()
@@ -642,10 +647,6 @@ impl CoreStore {
 
     pub fn min_free_space_bytes(&self) -> u64 {
         self.space.reserve_bytes()
-    }
-
-    pub fn size_limit_bytes(&self) -> u64 {
-        self.size_limit_bytes
     }
 
     pub fn max_file_key(&self) -> u64 {

@@ -145,6 +145,11 @@ pub struct KelpCluster {
 
 impl KelpCluster {
     pub fn start(root: &Path, filer_port: u16) -> KelpCluster {
+        KelpCluster::start_with(root, filer_port, &[])
+    }
+
+    /// `start` with more flags for `kelp server`.
+    pub fn start_with(root: &Path, filer_port: u16, extra: &[&str]) -> KelpCluster {
         let master_port = support::free_port();
         let volume_port = support::free_port_run(2);
         let dir = root.join("data");
@@ -163,7 +168,8 @@ impl KelpCluster {
             "--max".into(),
             "16".into(),
         ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(extra);
         let log = root.join("server.log");
         let server = ChildGuard::spawn_kelp("kelp server", &args, &log);
         support::wait_until("kelp server ready", Duration::from_secs(60), || {
@@ -183,6 +189,18 @@ impl KelpCluster {
 
 /// `kelp filer` on `store` against `master`, listening on `port`.
 pub fn start_filer(root: &Path, name: &str, port: u16, master: &str, store: &str) -> ChildGuard {
+    start_filer_with(root, name, port, master, store, &[])
+}
+
+/// `start_filer` with more flags.
+pub fn start_filer_with(
+    root: &Path,
+    name: &str,
+    port: u16,
+    master: &str,
+    store: &str,
+    extra: &[&str],
+) -> ChildGuard {
     let dir = root.join(name);
     let args = [
         "filer".to_string(),
@@ -195,7 +213,8 @@ pub fn start_filer(root: &Path, name: &str, port: u16, master: &str, store: &str
         "--dir".into(),
         dir.to_string_lossy().into_owned(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(extra);
     let filer = ChildGuard::spawn_kelp(name, &args, &root.join(format!("{name}.log")));
     support::wait_until(name, Duration::from_secs(30), || {
         support::port_is_open(port)

@@ -21,6 +21,7 @@ fn config(dir: &Path) -> Config {
         compaction_commit_delay_ms: 0,
         min_free_space_bytes: 0,
         ttl_removal_delay_max: std::time::Duration::from_secs(600),
+        security: None,
     }
 }
 
