@@ -226,7 +226,7 @@ pub fn scaffold(sub: &Command) -> String {
          # the command line overrides the file. Unknown keys are refused. Keys left commented\n\
          # out have no default.\n"
     );
-    for arg in configurable_args(sub) {
+    for arg in configurable_args(sub).filter(|arg| !arg.is_hide_set()) {
         text.push('\n');
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
         for line in wrap(&help, 88) {
