@@ -1,6 +1,8 @@
 //! Stamps the build into `kelp --version`: `KELP_BUILD` when the environment sets it (a
 //! packager building from a tarball), else the git commit of the source, else "unknown" (a
-//! tarball without `.git`).
+//! tarball without `.git`). Compiles the gRPC contracts in `proto/` (SeaweedFS's
+//! `master_pb`, `volume_server_pb` and `filer_pb` subsets) into Rust with a pure-Rust
+//! protobuf compiler, so a build needs no system `protoc`.
 
 use std::process::Command;
 
@@ -13,7 +15,8 @@ fn git(args: &[&str]) -> Option<String> {
     Some(text.trim().to_string()).filter(|t| !t.is_empty())
 }
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    compile_protos()?;
     println!("cargo:rerun-if-env-changed=KELP_BUILD");
     let build = match std::env::var("KELP_BUILD") {
         Ok(build) if !build.is_empty() => build,
@@ -22,6 +25,24 @@ fn main() {
     let profile = std::env::var("PROFILE").unwrap_or_default();
     println!("cargo:rustc-env=KELP_BUILD={build}");
     println!("cargo:rustc-env=KELP_PROFILE={profile}");
+    Ok(())
+}
+
+fn compile_protos() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/master.proto",
+        "proto/volume_server.proto",
+        "proto/filer.proto",
+    ];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
 }
 
 /// `git <hash>`, watching the files that change with a commit or a checkout.

@@ -13,6 +13,17 @@ if [[ -z ${KELP_PEER_WEED:-} && -x $peer ]]; then
   export KELP_PEER_WEED=${KELP_PEER_HOME:-$HOME/.cache/kelp-peer}/venv/bin/weed
 fi
 
+# The S3 case of the peer tests (weed s3 on weed filer on Kelp) drives `weed s3` with boto3,
+# installed from PyPI into a venv of its own.
+s3client=${KELP_S3_CLIENT_HOME:-$HOME/.cache/kelp-s3client}
+if [[ -n ${KELP_PEER_WEED:-} && -z ${KELP_S3_PYTHON:-} ]]; then
+  if ! "$s3client/venv/bin/python" -c 'import boto3' 2>/dev/null; then
+    python3 -m venv "$s3client/venv"
+    "$s3client/venv/bin/pip" install -q "boto3==1.44.18"
+  fi
+  export KELP_S3_PYTHON=$s3client/venv/bin/python
+fi
+
 # Tests that need a server or a tool from the system are named *needs_redis, *needs_postgres
 # (the filer's shared stores), *needs_systemd (systemd-analyze verify of the units) and
 # *needs_chromium (the status pages in a real browser): they run first, when the program is

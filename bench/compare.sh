@@ -8,7 +8,8 @@
 #
 # Workloads: 1 KB, 4 KB and 64 KB files (64 KB with n/2 files), each written then read in random
 # order, with 16 and 64 connections, driven by `kelp benchmark`; plus `weed benchmark` as a second
-# client (1 KB, 16 connections; SeaweedFS only: it needs the master's gRPC) for reference. SeaweedFS is started with ../shared/tools/peer.sh
+# client (1 KB, 16 connections; over the masters' gRPC, so on Kelp only when its master serves
+# gRPC on its port + 10000) for reference. SeaweedFS is started with ../shared/tools/peer.sh
 # (override with KELP_PEER_SH); Kelp is the server at --kelp-master, else `target/release/kelp
 # server` when the binary has it, else `kelp master` + `kelp volume`, else its column says "not
 # yet built". Ports: 23300-23399 (+10000 for SeaweedFS's gRPC); all must be free. Everything
@@ -69,7 +70,7 @@ weed=${KELP_PEER_WEED:-${KELP_PEER_HOME:-$HOME/.cache/kelp-peer}/venv/bin/weed}
 
 sw_master_port=23333
 # A server already on one of these ports would silently take part in the measurement.
-for port in 23333 23380 33333 33380 23343 23390 23391 23392; do
+for port in 23333 23380 33333 33380 23343 23390 23391 23392 33343 33390; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "compare.sh: port $port is in use; stop what listens there first" >&2
     exit 1
@@ -174,6 +175,12 @@ measure_weed_client() {
   ' "$work/last.txt" >>"$results"
 }
 
+# Whether the Kelp master answers on its gRPC port (its HTTP port + 10000).
+kelp_serves_grpc() {
+  local host=${kelp_master%:*} port=${kelp_master##*:}
+  (exec 3<>"/dev/tcp/$host/$((port + 10000))") 2>/dev/null
+}
+
 workloads=("1024 16" "1024 64" "4096 16" "4096 64" "65536 16" "65536 64")
 ((quick)) && workloads=("1024 16")
 if [[ -n $only_workloads ]]; then
@@ -206,10 +213,18 @@ for ((round = 1; round <= rounds; round++)); do
   done
   if [[ -z $only_workloads ]]; then
     echo "compare.sh: round $round/$rounds: weed benchmark client" >&2
-    measure_weed_client SeaweedFS "weed client 1 KB c16" "$sw_master" 1024 16 "$n"
+    if ((round % 2)); then
+      measure_weed_client SeaweedFS "weed client 1 KB c16" "$sw_master" 1024 16 "$n"
+    fi
+    # weed benchmark talks to the master over gRPC (port + 10000): a Kelp master without it
+    # would leave weed waiting forever, so Kelp's row says n/a then.
+    if [[ $kelp_state == ready ]] && kelp_serves_grpc; then
+      measure_weed_client Kelp "weed client 1 KB c16" "$kelp_master" 1024 16 "$n"
+    fi
+    if ((round % 2 == 0)); then
+      measure_weed_client SeaweedFS "weed client 1 KB c16" "$sw_master" 1024 16 "$n"
+    fi
   fi
-  # No weed-client run against Kelp: weed benchmark talks to the master over gRPC (port +
-  # 10000), which Kelp's HTTP-only master does not serve; it would wait forever.
 done
 
 touch "$work/failed.tsv"
@@ -253,7 +268,7 @@ for label in order:
         ratio = f"{median(kp, 0) / median(sw, 0):.2f}x" if sw else "-"
         kp_lat = f"{median(kp, 1):.2f} / {median(kp, 2):.2f}"
     else:
-        kp_rps = "n/a (gRPC)" if label.startswith("weed client") else kelp_state
+        kp_rps = "n/a (no gRPC)" if label.startswith("weed client") else kelp_state
         if ("Kelp", base) in failed:
             kp_rps = "failed"
         ratio, kp_lat = "-", "-"

@@ -3,7 +3,9 @@
 
 mod config_file;
 mod filer;
+mod grpc_listener;
 mod master;
+mod pb;
 mod security;
 mod server;
 mod tools;

@@ -63,6 +63,12 @@ pub struct Args {
     /// Filer HTTP port (0: no filer).
     #[arg(long, default_value_t = 8888)]
     pub filer_port: u16,
+    /// Master gRPC port (SeaweedFS's master API); default --master-port + 10000; 0: none.
+    #[arg(long)]
+    pub master_grpc_port: Option<u16>,
+    /// Volume server gRPC port (SeaweedFS's volume API); default --volume-port + 10000; 0: none.
+    #[arg(long)]
+    pub volume_grpc_port: Option<u16>,
     /// SeaweedFS's `security.toml`, for the master, the volume server and the filer.
     #[arg(long, value_name = "FILE")]
     pub security: Option<PathBuf>,
@@ -100,6 +106,7 @@ pub fn run(args: Args) -> CliResult {
         raft_election_ms: 1500,
         garbage_threshold: args.garbage_threshold,
         vacuum_interval: args.vacuum_interval.clone(),
+        grpc_port: args.master_grpc_port,
         security: args.security.clone(),
         white_list: args.white_list.clone(),
     };
@@ -116,7 +123,7 @@ pub fn run(args: Args) -> CliResult {
     let volume_args = volume_args(&args)?;
     // The volume server's errors name its own flags; here --port is --volume-port.
     crate::volume::run(volume_args)
-        .map_err(|e| format!("volume server (its --port is --volume-port here): {e}").into())
+        .map_err(|e| format!("volume server (its --port is --volume-port here, its --grpc-port --volume-grpc-port): {e}").into())
 }
 
 /// Logs `server: ready` once an assignment (`/dir/assign` or `/submit` with no options)
@@ -166,6 +173,9 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
     ];
     if let Some(cores) = args.cores {
         line.extend(["--cores".into(), cores.to_string()]);
+    }
+    if let Some(grpc_port) = args.volume_grpc_port {
+        line.extend(["--grpc-port".into(), grpc_port.to_string()]);
     }
     if let Some(security) = &args.security {
         line.extend(["--security".into(), security.to_string_lossy().into_owned()]);
@@ -220,12 +230,20 @@ fn run_master(config: MasterConfig, started: &mpsc::Sender<Result<Arc<Master>, S
             Ok(listener) => listener,
             Err(error) => return format!("listen on {address} (--master-port): {error}"),
         };
+        let grpc_listener = match master::grpc::bind(&config, "--master-grpc-port").await {
+            Ok(listener) => listener,
+            Err(error) => return error,
+        };
         let master = match master::node::Master::start(config).await {
             Ok(master) => master,
             Err(error) => return error,
         };
         let _ = started.send(Ok(master.clone()));
-        match master::http::serve_listener(master, listener).await {
+        let served = tokio::select! {
+            served = master::http::serve_listener(master.clone(), listener) => served,
+            served = master::grpc::serve(master, grpc_listener) => served,
+        };
+        match served {
             Ok(()) => "the listener closed".to_string(),
             Err(error) => error,
         }

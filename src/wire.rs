@@ -23,6 +23,9 @@ pub struct Heartbeat {
     pub max_volume_count: u32,
     #[serde(default)]
     pub max_file_key: u64,
+    /// The server's gRPC port (SeaweedFS's volume gRPC); 0 when it serves none.
+    #[serde(default)]
+    pub grpc_port: u16,
     #[serde(default)]
     pub volumes: Vec<VolumeReport>,
 }

@@ -28,23 +28,32 @@ pub fn is_destructive(path: &str) -> bool {
 /// which forwards its clients' calls to the leader). Checked on the master that receives
 /// the call, before it forwards it.
 pub fn refusal<B>(master: &Master, request: &hyper::Request<B>) -> Option<HttpResponse> {
-    let security = master.config.security.as_deref()?;
     let path = request.uri().path();
-    if security.white_list.is_empty() || !is_destructive(path) {
+    if !is_destructive(path) {
         return None;
     }
     let peer = request
         .extensions()
         .get::<PeerAddress>()
         .map(|peer| peer.0.ip());
-    if peer.is_some_and(|ip| security.white_list.allows(ip) || is_master(master, ip)) {
-        return None;
+    let refused = check_caller(master, peer, &format!("calls to {path}")).err()?;
+    Some(error(403, &refused))
+}
+
+/// Whether `peer` may make a destructive call (`what` names it in the refusal): with an
+/// allow-list, only its members and the masters may. Shared by HTTP and gRPC.
+pub fn check_caller(master: &Master, peer: Option<IpAddr>, what: &str) -> Result<(), String> {
+    let Some(security) = master.config.security.as_deref() else {
+        return Ok(());
+    };
+    if security.white_list.is_empty() {
+        return Ok(());
     }
-    let refused = security.white_list.check(peer, &format!("calls to {path}"));
-    Some(error(
-        403,
-        &refused.expect_err("the peer is not on the list"),
-    ))
+    if peer.is_some_and(|ip| security.white_list.allows(ip) || is_master(master, ip)) {
+        return Ok(());
+    }
+    let refused = security.white_list.check(peer, what);
+    Err(refused.expect_err("the peer is not on the list"))
 }
 
 /// Is `ip` the address of one of the masters (`--peers` and the current leader)? Resolved
@@ -71,23 +80,22 @@ fn now_unix_s() -> u64 {
 /// Adds `Authorization: Bearer <token>` for `fid` to `response` when the key for it is set:
 /// the write key (`[jwt.signing]`), or the read key (`[jwt.signing.read]`) when `for_read`.
 pub fn add_file_token(master: &Master, response: &mut HttpResponse, fid: &str, for_read: bool) {
-    let Some(security) = master.config.security.as_deref() else {
-        return;
-    };
-    let key = match for_read {
-        true => &security.read_key,
-        false => &security.write_key,
-    };
-    if let Some(key) = key {
-        set_bearer(response.headers_mut(), key, fid);
+    if let Some(token) = file_token(master, fid, for_read) {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("a token is base64url and dots");
+        response.headers_mut().insert(AUTHORIZATION, value);
     }
 }
 
-fn set_bearer(headers: &mut hyper::HeaderMap, key: &SigningKey, claim: &str) {
-    let token = key.sign(claim, now_unix_s());
-    let value =
-        HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is base64url and dots");
-    headers.insert(AUTHORIZATION, value);
+/// The token for `fid` (gRPC's `auth`, HTTP's `Authorization: Bearer`), signed with the
+/// write key, or the read key when `for_read`; `None` when that key is not set.
+pub fn file_token(master: &Master, fid: &str, for_read: bool) -> Option<String> {
+    let security = master.config.security.as_deref()?;
+    let key: &SigningKey = match for_read {
+        true => security.read_key.as_ref()?,
+        false => security.write_key.as_ref()?,
+    };
+    Some(key.sign(fid, now_unix_s()))
 }
 
 /// The `Authorization` header of an admin call to `url` (`http://host:port/admin/...?q`),

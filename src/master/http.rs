@@ -25,7 +25,7 @@ use super::node::{Master, MasterError};
 use super::params::{AssignOptions, Query};
 use super::topology::Heartbeat;
 use super::vacuum::VacuumRequest;
-use kelp_engine::format::{FileId, check_collection, parse_volume_id_prefix};
+use kelp_engine::format::{check_collection, parse_volume_id_prefix};
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -289,18 +289,9 @@ fn lookup(master: &Master, query: &Query) -> HttpResponse {
     if asked.is_empty() {
         return bad_request("lookup needs volumeId or fileId".into());
     }
-    // A file id may carry an extension (`3,01637037d6.jpg`); the fid is checked without it.
-    let checked = match asked.contains(',') {
-        true => FileId::parse(asked.split_once('.').map_or(asked, |(fid, _)| fid)),
-        false => parse_volume_id_prefix(asked).map(|volume_id| FileId {
-            volume_id,
-            key: 0,
-            cookie: 0,
-        }),
-    };
-    let volume_id = match checked {
-        Ok(fid) => fid.volume_id,
-        Err(failure) => return bad_request(failure.to_string()),
+    let volume_id = match super::params::lookup_volume_id(asked) {
+        Ok(volume_id) => volume_id,
+        Err(message) => return bad_request(message),
     };
     let mut topology = master.lock_topology();
     match topology.lookup(volume_id) {

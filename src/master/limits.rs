@@ -109,3 +109,34 @@ pub const VACUUM_CATCH_UP_RETRY_MS: u64 = 300_000;
 pub const VACUUM_RESULTS_MAX: usize = 1_000;
 
 const _: () = assert!(VACUUM_POLL_MS < VACUUM_STALL_MS_MAX);
+/// gRPC (SeaweedFS's master API): connections one master serves at once (more wait to be
+/// accepted), and requests in flight on one connection.
+pub const GRPC_CONNECTIONS_MAX: usize = 4096;
+pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+
+/// `KeepConnected` clients one master serves at once; more are refused (ResourceExhausted).
+pub const KEEP_CONNECTED_CLIENTS_MAX: usize = 4096;
+
+/// Volume location changes queued for one `KeepConnected` client. A client that falls this
+/// far behind is dropped (its stream ends; it reconnects and gets the whole list again)
+/// rather than buffered for without end.
+pub const KEEP_CONNECTED_QUEUE_MAX: usize = 4096;
+
+/// A `KeepConnected` client must take each message within this time, else it is dropped.
+pub const KEEP_CONNECTED_SEND_TIMEOUT_MS: u64 = 30_000;
+
+/// The leader looks for changed volume locations this often (and pushes them to the
+/// `KeepConnected` clients); each stream checks this often that its master still leads.
+pub const VOLUME_LOCATIONS_POLL_MS: u64 = 50;
+pub const KEEP_CONNECTED_LEADER_CHECK_MS: u64 = 500;
+
+/// An admin lock (`LeaseAdminToken`, weed shell's `lock`) lapses unless renewed within this
+/// time (SeaweedFS's 10 s); at most this many lock names are kept.
+pub const ADMIN_LOCK_LEASE_MS: u64 = 10_000;
+pub const ADMIN_LOCKS_MAX: usize = 1024;
+
+/// Volumes per message of `VolumeListStream`.
+pub const VOLUME_LIST_STREAM_BATCH_MAX: usize = 1024;
+
+/// Largest `count` of a `ListClusterNodes` answer when the client names no limit.
+pub const CLUSTER_NODES_LISTED_MAX: usize = 10_000;

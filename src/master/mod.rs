@@ -5,11 +5,13 @@
 //! layouts, placement), [`params`] (request parsing), [`node`] (the running master: leases,
 //! growth), [`cluster`] (background tasks, leadership, cluster endpoints), [`membership`]
 //! (forming the cluster, adding and removing masters), [`quorum`] (the leader lease, which
-//! masters answer), [`http`] (routes and handlers), [`status`] (status pages and metrics).
+//! masters answer), [`http`] (routes and handlers), [`status`] (status pages and metrics),
+//! [`grpc`] (SeaweedFS's master gRPC API).
 
 pub mod admin_cli;
 pub mod checked_stream;
 pub mod cluster;
+pub mod grpc;
 pub mod guard;
 pub mod http;
 pub mod http_client;
@@ -65,6 +67,10 @@ pub struct Args {
     /// Time between automatic vacuums: `30s`, `15m`, `2h`; `0` turns them off.
     #[arg(long, default_value = "15m")]
     pub vacuum_interval: String,
+    /// gRPC port (SeaweedFS's master gRPC, for `weed filer`, `weed s3`, `weed shell`,
+    /// `weed benchmark`); default --port + 10000; 0 serves no gRPC.
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// SeaweedFS's `security.toml`: with `[jwt.signing] key`, `/dir/assign` answers a token
     /// for the fid in `Authorization: Bearer` (and `/dir/lookup?fileId=` too).
     #[arg(long, value_name = "FILE")]
@@ -94,6 +100,8 @@ pub struct MasterConfig {
     pub garbage_threshold: f64,
     /// `None`: no automatic vacuum.
     pub vacuum_interval: Option<std::time::Duration>,
+    /// 0: no gRPC.
+    pub grpc_port: u16,
     /// Keys and allow-list; `None`: no tokens, no allow-list.
     pub security: Option<std::sync::Arc<crate::security::Security>>,
 }
@@ -131,6 +139,7 @@ impl MasterConfig {
                 return Err(format!("--peers: {peer:?} is not host:port"));
             }
         }
+        let grpc_port = crate::pb::grpc_port_of(args.port, args.grpc_port, "--grpc-port")?;
         let security = crate::security::load_optional(args.security.as_deref(), &args.white_list)
             .map_err(|e| format!("--security: {e}"))?;
         let self_address = find_self(&peers, &args.ip, args.port);
@@ -150,6 +159,7 @@ impl MasterConfig {
             raft_election_ms: args.raft_election_ms,
             garbage_threshold,
             vacuum_interval,
+            grpc_port,
             security,
         })
     }
@@ -182,9 +192,11 @@ pub fn run(args: Args) -> CliResult {
         .build()
         .map_err(|e| format!("start the tokio runtime: {e}"))?;
     runtime.block_on(async move {
+        let grpc_listener = grpc::bind(&config, "--grpc-port").await?;
         let master = node::Master::start(config).await?;
         tokio::select! {
             result = http::serve(master.clone()) => result?,
+            result = grpc::serve(master.clone(), grpc_listener) => result?,
             _ = shutdown_signal() => tracing::info!("master: shutting down on signal"),
         }
         master.stop().await;
@@ -228,12 +240,17 @@ mod tests {
             raft_election_ms: 500,
             garbage_threshold: 0.3,
             vacuum_interval: "15m".into(),
+            grpc_port: None,
             security: None,
             white_list: String::new(),
         };
         let config = MasterConfig::from_args(&args).unwrap();
         assert_eq!(config.self_address, "localhost:9333");
         assert_eq!(config.peers.len(), 2);
+        assert_eq!(
+            config.grpc_port, 19333,
+            "SeaweedFS's default: --port + 10000"
+        );
         args.default_replication = "1".into();
         let padded = MasterConfig::from_args(&args).unwrap().default_placement;
         assert_eq!(padded.to_string(), "001");

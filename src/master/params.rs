@@ -2,7 +2,9 @@
 //! them) with an error text for every bad value. The domain words (TTL, placement,
 //! collection, fid) are `kelp_engine::format`'s. No I/O.
 
-use kelp_engine::format::{ReplicaPlacement, Ttl, check_collection};
+use kelp_engine::format::{
+    FileId, ReplicaPlacement, Ttl, check_collection, parse_volume_id_prefix,
+};
 
 use super::topology::VolumeReport;
 
@@ -127,19 +129,56 @@ impl AssignOptions {
         query: &Query,
         default_placement: ReplicaPlacement,
     ) -> Result<AssignOptions, String> {
-        let collection = query.text("collection");
-        check_collection(collection).map_err(|e| e.to_string())?;
-        let placement = match query.text("replication") {
+        let fields = AssignFields {
+            collection: query.text("collection"),
+            replication: query.text("replication"),
+            ttl: query.text("ttl"),
+            data_center: query.text("dataCenter"),
+            rack: query.text("rack"),
+        };
+        fields.check(default_placement)
+    }
+}
+
+/// The assignment options as text, however they arrived (a query string, a gRPC request).
+pub struct AssignFields<'a> {
+    pub collection: &'a str,
+    pub replication: &'a str,
+    pub ttl: &'a str,
+    pub data_center: &'a str,
+    pub rack: &'a str,
+}
+
+impl AssignFields<'_> {
+    /// The parsed options, or the first bad field's message; an empty replication is
+    /// `default_placement`.
+    pub fn check(&self, default_placement: ReplicaPlacement) -> Result<AssignOptions, String> {
+        check_collection(self.collection).map_err(|e| e.to_string())?;
+        let placement = match self.replication {
             "" => default_placement,
             text => ReplicaPlacement::parse(text).map_err(|e| e.to_string())?,
         };
-        let ttl = Ttl::parse(query.text("ttl")).map_err(|e| e.to_string())?;
+        let ttl = Ttl::parse(self.ttl).map_err(|e| e.to_string())?;
         Ok(AssignOptions {
-            key: LayoutKey::new(collection, placement, ttl),
-            data_center: query.text("dataCenter").to_string(),
-            rack: query.text("rack").to_string(),
+            key: LayoutKey::new(self.collection, placement, ttl),
+            data_center: self.data_center.to_string(),
+            rack: self.rack.to_string(),
         })
     }
+}
+
+/// The volume id a lookup asks for: a volume id, or a file id (whose key, cookie and any
+/// extension, as in `3,01637037d6.jpg`, are checked and then set aside).
+pub fn lookup_volume_id(asked: &str) -> Result<u32, String> {
+    let checked = match asked.contains(',') {
+        true => FileId::parse(asked.split_once('.').map_or(asked, |(fid, _)| fid)),
+        false => parse_volume_id_prefix(asked).map(|volume_id| FileId {
+            volume_id,
+            key: 0,
+            cookie: 0,
+        }),
+    };
+    checked.map(|fid| fid.volume_id).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct DataNode {
     pub data_center: String,
     pub rack: String,
     pub max_volume_count: u32,
+    /// The server's gRPC port (0: it serves no gRPC).
+    pub grpc_port: u16,
     pub volumes: BTreeMap<u32, VolumeReport>,
     /// Volumes created by a grow and not yet seen in a heartbeat, with their creation time.
     pub pending: BTreeMap<u32, (VolumeReport, Instant)>,
@@ -49,15 +51,22 @@ impl DataNode {
 }
 
 /// Where one replica of a volume is served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Location {
     pub url: String,
     #[serde(rename = "publicUrl")]
     pub public_url: String,
+    /// The volume server's gRPC port (SeaweedFS's `grpcPort`; left out when it has none).
+    #[serde(rename = "grpcPort", skip_serializing_if = "is_zero")]
+    pub grpc_port: u16,
     #[serde(rename = "dataCenter")]
     pub data_center: String,
     #[serde(skip)]
     pub rack: String,
+}
+
+fn is_zero(port: &u16) -> bool {
+    *port == 0
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +98,9 @@ pub struct Topology {
     removed_volume_id_max: u32,
     /// Volumes whose compaction is committing: out of the writable lists meanwhile.
     committing: BTreeSet<u32>,
+    /// Counts the changes to the nodes and their volumes (those who follow the volume
+    /// locations compare it to see whether anything moved).
+    changes: u64,
 }
 
 /// One replica of a volume, for the vacuum.
@@ -143,7 +155,8 @@ pub struct NodeSlot {
 
 pub const NOT_ENOUGH_NODES: &str = "Cannot grow volume group! Not enough data node found!";
 
-fn location_of(node: &DataNode, volume: &VolumeReport) -> Location {
+/// Where `node` serves `volume` (the port of the core that owns it).
+pub fn location_of(node: &DataNode, volume: &VolumeReport) -> Location {
     let port = if volume.port == 0 {
         node.url.rsplit(':').next().unwrap_or("").to_string()
     } else {
@@ -152,6 +165,7 @@ fn location_of(node: &DataNode, volume: &VolumeReport) -> Location {
     Location {
         url: format!("{}:{port}", node.ip),
         public_url: format!("{}:{port}", node.public_host),
+        grpc_port: node.grpc_port,
         data_center: node.data_center.clone(),
         rack: node.rack.clone(),
     }
@@ -169,7 +183,18 @@ impl Topology {
             redirect_cursor: 0,
             removed_volume_id_max: 0,
             committing: BTreeSet::new(),
+            changes: 0,
         }
+    }
+
+    /// How many times the nodes or their volumes changed (a heartbeat counts as a change).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    fn mark_changed(&mut self) {
+        self.index_stale = true;
+        self.changes += 1;
     }
 
     /// Record a heartbeat: the node's volume list is replaced by the reported one (volumes
@@ -208,12 +233,13 @@ impl Topology {
             data_center: or_default(&beat.data_center, DEFAULT_DATA_CENTER),
             rack: or_default(&beat.rack, DEFAULT_RACK),
             max_volume_count: beat.max_volume_count,
+            grpc_port: beat.grpc_port,
             volumes,
             pending,
             last_seen: now,
         };
         self.nodes.insert(url, node);
-        self.index_stale = true;
+        self.mark_changed();
     }
 
     /// Drop nodes that missed too many heartbeats; returns their urls.
@@ -229,7 +255,7 @@ impl Topology {
             self.nodes.remove(url);
         }
         if !dead.is_empty() {
-            self.index_stale = true;
+            self.mark_changed();
         }
         dead
     }
@@ -238,7 +264,7 @@ impl Topology {
     pub fn add_pending_volume(&mut self, node_url: &str, volume: VolumeReport, now: Instant) {
         if let Some(node) = self.nodes.get_mut(node_url) {
             node.pending.insert(volume.id, (volume, now));
-            self.index_stale = true;
+            self.mark_changed();
         }
     }
 
@@ -253,7 +279,7 @@ impl Topology {
             node.volumes.retain(|_, v| v.collection != collection);
             node.pending.retain(|_, (v, _)| v.collection != collection);
         }
-        self.index_stale = true;
+        self.mark_changed();
     }
 
     fn refresh_index(&mut self) {
@@ -632,6 +658,7 @@ mod tests {
             rack: String::new(),
             max_volume_count: 4,
             max_file_key: 0,
+            grpc_port: 0,
             volumes,
         }
     }

@@ -72,6 +72,10 @@ pub struct Args {
     /// (to kill the process in the middle of a commit).
     #[arg(long, default_value_t = 0, hide = true)]
     pub compaction_commit_delay_ms: u64,
+    /// gRPC port (SeaweedFS's volume gRPC, which its filer deletes chunks with); default
+    /// --port + 10000; 0 serves no gRPC.
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// SeaweedFS's `security.toml`: with `[jwt.signing] key`, writes and deletes need a token
     /// from the master; with `[jwt.signing.read] key`, reads too.
     #[arg(long, value_name = "FILE")]
@@ -104,6 +108,8 @@ pub struct Config {
     pub min_free_space_bytes: u64,
     pub ttl_removal_delay_max: std::time::Duration,
     pub compaction_commit_delay_ms: u64,
+    /// 0: no gRPC.
+    pub grpc_port: u16,
     /// Keys and allow-list; `None`: nothing is checked.
     pub security: Option<Arc<Security>>,
 }
@@ -162,6 +168,7 @@ impl Config {
                 args.ttl_removal_delay_max_seconds,
             ),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
+            grpc_port: crate::pb::grpc_port_of(args.port, args.grpc_port, "--grpc-port")?,
             security,
         })
     }

@@ -158,6 +158,7 @@ async fn build(state: &CoreState) -> Result<Heartbeat, String> {
         rack: config.rack.clone(),
         max_volume_count,
         max_file_key,
+        grpc_port: config.grpc_port,
         volumes,
     })
 }

@@ -36,3 +36,14 @@ pub const AUTO_VOLUMES_MAX: u32 = 1_000;
 /// Jobs queued for the background thread (a compaction's steps and the dropping of replaced
 /// volumes: one compaction runs at a time, so a few suffice); past it a job is refused.
 pub const BACKGROUND_JOBS_MAX: usize = 16;
+/// gRPC (SeaweedFS's volume API): connections served at once (more wait to be accepted), and
+/// requests in flight on one connection.
+pub const GRPC_CONNECTIONS_MAX: usize = 1024;
+pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 256;
+
+/// File ids in one BatchDelete (SeaweedFS's filer sends a few hundred at a time).
+pub const GRPC_BATCH_DELETE_FILES_MAX: usize = 100_000;
+
+/// Calls from the gRPC thread waiting in one core's inbox; a full inbox makes the gRPC
+/// thread wait, never the core.
+pub const GRPC_CALLS_PER_CORE_MAX: usize = 1024;

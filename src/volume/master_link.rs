@@ -328,6 +328,7 @@ mod tests {
             rack: "rack1".into(),
             max_volume_count: 8,
             max_file_key: 1234,
+            grpc_port: 18080,
             volumes: vec![VolumeReport {
                 id: 3,
                 port: 8081,
@@ -342,7 +343,7 @@ mod tests {
                 compact_revision: 0,
             }],
         };
-        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0}]}"#;
+        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"grpcPort":18080,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0}]}"#;
         assert_eq!(serde_json::to_string(&heartbeat).unwrap(), expected);
         let answer: HeartbeatAnswer =
             serde_json::from_str(r#"{"volumeSizeLimit":1024,"pulseSeconds":5,"leader":"m2:9333"}"#)

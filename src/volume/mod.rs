@@ -13,6 +13,7 @@ pub mod core;
 pub mod dat_map;
 pub mod expiry;
 pub mod fid;
+pub mod grpc;
 pub mod handlers;
 pub mod heartbeat;
 pub mod limits;
@@ -48,6 +49,8 @@ struct CoreStart {
     store: store::CoreStore,
     mesh: MeshEndpoint<CoreMessage>,
     listeners: Vec<std::net::TcpListener>,
+    /// The calls the gRPC thread hands this core.
+    grpc_inbox: grpc::inbox::Receiver,
 }
 
 type CoreSlot = Mutex<Option<CoreStart>>;
@@ -77,16 +80,23 @@ pub fn run(args: Args) -> CliResult {
         );
     }
     let listeners = bind_listeners(&config)?;
+    let grpc_listener = grpc::bind(&config)?;
+    let (grpc_senders, grpc_inboxes) = grpc::inbox::inboxes(config.cores);
+    if let Some(listener) = grpc_listener {
+        grpc::start(config.clone(), listener, grpc_senders)?;
+    }
     let endpoints = kelp_net::mesh::mesh::<CoreMessage>(config.cores, core::MESH_CAPACITY_PER_PAIR);
     let per_core: Vec<CoreSlot> = stores
         .into_iter()
         .zip(endpoints)
         .zip(listeners)
-        .map(|((store, mesh), listeners)| {
+        .zip(grpc_inboxes)
+        .map(|(((store, mesh), listeners), grpc_inbox)| {
             let start = CoreStart {
                 store,
                 mesh,
                 listeners,
+                grpc_inbox,
             };
             Mutex::new(Some(start))
         })
@@ -103,6 +113,7 @@ pub fn run(args: Args) -> CliResult {
             store,
             mesh,
             listeners,
+            grpc_inbox,
         } = taken.expect("each core starts once");
         let state = Rc::new(CoreState {
             core_index: context.core_index,
@@ -121,7 +132,14 @@ pub fn run(args: Args) -> CliResult {
             compaction_slot: compaction_slot.clone(),
         });
         let driver = context.driver.name();
-        serve_core(state, listeners, limits, driver, shutdown.clone())
+        serve_core(
+            state,
+            listeners,
+            grpc_inbox,
+            limits,
+            driver,
+            shutdown.clone(),
+        )
     });
     result.map_err(|e| format!("serving: {e}"))?;
     tracing::info!("volume server: stopped");
@@ -214,6 +232,7 @@ fn bind_listeners(config: &Config) -> Result<Vec<Vec<std::net::TcpListener>>, St
 async fn serve_core(
     state: Rc<CoreState>,
     listeners: Vec<std::net::TcpListener>,
+    grpc_inbox: grpc::inbox::Receiver,
     limits: HttpLimits,
     driver: &'static str,
     shutdown: Shutdown,
@@ -227,6 +246,7 @@ async fn serve_core(
     });
     compio::runtime::spawn(core::mesh_loop(state.clone())).detach();
     compio::runtime::spawn(expiry::expiry_loop(state.clone())).detach();
+    compio::runtime::spawn(grpc::inbox::serve_calls(state.clone(), grpc_inbox)).detach();
     if core_index == 0 {
         compio::runtime::spawn(heartbeat::heartbeat_loop(state.clone())).detach();
         compio::runtime::spawn(stop_on_signal(shutdown.clone())).detach();

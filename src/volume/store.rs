@@ -303,6 +303,24 @@ impl CoreStore {
         Ok(Some((plan, header.try_into().expect("a header's bytes"))))
     }
 
+    /// The cookie of the live record of `key` in `volume_id` (None: no live record), for a
+    /// delete that names no cookie (SeaweedFS's BatchDelete with `skip_cookie_check`).
+    pub fn live_cookie(&mut self, volume_id: u32, key: u64) -> Result<Option<u32>, StoreError> {
+        let fid = FileId {
+            volume_id,
+            key,
+            cookie: 0,
+        };
+        let Some((_, header)) = self.existing(fid)? else {
+            return Ok(None);
+        };
+        let header = needle::NeedleHeader::decode(&header).map_err(|error| StoreError::Failed {
+            context: format!("{volume_id},{key:x}: needle header: {error}"),
+        })?;
+        assert_eq!(header.key, key, "the map points at the record of its key");
+        Ok(Some(header.cookie))
+    }
+
     fn check_cookie(&self, fid: FileId, plan: &ReadPlan, header: &[u8]) -> Result<(), StoreError> {
         let local = self.get(fid.volume_id)?;
         match local.volume.core().check_cookie(plan, header, fid.cookie) {

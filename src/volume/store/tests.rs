@@ -21,6 +21,7 @@ fn config(dir: &Path) -> Config {
         compaction_commit_delay_ms: 0,
         min_free_space_bytes: 0,
         ttl_removal_delay_max: std::time::Duration::from_secs(600),
+        grpc_port: 0,
         security: None,
     }
 }
@@ -216,6 +217,33 @@ fn uncached_records_are_read_through_the_ring() {
 }
 
 /// Bytes of volume 7's current `.dat` mapping.
+// Proves a delete that names no cookie (SeaweedFS's BatchDelete with skip_cookie_check)
+// finds the live record's cookie, and finds none for a missing or deleted key, or an error
+// naming a volume this core does not hold.
+#[test]
+fn live_cookie_is_the_records_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let mut core_store = open_dir(&config).unwrap().pop().unwrap();
+    core_store.create(7, &settings()).unwrap();
+    let store = RefCell::new(core_store);
+    let runtime = compio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        write(&store, fid(1), &upload(vec![1; 300]), 1)
+            .await
+            .unwrap();
+        assert_eq!(store.borrow_mut().live_cookie(7, 1).unwrap(), Some(0xabcd));
+        assert_eq!(store.borrow_mut().live_cookie(7, 2).unwrap(), None);
+        delete(&store, fid(1), 2).await.unwrap();
+        assert_eq!(store.borrow_mut().live_cookie(7, 1).unwrap(), None);
+    });
+    let missing = store.borrow_mut().live_cookie(9, 1).unwrap_err();
+    assert!(
+        matches!(missing, StoreError::VolumeNotHere { volume_id: 9 }),
+        "{missing}"
+    );
+}
+
 fn map_len(store: &RefCell<CoreStore>) -> u64 {
     let store = store.borrow();
     let map = store.get(7).unwrap().dat_map.as_ref().unwrap();

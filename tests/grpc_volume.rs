@@ -1,0 +1,160 @@
+//! The volume server's gRPC (SeaweedFS's `volume_server_pb.VolumeServer`) with a gRPC client
+//! of our own: BatchDelete with and without the cookie check, VolumeServerStatus, and the
+//! gRPC port the master hands out with every location.
+
+mod master_common;
+mod support;
+
+mod pb {
+    pub mod volume_server_pb {
+        tonic::include_proto!("volume_server_pb");
+    }
+}
+
+use std::time::Duration;
+
+use master_common::{get, http, multipart_file};
+use pb::volume_server_pb::volume_server_client::VolumeServerClient;
+use pb::volume_server_pb::*;
+use support::ChildGuard;
+
+/// `count` consecutive free ports whose gRPC companions (+10000) are free too.
+fn free_port_pair_run(count: u16) -> u16 {
+    for _ in 0..200 {
+        let port = support::free_port_run(count);
+        if std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free ports with free gRPC companions");
+}
+
+/// Upload `data` through the master's assignment; the fid and where it was stored.
+fn upload(master: &str, data: &[u8]) -> (String, String) {
+    let assigned = master_common::assign_retrying(master, "", Duration::from_secs(30));
+    let fid = assigned["fid"].as_str().unwrap().to_string();
+    let url = assigned["url"].as_str().unwrap().to_string();
+    let (content_type, body) = multipart_file("a.txt", data);
+    let stored = http(
+        "POST",
+        &url,
+        &format!("/{fid}"),
+        &[("Content-Type", &content_type)],
+        &body,
+    );
+    assert_eq!(stored.unwrap().status, 201);
+    (fid, url)
+}
+
+/// The same file id with another cookie.
+fn with_wrong_cookie(fid: &str) -> String {
+    let (head, cookie) = fid.split_at(fid.len() - 8);
+    let wrong = u32::from_str_radix(cookie, 16).unwrap() ^ 1;
+    format!("{head}{wrong:08x}")
+}
+
+// Proves BatchDelete deletes each file on the core that owns it, answering per file as
+// SeaweedFS does: 202 with the size, "not found" (404) for a file already gone, 404 for a
+// wrong cookie when the cookie is checked, 400 for a malformed id; and deletes with a wrong
+// cookie when asked to skip the check (what SeaweedFS's filer asks). Also that lookups carry
+// the volume server's gRPC port and VolumeServerStatus names the server's place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_delete_answers_per_file() {
+    let root = tempfile::tempdir().unwrap();
+    let (master_port, volume_port) = (free_port_pair_run(1), free_port_pair_run(3));
+    let dir = root.path().join("kelp");
+    let (m, v) = (master_port.to_string(), volume_port.to_string());
+    let args = [
+        "server",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--master-port",
+        &m,
+        "--volume-port",
+        &v,
+        "--filer-port",
+        "0",
+        "--cores",
+        "2",
+    ];
+    let _server = ChildGuard::spawn_kelp("kelp server", &args, &root.path().join("kelp.log"));
+    let master = format!("127.0.0.1:{master_port}");
+    let uploads = tokio::task::spawn_blocking(move || {
+        let files: Vec<(String, String)> = (0..3)
+            .map(|i| upload(&master, &[b'x'; 100][..50 + i]))
+            .collect();
+        let lookup = get(&master, &format!("/dir/lookup?fileId={}", files[0].0)).unwrap();
+        (files, lookup.json())
+    });
+    let (files, lookup) = uploads.await.unwrap();
+    assert_eq!(
+        lookup["locations"][0]["grpcPort"],
+        u64::from(volume_port) + 10_000
+    );
+    let address = format!("http://127.0.0.1:{}", volume_port + 10_000);
+    let mut client = None;
+    for _ in 0..100 {
+        client = VolumeServerClient::connect(address.clone()).await.ok();
+        if client.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = client.expect("the volume gRPC answers within 10 s");
+    let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let checked = BatchDeleteRequest {
+        file_ids: ids(&[
+            &files[0].0,
+            &files[0].0,
+            &with_wrong_cookie(&files[1].0),
+            "bad-id",
+        ]),
+        skip_cookie_check: false,
+    };
+    let results = client
+        .batch_delete(checked)
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let summary: Vec<(i32, &str)> = results
+        .iter()
+        .map(|r| (r.status, r.error.as_str()))
+        .collect();
+    assert_eq!(summary[0], (202, ""));
+    assert!(results[0].size > 50, "the needle's size: data, name, mime");
+    assert_eq!(summary[1], (404, "not found"), "deleted already");
+    assert_eq!(
+        summary[2],
+        (404, "not found"),
+        "a wrong cookie reads as not found"
+    );
+    assert_eq!(summary[3].0, 400, "{:?}", results[3]);
+    let skipped = BatchDeleteRequest {
+        file_ids: ids(&[&with_wrong_cookie(&files[1].0), &files[2].0]),
+        skip_cookie_check: true,
+    };
+    let results = client
+        .batch_delete(skipped)
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert!(results.iter().all(|r| r.status == 202), "{results:?}");
+    let gone = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .all(|(fid, url)| get(url, &format!("/{fid}")).unwrap().status == 404)
+    });
+    assert!(gone.await.unwrap(), "every file deleted reads 404");
+    let status = client
+        .volume_server_status(VolumeServerStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (status.data_center.as_str(), status.rack.as_str()),
+        ("DefaultDataCenter", "DefaultRack")
+    );
+    assert!(status.disk_statuses[0].all > 0);
+}
