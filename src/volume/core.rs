@@ -197,6 +197,7 @@ pub fn snapshot(state: &CoreState) -> CoreSnapshot {
     metrics
         .handoff_queue_depth
         .insert(state.core_index, state.handoff_depth.get());
+    state.store.borrow_mut().refresh_free_space();
     let store = state.store.borrow();
     let port = shard::core_port(state.config.port, state.core_index);
     let volumes = store.reports(port, super::handlers::now_unix_ns());

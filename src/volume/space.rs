@@ -121,6 +121,18 @@ impl FreeSpace {
         Ok(())
     }
 
+    /// Measures again when the last measurement is older than `FREE_SPACE_MEASURE_MS_MAX`
+    /// (or there is none): reports (heartbeat, `/status`) then say whether the disk is full
+    /// as it is now, not as it was at the last write.
+    pub fn refresh(&mut self, now: Instant) {
+        let stale = self.measured_at.is_none_or(|at| {
+            now.duration_since(at) >= Duration::from_millis(FREE_SPACE_MEASURE_MS_MAX)
+        });
+        if stale {
+            self.measure(now);
+        }
+    }
+
     /// Is less than twice the reserve free (as last measured)? Volumes report read-only
     /// then, so the master stops assigning to them before writes are refused.
     pub fn is_full(&self) -> bool {
@@ -177,6 +189,16 @@ mod tests {
         );
         let bound = super::super::limits::AUTO_VOLUMES_MAX;
         assert_eq!(volume_slots(0, u64::MAX, 0, 1), bound);
+    }
+
+    // Proves a volume with plenty of free space is not reported full before its first write
+    // (a fresh estimate is 0 bytes until measured: refresh measures it).
+    #[test]
+    fn reports_are_not_full_before_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut space = FreeSpace::new(dir.path(), 1);
+        space.refresh(Instant::now());
+        assert!(!space.is_full(), "{} bytes free", space.free_bytes);
     }
 
     // Proves a write that would eat into the reserve is refused with the numbers, and that

@@ -658,6 +658,11 @@ impl CoreStore {
         ids
     }
 
+    /// Measures the free space again if the last measurement is stale (before a report).
+    pub fn refresh_free_space(&mut self) {
+        self.space.refresh(Instant::now());
+    }
+
     /// This core's free-space estimate, measured now (the heartbeat does, every pulse).
     pub fn measure_free_space(&mut self) -> u64 {
         self.space.measure(Instant::now())
