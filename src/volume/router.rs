@@ -90,7 +90,7 @@ pub async fn serve_local(state: &Rc<CoreState>, request: Request) -> Response {
 async fn hand_off(state: &Rc<CoreState>, owner: usize, request: Request) -> Response {
     let (reply, answer) = oneshot();
     let message = CoreMessage::Request { request, reply };
-    if state.send(owner, message).is_err() {
+    if !state.try_send(owner, message) {
         let text = format!("core {owner} is overloaded (hand-off queue full); retry");
         return Response::error(503, &text).header("Retry-After", "1");
     }

@@ -101,10 +101,10 @@ impl CoreState {
         }
     }
 
-    /// Queues `message` for core `to_core`; gives it back when that core's queue from this
-    /// one is full.
-    pub(super) fn send(&self, to_core: usize, message: CoreMessage) -> Result<(), CoreMessage> {
-        self.mesh.send(to_core, message)
+    /// Queues `message` for core `to_core`; false (the message dropped) when that core's
+    /// queue from this one is full.
+    pub(super) fn try_send(&self, to_core: usize, message: CoreMessage) -> bool {
+        self.mesh.send(to_core, message).is_ok()
     }
 
     /// The next message from another core (one task per core receives: the mesh loop).
@@ -177,7 +177,7 @@ pub async fn all_snapshots(state: &CoreState) -> Result<Vec<CoreSnapshot>, Strin
             continue;
         }
         let (reply, answer) = oneshot();
-        if state.send(core, CoreMessage::Snapshot { reply }).is_err() {
+        if !state.try_send(core, CoreMessage::Snapshot { reply }) {
             return Err(format!("core {core} is overloaded (hand-off queue full)"));
         }
         pending.push((core, answer));
@@ -195,7 +195,7 @@ pub async fn all_snapshots(state: &CoreState) -> Result<Vec<CoreSnapshot>, Strin
 pub fn broadcast_size_limit(state: &CoreState, bytes: u64) {
     state.store.borrow_mut().set_size_limit(bytes);
     for core in (0..state.config.cores).filter(|&c| c != state.core_index) {
-        if state.send(core, CoreMessage::SizeLimit { bytes }).is_err() {
+        if !state.try_send(core, CoreMessage::SizeLimit { bytes }) {
             tracing::warn!("core {core}: queue full, size limit not delivered this beat");
         }
     }

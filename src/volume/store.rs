@@ -881,7 +881,7 @@ fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
 }
 
 mod read;
-pub use read::{NeedleData, NeedleMeta, pairs_from_json, read};
+pub use read::{NeedleData, NeedleMeta, read};
 
 #[cfg(test)]
 mod tests;

@@ -242,7 +242,7 @@ fn meta_of(needle: &Needle<'_>) -> NeedleMeta {
 
 /// The stored pairs (a JSON object) back as (name, value), for `name: value` response
 /// headers; anything but an object of strings gives none.
-pub fn pairs_from_json(json: &[u8]) -> Vec<(String, String)> {
+fn pairs_from_json(json: &[u8]) -> Vec<(String, String)> {
     let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(json) else {
         return Vec::new();
     };
