@@ -141,57 +141,65 @@ fn name(prefix: char, index: usize) -> String {
     format!("{prefix}{:016x}", mixed)
 }
 
-async fn one(shared: &Shared, index: usize) -> Result<(), String> {
+/// What one request of the benchmark's phase is: method, path, body, whether it asks for
+/// JSON, and the statuses that count as success.
+type PlannedRequest = (Method, String, Bytes, bool, &'static [u16]);
+
+fn planned_request(shared: &Shared, index: usize) -> PlannedRequest {
     let args = &shared.args;
     let dir = args.dir.trim_end_matches('/');
-    let (method, uri, body, accept, ok): (Method, String, Bytes, bool, &[u16]) =
-        match args.phase.as_str() {
-            "create" => (
-                Method::PUT,
-                format!("{dir}/{}", name('f', index)),
-                shared.body.clone(),
-                false,
-                &[201],
-            ),
-            "stat" => (
-                Method::HEAD,
-                format!("{dir}/{}", name('f', index)),
-                Bytes::new(),
-                false,
-                &[200],
-            ),
-            "read" => (
+    match args.phase.as_str() {
+        "create" => (
+            Method::PUT,
+            format!("{dir}/{}", name('f', index)),
+            shared.body.clone(),
+            false,
+            &[201],
+        ),
+        "stat" => (
+            Method::HEAD,
+            format!("{dir}/{}", name('f', index)),
+            Bytes::new(),
+            false,
+            &[200],
+        ),
+        "read" => (
+            Method::GET,
+            format!("{dir}/{}", name('f', index)),
+            Bytes::new(),
+            false,
+            &[200],
+        ),
+        "delete" => (
+            Method::DELETE,
+            format!("{dir}/{}", name('f', index)),
+            Bytes::new(),
+            false,
+            &[200, 202, 204],
+        ),
+        "populate" => (
+            Method::PUT,
+            format!("{dir}/{}", name('e', index)),
+            Bytes::new(),
+            false,
+            &[201],
+        ),
+        _ => {
+            let start = name('e', rand::random_range(0..args.entries));
+            (
                 Method::GET,
-                format!("{dir}/{}", name('f', index)),
+                format!("{dir}/?limit={}&lastFileName={start}", args.page),
                 Bytes::new(),
-                false,
+                true,
                 &[200],
-            ),
-            "delete" => (
-                Method::DELETE,
-                format!("{dir}/{}", name('f', index)),
-                Bytes::new(),
-                false,
-                &[200, 202, 204],
-            ),
-            "populate" => (
-                Method::PUT,
-                format!("{dir}/{}", name('e', index)),
-                Bytes::new(),
-                false,
-                &[201],
-            ),
-            _ => {
-                let start = name('e', rand::random_range(0..args.entries));
-                (
-                    Method::GET,
-                    format!("{dir}/?limit={}&lastFileName={start}", args.page),
-                    Bytes::new(),
-                    true,
-                    &[200],
-                )
-            }
-        };
+            )
+        }
+    }
+}
+
+async fn one(shared: &Shared, index: usize) -> Result<(), String> {
+    let args = &shared.args;
+    let (method, uri, body, accept, ok) = planned_request(shared, index);
     let url = format!("http://{}{uri}", args.filer);
     let mut request = hyper::Request::builder().method(method).uri(&url);
     if accept {

@@ -46,7 +46,19 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self, store_kind: &str) -> String {
         let mut text = String::new();
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        self.render_requests(&mut text);
+        for (name, help, counter) in self.counters() {
+            let _ = writeln!(text, "# HELP {name} {help}");
+            let _ = writeln!(text, "# TYPE {name} counter");
+            let _ = writeln!(text, "{name} {}", get(counter));
+        }
+        let _ = writeln!(text, "# TYPE kelp_filer_store_info gauge");
+        let _ = writeln!(text, "kelp_filer_store_info{{store=\"{store_kind}\"}} 1");
+        text
+    }
+
+    /// Requests by method and responses by status class.
+    fn render_requests(&self, text: &mut String) {
         let _ = writeln!(text, "# TYPE kelp_filer_requests_total counter");
         for (method, counter) in [
             ("GET", &self.requests_get),
@@ -72,7 +84,11 @@ impl Metrics {
             "kelp_filer_responses_total{{class=\"5xx\"}} {}",
             get(&self.responses_5xx)
         );
-        for (name, help, counter) in [
+    }
+
+    /// The plain counters: name, help, counter.
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 8] {
+        [
             (
                 "kelp_filer_files_written_total",
                 "files created or replaced",
@@ -113,13 +129,10 @@ impl Metrics {
                 "chunk deletions left for a later round",
                 &self.chunk_delete_failures,
             ),
-        ] {
-            let _ = writeln!(text, "# HELP {name} {help}");
-            let _ = writeln!(text, "# TYPE {name} counter");
-            let _ = writeln!(text, "{name} {}", get(counter));
-        }
-        let _ = writeln!(text, "# TYPE kelp_filer_store_info gauge");
-        let _ = writeln!(text, "kelp_filer_store_info{{store=\"{store_kind}\"}} 1");
-        text
+        ]
     }
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }

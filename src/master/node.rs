@@ -11,7 +11,7 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use super::MasterConfig;
 use super::http_client::HttpClient;
 use super::limits::{
-    ELECTION_TIMEOUT_SPREAD_PERCENT, KEY_LEASE_COUNT, KEY_LEASE_LOW_WATER,
+    ASSIGN_COUNT_MAX, ELECTION_TIMEOUT_SPREAD_PERCENT, KEY_LEASE_COUNT, KEY_LEASE_LOW_WATER,
     OUTBOUND_CALL_TIMEOUT_MS, PROPOSE_TIMEOUT_MS,
 };
 use super::params::{AssignOptions, grow_batch};
@@ -71,6 +71,7 @@ impl KeyLeases {
 
     /// Take `count` contiguous keys; a range too short for them is dropped (never reused).
     fn take(&mut self, count: u64) -> Option<u64> {
+        assert!(count > 0, "an empty take would hand its key out twice");
         while let Some((first, end)) = self.ranges.front_mut() {
             if *end - *first >= count {
                 let taken = *first;
@@ -310,6 +311,10 @@ impl Master {
         options: &AssignOptions,
         count: u64,
     ) -> Result<Assignment, MasterError> {
+        assert!(
+            (1..=ASSIGN_COUNT_MAX).contains(&count),
+            "assign count {count}"
+        );
         self.counters
             .assign_requests
             .fetch_add(1, Ordering::Relaxed);
@@ -326,6 +331,8 @@ impl Master {
             }
         };
         let key = self.take_keys(count).await?;
+        // Key 0 is never handed out, and volume ids start at 1.
+        assert!(key > 0 && volume_id > 0);
         self.counters
             .assigned_keys
             .fetch_add(count, Ordering::Relaxed);
@@ -434,6 +441,7 @@ impl Master {
         options: &AssignOptions,
         count: u32,
     ) -> Result<Vec<Vec<String>>, MasterError> {
+        assert!(count > 0);
         let topology = self.lock_topology();
         let mut slots = topology.node_slots();
         let mut plans = Vec::new();
@@ -448,6 +456,7 @@ impl Master {
                 seed.wrapping_add(u64::from(index)),
             );
             let Ok(nodes) = planned else { break };
+            assert_eq!(nodes.len(), placement.copy_count());
             for slot in slots.iter_mut().filter(|s| nodes.contains(&s.url)) {
                 slot.free -= 1;
             }

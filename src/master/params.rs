@@ -34,7 +34,9 @@ impl LayoutKey {
 
 /// How many volumes one automatic grow creates for `placement` (SeaweedFS's numbers).
 pub fn grow_batch(placement: ReplicaPlacement) -> u32 {
-    match placement.copy_count() {
+    let copies = placement.copy_count();
+    assert!(copies >= 1, "a placement has at least one copy");
+    match copies {
         1 => 7,
         2 => 6,
         3 => 3,

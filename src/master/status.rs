@@ -87,18 +87,36 @@ pub fn healthz(master: &Master) -> HttpResponse {
     }
 }
 
+/// One Prometheus metric: name, type, help, value.
+type MetricRow = (&'static str, &'static str, &'static str, u64);
+
+fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
 pub fn metrics(master: &Master) -> HttpResponse {
+    let mut rows = request_rows(master);
+    rows.extend(topology_rows(master));
+    rows.extend(vacuum_rows(master));
+    let mut text = String::new();
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(text)))
+        .expect("valid response")
+}
+
+/// Leadership and the requests served.
+fn request_rows(master: &Master) -> Vec<MetricRow> {
     let counters = &master.counters;
-    let state = master.state();
-    let (nodes, volumes) = {
-        let mut topology = master.lock_topology();
-        (topology.nodes.len(), topology.volume_count())
-    };
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let leading = u64::from(master.is_leader.load(Ordering::Acquire));
-    // (name, type, help, value)
-    let vacuum = &master.vacuum;
-    let rows: [(&str, &str, &str, u64); 13] = [
+    vec![
         (
             "kelp_master_is_leader",
             "gauge",
@@ -135,6 +153,17 @@ pub fn metrics(master: &Master) -> HttpResponse {
             "Forwarded to the leader",
             load(&counters.proxied_requests),
         ),
+    ]
+}
+
+/// The cluster as this master sees it.
+fn topology_rows(master: &Master) -> Vec<MetricRow> {
+    let state = master.state();
+    let (nodes, volumes) = {
+        let mut topology = master.lock_topology();
+        (topology.nodes.len(), topology.volume_count())
+    };
+    vec![
         (
             "kelp_master_data_nodes",
             "gauge",
@@ -159,6 +188,12 @@ pub fn metrics(master: &Master) -> HttpResponse {
             "Keys below are leased",
             state.file_key_high_water,
         ),
+    ]
+}
+
+fn vacuum_rows(master: &Master) -> Vec<MetricRow> {
+    let vacuum = &master.vacuum;
+    vec![
         (
             "kelp_master_vacuum_compactions_total",
             "counter",
@@ -177,19 +212,7 @@ pub fn metrics(master: &Master) -> HttpResponse {
             "Bytes the vacuum gave back",
             load(&vacuum.bytes_reclaimed),
         ),
-    ];
-    let mut text = String::new();
-    for (name, kind, help, value) in rows {
-        let _ = writeln!(
-            text,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(text)))
-        .expect("valid response")
+    ]
 }
 
 fn free_and_max(nodes: &[&super::topology::DataNode]) -> (u64, u64) {

@@ -137,10 +137,14 @@ impl VacuumTarget {
     /// or their commit failed), so they still hold the garbage the others gave back.
     pub fn lagging(&self) -> Vec<&Replica> {
         let newest = self.newest_revision();
-        self.replicas
+        let lagging: Vec<&Replica> = self
+            .replicas
             .iter()
             .filter(|r| r.compact_revision != newest)
-            .collect()
+            .collect();
+        // The newest revision is some replica's: not every replica lags.
+        assert!(lagging.len() < self.replicas.len() || self.replicas.is_empty());
+        lagging
     }
 }
 
@@ -238,6 +242,8 @@ impl Topology {
             pending,
             last_seen: now,
         };
+        // A volume is either reported or pending on a node, never both.
+        debug_assert!(node.pending.keys().all(|id| !node.volumes.contains_key(id)));
         self.nodes.insert(url, node);
         self.mark_changed();
     }
@@ -254,6 +260,11 @@ impl Topology {
         for url in &dead {
             self.nodes.remove(url);
         }
+        debug_assert!(
+            self.nodes
+                .values()
+                .all(|node| now.duration_since(node.last_seen) <= deadline)
+        );
         if !dead.is_empty() {
             self.mark_changed();
         }
@@ -279,6 +290,7 @@ impl Topology {
             node.volumes.retain(|_, v| v.collection != collection);
             node.pending.retain(|_, (v, _)| v.collection != collection);
         }
+        debug_assert!(self.collection_volumes(collection).is_empty());
         self.mark_changed();
     }
 
@@ -313,6 +325,9 @@ impl Topology {
         for ids in writable.values_mut() {
             ids.sort_unstable();
         }
+        // Every indexed volume has a replica, and every writable one is indexed.
+        assert!(by_id.values().all(|volume| !volume.locations.is_empty()));
+        debug_assert!(writable.values().flatten().all(|id| by_id.contains_key(id)));
         self.index = VolumeIndex { by_id, writable };
         self.index_stale = false;
     }
@@ -366,6 +381,8 @@ impl Topology {
             .iter()
             .find(|l| data_center.is_empty() || l.data_center == data_center)
             .unwrap_or(&volume.locations[0]);
+        // The candidate matched the data center, so one of its replicas is there.
+        assert!(data_center.is_empty() || location.data_center == data_center);
         Some((id, location.clone()))
     }
 
@@ -543,6 +560,7 @@ pub fn plan_placement(
             chosen.push(node.url.clone());
         }
         assert_eq!(chosen.len(), placement.copy_count());
+        debug_assert!(distinct(&chosen), "replicas on distinct nodes: {chosen:?}");
         return Ok(chosen);
     }
     Err(NOT_ENOUGH_NODES)
@@ -583,9 +601,15 @@ fn plan_in_data_center(
                 .expect("rack has a node");
             chosen.push(node.url.clone());
         }
+        assert_eq!(chosen.len(), same_rack + 1 + other_racks);
         return Some(chosen);
     }
     None
+}
+
+fn distinct(urls: &[String]) -> bool {
+    let set: BTreeSet<&String> = urls.iter().collect();
+    set.len() == urls.len()
 }
 
 fn dedup_keep_order(items: &mut Vec<&str>) {

@@ -16,10 +16,6 @@ pub fn mime_for_extension(ext: &str) -> String {
         .to_string()
 }
 
-/// Most bytes a stored gzip body may inflate to: an upload past it is refused, and inflating
-/// one for a client that does not accept gzip stops here.
-pub const INFLATED_BYTES_MAX: u64 = 1 << 30;
-
 #[derive(Debug)]
 pub enum InflateError {
     Corrupt(std::io::Error),

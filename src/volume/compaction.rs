@@ -14,8 +14,8 @@
 //! long), where the swap is also made durable.
 
 use super::background::Background;
-use super::core::CoreState;
 use super::limits::{COMPACTION_DRAIN_MS_MAX, COMPACTION_DRAIN_POLL_US, COMPACTION_READY_POLL_MS};
+use super::state::CoreState;
 use super::store::{Retired, StoreError};
 use crate::wire::{
     CompactionDone, CompactionOutcome, CompactionPhase, CompactionStatus, VacuumCheck,

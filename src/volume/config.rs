@@ -5,14 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::limits::{FILE_SIZE_LIMIT_MB_MAX, TIMEOUT_SECONDS_MAX, VOLUMES_MAX};
 use crate::security::Security;
-
-/// Most volumes one server may hold (`--max`): bounds the per-core volume tables.
-pub const VOLUMES_MAX: u32 = 10_000;
-/// Largest `--file-size-limit-mb` (the engine stores at most 1 GiB of data per needle).
-pub const FILE_SIZE_LIMIT_MB_MAX: u64 = 1024;
-/// Largest `--idle-timeout-seconds` and `--header-timeout-seconds` (a day).
-pub const TIMEOUT_SECONDS_MAX: u64 = 86_400;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -189,6 +183,35 @@ impl Config {
         url == self.url()
             || url == self.public_url
             || (0..self.cores).any(|core| url == self.core_url(core))
+    }
+}
+
+#[cfg(test)]
+impl Config {
+    /// One core serving `dir`, with no masters, for the unit tests.
+    pub fn for_tests(dir: &std::path::Path) -> Config {
+        Config {
+            dir: dir.to_path_buf(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            public_url: String::new(),
+            data_center: String::new(),
+            rack: String::new(),
+            volumes_max: 8,
+            masters: Vec::new(),
+            cores: 1,
+            file_bytes_max: 1 << 20,
+            connections_max: None,
+            zero_copy_min_bytes: None,
+            idle_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
+            compaction_bytes_per_second: 0,
+            compaction_commit_delay_ms: 0,
+            min_free_space_bytes: 0,
+            ttl_removal_delay_max: std::time::Duration::from_secs(600),
+            grpc_port: 0,
+            security: None,
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub fn volume_age(ttl: Ttl, newest_write_ns: u64, now_ns: u64, delay_max: Durati
 
 /// Deletes this core's TTL volumes whose removal delay passed, every
 /// `EXPIRY_CHECK_MS` (as an admin delete would: a compaction of one is stopped first).
-pub async fn expiry_loop(state: std::rc::Rc<super::core::CoreState>) {
+pub async fn expiry_loop(state: std::rc::Rc<super::state::CoreState>) {
     loop {
         compio::time::sleep(Duration::from_millis(super::limits::EXPIRY_CHECK_MS)).await;
         let removable = state

@@ -1,10 +1,11 @@
 //! HTTP handlers, thin: parse the request, make one store call, encode the answer.
 
-use super::core::{CoreState, Registry, VolumeSettings, all_snapshots};
-use super::read::ReadAsk;
+use super::read_response::{self, ReadAsk};
+use super::registry::{Registry, VolumeSettings};
+use super::state::{CoreState, all_snapshots};
 use super::store::{self, NeedleData, StoreError};
 use super::upload::{UploadError, UploadInput};
-use super::{auth, codec, fid, query, read, replicate, upload};
+use super::{auth, codec, fid, query, replicate, upload};
 use bytes::Bytes;
 use kelp_engine::format::{ReplicaPlacement, Ttl, check_collection};
 use kelp_net::http::{Request, Response};
@@ -62,7 +63,7 @@ pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
         if_modified_since: headers.get("if-modified-since"),
         accept_encoding: headers.get("accept-encoding"),
     };
-    let (data, data_len) = if read::needs_inflate(&found.meta, &ask) {
+    let (data, data_len) = if read_response::needs_inflate(&found.meta, &ask) {
         match inflate(&found.data) {
             Ok(inflated) => {
                 let len = inflated.len() as u64;
@@ -73,7 +74,7 @@ pub async fn read(state: &Rc<CoreState>, request: &Request) -> Response {
     } else {
         (found.data, found.data_len)
     };
-    let plan = read::plan(&found.meta, &ask, data_len);
+    let plan = read_response::plan(&found.meta, &ask, data_len);
     let mut response = match plan.status {
         416 => {
             let asked = ask.range.unwrap_or_default();
@@ -96,7 +97,7 @@ fn inflate(data: &NeedleData) -> Result<Bytes, String> {
     let stored = data
         .to_bytes()
         .map_err(|e| format!("reading stored data: {e}"))?;
-    codec::gunzip(&stored, codec::INFLATED_BYTES_MAX)
+    codec::gunzip(&stored, super::limits::INFLATED_BYTES_MAX)
         .map(Bytes::from)
         .map_err(|e| e.to_string())
 }
@@ -136,7 +137,8 @@ fn upload_error_status(error: &UploadError) -> u16 {
         | UploadError::Md5Mismatch { .. }
         | UploadError::BadTimestamp { .. }
         | UploadError::PairsTooLarge { .. }
-        | UploadError::BadGzip(_) => 400,
+        | UploadError::BadGzip(_)
+        | UploadError::BadTtl(_) => 400,
     }
 }
 
@@ -168,7 +170,8 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
             );
         }
     };
-    let written = match store::write(&state.store, path.fid, &upload, now_unix_ns()).await {
+    let needle = upload.needle(path.fid);
+    let written = match store::write(&state.store, path.fid, &needle, now_unix_ns()).await {
         Ok(written) => written,
         Err(error) => return store_failure(state, request, error).await,
     };
@@ -191,7 +194,7 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
     let mut json = serde_json::json!({
         "name": name,
         "size": upload.data.len(),
-        "eTag": read::etag(written.crc),
+        "eTag": read_response::etag(written.crc),
     });
     if let Some(mime) = mime {
         json["mime"] = serde_json::Value::String(mime);

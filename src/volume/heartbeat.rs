@@ -5,8 +5,8 @@
 //! one is elected: a new leader learns the topology within milliseconds, not a pulse.
 
 use super::admin_guard::MasterAddresses;
-use super::core::{CoreState, all_snapshots, broadcast_size_limit};
 use super::master_link::{self, Heartbeat, LeaderWatch, MASTER_BACKOFF_MS_MIN, Masters};
+use super::state::{CoreState, all_snapshots, broadcast_size_limit};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 

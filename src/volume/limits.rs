@@ -1,5 +1,6 @@
-//! Limits of the volume server that are not flags (`_max`, `_ms` names; the HTTP limits are
-//! in `kelp_net::limits`, set from flags in `mod.rs`).
+//! Limits of the volume server and the bounds of its flags (`_max`, `_ms` names; the HTTP
+//! limits are in `kelp_net::limits`, set from flags in `mod.rs`). Relations between them are
+//! checked at compile time.
 
 /// The masters' host names are resolved again this often, for the admin calls' gate.
 pub const MASTER_RESOLVE_INTERVAL_MS: u64 = 60_000;
@@ -47,3 +48,74 @@ pub const GRPC_BATCH_DELETE_FILES_MAX: usize = 100_000;
 /// Calls from the gRPC thread waiting in one core's inbox; a full inbox makes the gRPC
 /// thread wait, never the core.
 pub const GRPC_CALLS_PER_CORE_MAX: usize = 1024;
+
+/// Most volumes one server may hold (`--max`): bounds the per-core volume tables.
+pub const VOLUMES_MAX: u32 = 10_000;
+/// Largest `--file-size-limit-mb` (the engine stores at most 1 GiB of data per needle).
+pub const FILE_SIZE_LIMIT_MB_MAX: u64 = 1024;
+/// Largest `--idle-timeout-seconds` and `--header-timeout-seconds` (a day).
+pub const TIMEOUT_SECONDS_MAX: u64 = 86_400;
+
+const _: () = assert!(AUTO_VOLUMES_MAX <= VOLUMES_MAX);
+
+/// Messages queued from one core to another, not yet received (requests handed to the owner
+/// of their volume, snapshot asks, size limits); a request that finds its queue full is
+/// answered 503 by the core it arrived on.
+pub const MESH_MESSAGES_PER_PAIR_MAX: usize = 1024;
+/// Requests other cores handed to one core that it serves at once; one more is answered 503
+/// (it is not queued: the asking core's queue already bounds what waits).
+pub const HANDOFF_REQUESTS_MAX: usize = 4096;
+
+const _: () = assert!(MESH_MESSAGES_PER_PAIR_MAX <= kelp_net::limits::MESH_CAPACITY_PER_PAIR_MAX);
+// A peer core's whole queue of hand-offs fits in flight at once.
+const _: () = assert!(MESH_MESSAGES_PER_PAIR_MAX <= HANDOFF_REQUESTS_MAX);
+
+/// Writes (`fsync=true`) waiting for one volume's next fdatasync; a write past it is not
+/// synced and is answered 500 (it was written, but is not known durable).
+pub const SYNC_WAITERS_MAX: usize = 4096;
+/// Writes and deletes that may wait for one volume's compaction commit; one more is 503.
+pub const HELD_APPENDS_MAX: usize = 4096;
+
+/// Records up to this size are read from the `.dat`'s mapping (CRC checked) and sent from
+/// it; larger ones are located (two small preads) and their data sent from the file (by
+/// splice at and above `--zero-copy-min-bytes`). The same 128 KiB as that threshold: a 64 KB
+/// upload makes a record just over 64 KiB.
+pub const READ_WHOLE_RECORD_BYTES_MAX: u64 = 128 * 1024;
+/// Records up to this size are written with a plain pwrite on the core's thread; larger ones
+/// through the ring. ext4 has no non-blocking buffered writes, so a ring write is handed to an
+/// io-wq worker thread (two wake-ups per write). Up to 128 KiB (a 64 KB upload's record) the
+/// hand-off costs more than the copy it moves off the core: inline, 64 KB writes took 12-20%
+/// less server CPU with no worse p99, also while the VM charged for fresh page-cache pages
+/// (BENCHMARKS.md, "Volume server"). A bigger record's copy would hold the core, and every
+/// connection on it, for longer, so those stay on the ring.
+pub const WRITE_INLINE_RECORD_BYTES_MAX: u64 = 128 * 1024;
+
+const _: () = assert!(READ_WHOLE_RECORD_BYTES_MAX == kelp_net::limits::ZERO_COPY_MIN_BYTES_DEFAULT);
+
+/// Idle connections kept per peer server, per core.
+pub const PEER_IDLE_CONNECTIONS_MAX: usize = 16;
+/// Distinct peer servers with idle connections kept, per core.
+pub const PEERS_MAX: usize = 256;
+/// A replica that does not answer within this is a failed replica.
+pub const REPLICA_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Name and mime are stored with a one-byte length.
+pub const NAME_BYTES_MAX: usize = 255;
+pub const MIME_BYTES_MAX: usize = 255;
+/// Pairs are stored with a two-byte length.
+pub const PAIRS_BYTES_MAX: usize = 65_535;
+
+const _: () = assert!(NAME_BYTES_MAX <= u8::MAX as usize && MIME_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(PAIRS_BYTES_MAX <= u16::MAX as usize);
+
+/// RFC 2046: a multipart boundary is 1..=70 characters.
+pub const BOUNDARY_BYTES_MAX: usize = 70;
+/// Multipart parts looked at before giving up on finding one with a filename.
+pub const PARTS_MAX: usize = 64;
+
+/// Most bytes a stored gzip body may inflate to: an upload past it is refused, and inflating
+/// one for a client that does not accept gzip stops here.
+pub const INFLATED_BYTES_MAX: u64 = 1 << 30;
+
+// An upload's data (at most `--file-size-limit-mb`) may be a gzip that inflates to all of it.
+const _: () = assert!(FILE_SIZE_LIMIT_MB_MAX << 20 <= INFLATED_BYTES_MAX);

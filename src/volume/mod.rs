@@ -9,7 +9,6 @@ pub mod codec;
 pub mod compaction;
 pub mod conditional;
 pub mod config;
-pub mod core;
 pub mod dat_map;
 pub mod expiry;
 pub mod fid;
@@ -20,19 +19,25 @@ pub mod limits;
 pub mod master_link;
 pub mod metrics;
 pub mod multipart;
+pub mod peers;
 pub mod query;
 pub mod range;
-pub mod read;
+pub mod read_response;
+pub mod registry;
 pub mod replicate;
+pub mod router;
 pub mod shard;
 pub mod space;
+pub mod state;
 pub mod status_page;
 pub mod store;
 pub mod sync;
 pub mod upload;
 
 use self::config::Config;
-use self::core::{CoreMessage, CoreState, Registry, VolumeHandler};
+use self::registry::Registry;
+use self::router::VolumeHandler;
+use self::state::{CoreMessage, CoreParts, CoreState};
 use crate::CliResult;
 use kelp_net::http::server::{HttpLimits, bind_reuseport, serve_listeners};
 use kelp_net::mesh::MeshEndpoint;
@@ -60,33 +65,85 @@ pub fn run(args: Args) -> CliResult {
     config.connections_max = Some(connections_per_core(&config)?);
     let config = Arc::new(config);
     let stores = store::open_dir(&config)?;
-    let registry = Arc::new(Mutex::new(Registry::default()));
+    let registry = Arc::new(Mutex::new(registry_of(&stores, &config)));
     let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());
     let admin_guard = admin_guard::AdminGuard::new(masters).signed(config.security.clone());
     let admin_guard = Arc::new(admin_guard);
     let compaction_slot = Arc::new(compaction::CompactionSlot::start()?);
-    {
-        let mut registry = registry.lock().expect("registry");
-        for store in &stores {
-            for (volume_id, settings) in store.settings() {
-                registry.volumes.insert(volume_id, settings);
-            }
-        }
-        let cores = config.cores;
-        let count = registry.volumes.len();
-        tracing::info!(
-            "volume server: {count} volumes in {} on {cores} cores",
-            config.dir.display()
-        );
-    }
     let listeners = bind_listeners(&config)?;
     let grpc_listener = grpc::bind(&config)?;
     let (grpc_senders, grpc_inboxes) = grpc::inbox::inboxes(config.cores);
     if let Some(listener) = grpc_listener {
         grpc::start(config.clone(), listener, grpc_senders)?;
     }
-    let endpoints = kelp_net::mesh::mesh::<CoreMessage>(config.cores, core::MESH_CAPACITY_PER_PAIR);
-    let per_core: Vec<CoreSlot> = stores
+    let per_core = core_starts(&config, stores, listeners, grpc_inboxes);
+    let limits = http_limits(&config);
+    let shutdown = Shutdown::new();
+    let result = kelp_net::runtime::run_cores(config.cores, move |context| {
+        let taken = per_core[context.core_index]
+            .lock()
+            .expect("core slot")
+            .take();
+        let CoreStart {
+            store,
+            mesh,
+            listeners,
+            grpc_inbox,
+        } = taken.expect("each core starts once");
+        let state = Rc::new(CoreState::new(CoreParts {
+            core_index: context.core_index,
+            config: config.clone(),
+            registry: registry.clone(),
+            admin_guard: admin_guard.clone(),
+            mesh,
+            store,
+            compaction_slot: compaction_slot.clone(),
+        }));
+        let driver = context.driver.name();
+        serve_core(
+            state,
+            listeners,
+            grpc_inbox,
+            limits,
+            driver,
+            shutdown.clone(),
+        )
+    });
+    result.map_err(|e| format!("serving: {e}"))?;
+    tracing::info!("volume server: stopped");
+    Ok(())
+}
+
+/// The settings of every volume the cores' stores opened.
+fn registry_of(stores: &[store::CoreStore], config: &Config) -> Registry {
+    let mut registry = Registry::default();
+    for store in stores {
+        for (volume_id, settings) in store.settings() {
+            registry.volumes.insert(volume_id, settings);
+        }
+    }
+    let cores = config.cores;
+    let count = registry.volumes.len();
+    tracing::info!(
+        "volume server: {count} volumes in {} on {cores} cores",
+        config.dir.display()
+    );
+    registry
+}
+
+/// What each core takes when it starts (its store, its end of the mesh, its listeners, its
+/// gRPC inbox), one slot per core.
+fn core_starts(
+    config: &Config,
+    stores: Vec<store::CoreStore>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    grpc_inboxes: Vec<grpc::inbox::Receiver>,
+) -> Arc<Vec<CoreSlot>> {
+    let endpoints =
+        kelp_net::mesh::mesh::<CoreMessage>(config.cores, limits::MESH_MESSAGES_PER_PAIR_MAX);
+    assert_eq!(stores.len(), config.cores);
+    assert_eq!(listeners.len(), config.cores);
+    let per_core = stores
         .into_iter()
         .zip(endpoints)
         .zip(listeners)
@@ -101,49 +158,7 @@ pub fn run(args: Args) -> CliResult {
             Mutex::new(Some(start))
         })
         .collect();
-    let per_core = Arc::new(per_core);
-    let limits = http_limits(&config);
-    let shutdown = Shutdown::new();
-    let result = kelp_net::runtime::run_cores(config.cores, move |context| {
-        let taken = per_core[context.core_index]
-            .lock()
-            .expect("core slot")
-            .take();
-        let CoreStart {
-            store,
-            mesh,
-            listeners,
-            grpc_inbox,
-        } = taken.expect("each core starts once");
-        let state = Rc::new(CoreState {
-            core_index: context.core_index,
-            config: config.clone(),
-            registry: registry.clone(),
-            admin_guard: admin_guard.clone(),
-            mesh,
-            store: std::cell::RefCell::new(store),
-            metrics: Default::default(),
-            group_commit: Default::default(),
-            handoff_depth: Default::default(),
-            lookups: Default::default(),
-            masters: Default::default(),
-            peers: Default::default(),
-            compactions: Default::default(),
-            compaction_slot: compaction_slot.clone(),
-        });
-        let driver = context.driver.name();
-        serve_core(
-            state,
-            listeners,
-            grpc_inbox,
-            limits,
-            driver,
-            shutdown.clone(),
-        )
-    });
-    result.map_err(|e| format!("serving: {e}"))?;
-    tracing::info!("volume server: stopped");
-    Ok(())
+    Arc::new(per_core)
 }
 
 /// Descriptors a volume holds open: its `.dat`, its `.idx`, and the `.idx` handle for ring
@@ -244,7 +259,7 @@ async fn serve_core(
     let handler = Rc::new(VolumeHandler {
         state: state.clone(),
     });
-    compio::runtime::spawn(core::mesh_loop(state.clone())).detach();
+    compio::runtime::spawn(router::mesh_loop(state.clone())).detach();
     compio::runtime::spawn(expiry::expiry_loop(state.clone())).detach();
     compio::runtime::spawn(grpc::inbox::serve_calls(state.clone(), grpc_inbox)).detach();
     if core_index == 0 {

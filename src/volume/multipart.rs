@@ -2,6 +2,7 @@
 //! the first part that carries a filename, else the first part. Zero-copy: the part's data is
 //! a slice of the request body.
 
+use super::limits::{BOUNDARY_BYTES_MAX, PARTS_MAX};
 use bytes::Bytes;
 use memchr::memmem;
 use std::fmt;
@@ -40,11 +41,6 @@ impl fmt::Display for MultipartError {
 }
 
 impl std::error::Error for MultipartError {}
-
-/// RFC 2046: a boundary is 1..=70 characters.
-const BOUNDARY_BYTES_MAX: usize = 70;
-/// Parts looked at before giving up on finding one with a filename.
-const PARTS_MAX: usize = 64;
 
 /// The boundary from a `multipart/form-data; boundary=...` Content-Type, or None when the
 /// content type is not multipart.

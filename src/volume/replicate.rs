@@ -2,21 +2,11 @@
 //! redirects for volumes held elsewhere. Both find the other servers with the master's
 //! `/dir/lookup`, cached per core for a few seconds.
 
-use super::core::CoreState;
 use super::master_link::{self, Location, LookupError, Masters};
-use kelp_net::http::client::{Client, ClientOptions};
+use super::state::CoreState;
 use kelp_net::http::{Method, Request, Response};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
-
-/// Idle connections kept per peer server, per core.
-pub const PEER_IDLE_CONNECTIONS_MAX: usize = 16;
-/// Distinct peer servers with idle connections kept, per core.
-pub const PEERS_MAX: usize = 256;
-/// A replica that does not answer within this is a failed replica.
-pub const REPLICA_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// Request headers a replica needs to store the same needle (and to accept it: the token).
 const FORWARDED_HEADERS: [&str; 6] = [
@@ -27,36 +17,6 @@ const FORWARDED_HEADERS: [&str; 6] = [
     "authorization",
     "cookie",
 ];
-
-/// Keep-alive connections to other volume servers, taken while in use.
-#[derive(Default)]
-pub struct PeerPool {
-    idle: RefCell<HashMap<String, Vec<Client>>>,
-}
-
-impl PeerPool {
-    fn take(&self, addr: &str) -> Client {
-        let pooled = self.idle.borrow_mut().get_mut(addr).and_then(Vec::pop);
-        pooled.unwrap_or_else(|| {
-            let options = ClientOptions {
-                request_timeout_ms: REPLICA_REQUEST_TIMEOUT_MS,
-                ..ClientOptions::default()
-            };
-            Client::new(addr, options)
-        })
-    }
-
-    fn give_back(&self, client: Client) {
-        let mut idle = self.idle.borrow_mut();
-        if idle.len() >= PEERS_MAX && !idle.contains_key(client.addr()) {
-            return;
-        }
-        let slot = idle.entry(client.addr().to_string()).or_default();
-        if slot.len() < PEER_IDLE_CONNECTIONS_MAX {
-            slot.push(client);
-        }
-    }
-}
 
 /// Where `volume_id` lives, from the cache or the master.
 pub async fn locations(state: &CoreState, volume_id: u32) -> Result<Vec<Location>, LookupError> {

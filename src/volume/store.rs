@@ -3,16 +3,16 @@
 //! volumes and the write path; the read path is in `store/read.rs`.
 
 use super::config::Config;
-use super::core::VolumeSettings;
 use super::dat_map::{self, DatMap, ResidencyCache};
 use super::expiry::{VolumeAge, volume_age};
 use super::fid::FileId;
+use super::limits::{HELD_APPENDS_MAX, READ_WHOLE_RECORD_BYTES_MAX, WRITE_INLINE_RECORD_BYTES_MAX};
 use super::master_link::VolumeReport;
+use super::registry::VolumeSettings;
 use super::space::FreeSpace;
-use super::upload::Upload;
 use compio::BufResult;
-use kelp_engine::format::needle::{self, FLAG_GZIP, Needle};
-use kelp_engine::format::{OffsetWidth, SuperBlock, Ttl, check_collection, parse_volume_base_name};
+use kelp_engine::format::needle::{self, Needle};
+use kelp_engine::format::{OffsetWidth, SuperBlock, check_collection, parse_volume_base_name};
 use kelp_engine::volume::{
     AppendError, AppendKind, AppendPlan, FileVolume, IdxAppend, OpenOptions, ReadError, ReadPlan,
     VolumeConfig,
@@ -26,21 +26,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Records up to this size are read from the `.dat`'s mapping (CRC checked) and sent from
-/// it; larger ones are located (two small preads) and their data sent from the file (by
-/// splice at and above `--zero-copy-min-bytes`). The same 128 KiB as that threshold: a 64 KB
-/// upload makes a record just over 64 KiB.
-pub const READ_WHOLE_RECORD_BYTES_MAX: u64 = 128 * 1024;
-
-/// Records up to this size are written with a plain pwrite on the core's thread; larger ones
-/// through the ring. ext4 has no non-blocking buffered writes, so a ring write is handed to an
-/// io-wq worker thread (two wake-ups per write). Up to 128 KiB (a 64 KB upload's record) the
-/// hand-off costs more than the copy it moves off the core: inline, 64 KB writes took 12-20%
-/// less server CPU with no worse p99, also while the VM charged for fresh page-cache pages
-/// (BENCHMARKS.md, "Volume server"). A bigger record's copy would hold the core, and every
-/// connection on it, for longer, so those stay on the ring.
-pub const WRITE_INLINE_RECORD_BYTES_MAX: u64 = 128 * 1024;
 
 pub struct Written {
     pub crc: u32,
@@ -182,6 +167,7 @@ impl LocalVolume {
                         ),
                     }
                 })?;
+                assert!(map.len() >= end, "a mapping covers what it was made for");
                 Ok(self.dat_map.insert(Arc::new(map)).clone())
             }
         }
@@ -208,9 +194,6 @@ pub fn open_idx_for_ring(idx_path: &Path) -> Result<File, String> {
         .open(idx_path)
         .map_err(|e| format!("open {} for ring appends: {e}", idx_path.display()))
 }
-
-/// Writes and deletes that may wait for one volume's compaction commit; one more is 503.
-pub const HELD_APPENDS_MAX: usize = 4096;
 
 /// The volumes one core owns.
 pub struct CoreStore {
@@ -330,11 +313,11 @@ impl CoreStore {
         }
     }
 
-    /// Reserves the `.dat` region for `upload` (step 1 of the engine's append protocol).
+    /// Reserves the `.dat` region for `needle` (step 1 of the engine's append protocol).
     fn plan_write(
         &mut self,
         fid: FileId,
-        upload: &Upload,
+        needle: &Needle<'_>,
         now_ns: u64,
     ) -> Result<Planned, StoreError> {
         let size_limit_bytes = self.size_limit_bytes;
@@ -349,21 +332,11 @@ impl CoreStore {
             });
         }
         let superblock = local.volume.core().config().superblock;
-        let ttl = match &upload.ttl {
-            Some(text) => Some(Ttl::parse(text).map_err(|e| bad_upload(fid, e.to_string()))?),
-            None => (!superblock.ttl.is_empty()).then_some(superblock.ttl),
-        };
         let needle = Needle {
-            cookie: fid.cookie,
-            key: fid.key,
-            data: &upload.data,
-            flags: if upload.gzipped { FLAG_GZIP } else { 0 },
-            name: upload.name.as_deref().map(str::as_bytes),
-            mime: upload.mime.as_deref().map(str::as_bytes),
-            last_modified_s: Some(upload.last_modified_unix_s),
-            ttl,
-            pairs: upload.pairs_json.as_deref().map(str::as_bytes),
-            ..Needle::default()
+            ttl: needle
+                .ttl
+                .or((!superblock.ttl.is_empty()).then_some(superblock.ttl)),
+            ..needle.clone()
         };
         let record_bytes = needle
             .record_bytes(local.volume.core().version())
@@ -380,6 +353,9 @@ impl CoreStore {
             .core_mut()
             .plan_write(&needle, now_ns)
             .map_err(|error| append_error(fid, error))?;
+        // The free space taken above is what the append writes.
+        assert_eq!(plan.record.len() as u64, record_bytes);
+        assert_eq!(plan.key, fid.key);
         Ok(planned_on(local, plan))
     }
 
@@ -391,6 +367,7 @@ impl CoreStore {
         planned: Planned,
         result: std::io::Result<()>,
     ) -> Result<(IdxAppend, Arc<File>, PathBuf), StoreError> {
+        assert_eq!(planned.plan.key, fid.key);
         let local = match self.volumes.get_mut(&fid.volume_id) {
             Some(local) if local.generation == planned.generation => local,
             _ => {
@@ -498,7 +475,9 @@ impl CoreStore {
             residency: ResidencyCache::default(),
             newest_write_ns,
         };
-        self.volumes.insert(local.volume.id(), local);
+        let volume_id = local.volume.id();
+        let replaced = self.volumes.insert(volume_id, local);
+        assert!(replaced.is_none(), "volume {volume_id} inserted twice");
         Ok(())
     }
 
@@ -613,6 +592,7 @@ impl CoreStore {
             .map(|local| self.report(local, port))
             .collect();
         reports.sort_by_key(|r| r.id);
+        debug_assert!(reports.windows(2).all(|pair| pair[0].id < pair[1].id));
         reports
     }
 
@@ -692,6 +672,8 @@ struct Planned {
 }
 
 fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
+    // Records start at multiples of 8 bytes (the `.idx` stores offsets in 8-byte units).
+    assert_eq!(plan.offset % 8, 0);
     let superblock = local.volume.core().config().superblock;
     Planned {
         plan,
@@ -702,7 +684,7 @@ fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
     }
 }
 
-/// Writes `upload` as `fid` with positional writes (inline or through this core's ring), following
+/// Writes `needle` as `fid` (its TTL None: the volume's) with positional writes (inline or through this core's ring), following
 /// the engine's append protocol: plan (reserve), `.dat` write, complete (the key becomes
 /// readable) or abort, then the `.idx` entry at the offset `complete` gave, so entries go in
 /// completion order. Several writes may be in flight at distinct offsets; the store is
@@ -710,15 +692,16 @@ fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
 pub async fn write(
     store: &RefCell<CoreStore>,
     fid: FileId,
-    upload: &Upload,
+    needle: &Needle<'_>,
     now_ns: u64,
 ) -> Result<Written, StoreError> {
+    assert_eq!((needle.key, needle.cookie), (fid.key, fid.cookie));
     wait_for_appends(store, fid.volume_id).await?;
     let existing = store.borrow_mut().existing(fid)?;
     if let Some((plan, header)) = existing {
         store.borrow().check_cookie(fid, &plan, &header)?;
     }
-    let planned = store.borrow_mut().plan_write(fid, upload, now_ns)?;
+    let planned = store.borrow_mut().plan_write(fid, needle, now_ns)?;
     let copies = planned.copies;
     let crc = planned.plan.checksum;
     append(store, fid, planned).await?;
@@ -856,6 +839,12 @@ pub fn open_dir(config: &Config) -> Result<Vec<CoreStore>, String> {
             0
         };
         let owner = super::shard::owner_core(volume_id, config.cores);
+        if stores[owner].volumes.contains_key(&volume_id) {
+            return Err(format!(
+                "volume {volume_id}: two collections' files in {} have this id; move one away",
+                config.dir.display()
+            ));
+        }
         stores[owner]
             .insert(volume, collection, newest_write_ns)
             .map_err(|e| e.to_string())?;
@@ -897,7 +886,7 @@ fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
 }
 
 mod read;
-pub use read::{NeedleData, read};
+pub use read::{NeedleData, NeedleMeta, read};
 
 #[cfg(test)]
 mod tests;

@@ -2,15 +2,13 @@
 //! One sync runs per volume at a time; every write that arrives while it runs joins the next
 //! one, so N concurrent durable writes cost about two syncs, not N.
 
+use super::limits::SYNC_WAITERS_MAX;
 use kelp_net::mesh::{OneshotSender, oneshot};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::rc::Rc;
 use std::sync::Arc;
-
-/// Writers waiting for one volume's next sync; more wait with 503 (a bounded queue).
-pub const SYNC_WAITERS_MAX: usize = 4096;
 
 type SyncResult = Result<(), String>;
 

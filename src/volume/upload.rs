@@ -1,15 +1,13 @@
 //! An upload request (`POST|PUT /<fid>`) turned into what the engine stores: data, name,
-//! mime, gzip flag, pairs, time, TTL. Pure: the handler gathers the inputs from the request.
+//! mime, gzip flag, pairs, time, TTL (`Upload::needle`, what the store appends). Pure: the
+//! handler gathers the inputs from the request.
 
+use super::limits::{MIME_BYTES_MAX, NAME_BYTES_MAX, PAIRS_BYTES_MAX};
 use super::{codec, multipart, query};
 use bytes::Bytes;
+use kelp_engine::format::needle::FLAG_GZIP;
+use kelp_engine::format::{FileId, Needle, Ttl, TtlError};
 use std::fmt;
-
-/// Name and mime are stored with a one-byte length.
-pub const NAME_BYTES_MAX: usize = 255;
-pub const MIME_BYTES_MAX: usize = 255;
-/// Pairs are stored with a two-byte length.
-pub const PAIRS_BYTES_MAX: usize = 65_535;
 
 /// What the handler read off the request.
 pub struct UploadInput<'a> {
@@ -34,8 +32,8 @@ pub struct Upload {
     /// JSON object text of the pairs, None when there are none.
     pub pairs_json: Option<String>,
     pub last_modified_unix_s: u64,
-    /// The `ttl` query text (`3d`), parsed by the engine's TTL type.
-    pub ttl: Option<String>,
+    /// The `ttl` query (`3d`); None: the volume's TTL applies.
+    pub ttl: Option<Ttl>,
     pub fsync: bool,
     /// `type=replicate`: a copy from the replica that took the upload; not fanned out again.
     pub is_replica_copy: bool,
@@ -56,6 +54,7 @@ pub enum UploadError {
     },
     /// Labelled `Content-Encoding: gzip` but not gzip a reader could inflate.
     BadGzip(codec::InflateError),
+    BadTtl(TtlError),
 }
 
 impl fmt::Display for UploadError {
@@ -69,6 +68,7 @@ impl fmt::Display for UploadError {
                 )
             }
             UploadError::BadTimestamp { text } => write!(f, "invalid ts {text:?} (unix seconds)"),
+            UploadError::BadTtl(error) => write!(f, "{error}"),
             UploadError::PairsTooLarge { bytes } => {
                 write!(
                     f,
@@ -126,7 +126,8 @@ pub fn parse(input: UploadInput<'_>) -> Result<Upload, UploadError> {
     let gzipped = encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
     if gzipped {
         // Stored as sent and served as gzip: a body readers could not inflate is refused now.
-        codec::check_gzip(&data, codec::INFLATED_BYTES_MAX).map_err(UploadError::BadGzip)?;
+        codec::check_gzip(&data, super::limits::INFLATED_BYTES_MAX)
+            .map_err(UploadError::BadGzip)?;
     }
     let name = name
         .map(|n| truncate_utf8(&n, NAME_BYTES_MAX))
@@ -139,10 +140,28 @@ pub fn parse(input: UploadInput<'_>) -> Result<Upload, UploadError> {
         gzipped,
         pairs_json: pairs_json(&input.pairs)?,
         last_modified_unix_s: timestamp(input.query, input.now_unix_s)?,
-        ttl: query::param(input.query, "ttl").filter(|t| !t.is_empty()),
+        ttl: ttl(input.query)?,
         fsync: query::flag(input.query, "fsync"),
         is_replica_copy: query::param(input.query, "type").as_deref() == Some("replicate"),
     })
+}
+
+impl Upload {
+    /// The needle to store as `fid` (its TTL None when the volume's applies).
+    pub fn needle(&self, fid: FileId) -> Needle<'_> {
+        Needle {
+            cookie: fid.cookie,
+            key: fid.key,
+            data: &self.data,
+            flags: if self.gzipped { FLAG_GZIP } else { 0 },
+            name: self.name.as_deref().map(str::as_bytes),
+            mime: self.mime.as_deref().map(str::as_bytes),
+            last_modified_s: Some(self.last_modified_unix_s),
+            ttl: self.ttl,
+            pairs: self.pairs_json.as_deref().map(str::as_bytes),
+            ..Needle::default()
+        }
+    }
 }
 
 /// A mime is stored only when it says more than the name's extension would (as SeaweedFS).
@@ -160,6 +179,13 @@ fn stored_mime(content_type: Option<&str>, name: Option<&str>) -> Option<String>
         return None;
     }
     Some(truncate_utf8(content_type, MIME_BYTES_MAX))
+}
+
+fn ttl(query_text: &str) -> Result<Option<Ttl>, UploadError> {
+    match query::param(query_text, "ttl") {
+        Some(text) if !text.is_empty() => Ttl::parse(&text).map(Some).map_err(UploadError::BadTtl),
+        _ => Ok(None),
+    }
 }
 
 fn timestamp(query_text: &str, now_unix_s: u64) -> Result<u64, UploadError> {
@@ -185,17 +211,6 @@ fn pairs_json(pairs: &[(String, String)]) -> Result<Option<String>, UploadError>
         return Err(UploadError::PairsTooLarge { bytes: text.len() });
     }
     Ok(Some(text))
-}
-
-/// The stored pairs back as (name, value), for `name: value` response headers.
-pub fn pairs_from_json(json: &[u8]) -> Vec<(String, String)> {
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(json) else {
-        return Vec::new();
-    };
-    object
-        .into_iter()
-        .filter_map(|(name, value)| value.as_str().map(|v| (name, v.to_string())))
-        .collect()
 }
 
 fn truncate_utf8(text: &str, bytes_max: usize) -> String {
@@ -281,9 +296,8 @@ mod tests {
         let upload = parse(full).unwrap();
         assert!(upload.gzipped && upload.fsync && upload.is_replica_copy);
         assert_eq!(upload.last_modified_unix_s, 1234);
-        assert_eq!(upload.ttl.as_deref(), Some("3d"));
-        let pairs = pairs_from_json(upload.pairs_json.unwrap().as_bytes());
-        assert_eq!(pairs, vec![("Owner".to_string(), "me".to_string())]);
+        assert_eq!(upload.ttl, Some(Ttl::parse("3d").unwrap()));
+        assert_eq!(upload.pairs_json.as_deref(), Some(r#"{"Owner":"me"}"#));
         let mut bad_ts = input(b"x");
         bad_ts.query = "ts=yesterday";
         assert!(matches!(

@@ -129,6 +129,25 @@ struct FieldPlan {
 }
 
 impl FieldPlan {
+    /// The smaller of the plain and the derived plan for `entries`.
+    fn for_entries(entries: &[Entry]) -> FieldPlan {
+        let plain = FieldPlan::plain(entries);
+        let mut plan = match FieldPlan::derived(entries) {
+            Some(derived) if derived.record_layout().0 < plain.record_layout().0 => derived,
+            _ => plain,
+        };
+        // A narrower residual is widened to the compact layout's when that costs no byte.
+        if plan.derived
+            && plan.size_width <= COMPACT_SIZE_BITS
+            && plan.offset_width + COMPACT_SIZE_BITS <= COMPACT_RECORD_BITS
+        {
+            plan.size_width = COMPACT_SIZE_BITS;
+        }
+        assert!(plan.offset_width <= OFFSET_UNITS_BITS_MAX + 1);
+        assert!(plan.size_width <= 32);
+        plan
+    }
+
     fn plain(entries: &[Entry]) -> FieldPlan {
         let (offset_min, offset_max) = min_max(entries.iter().map(|e| e.1.offset_units as i64));
         let (size_min, size_max) = min_max(entries.iter().map(|e| i64::from(e.1.size)));
@@ -191,29 +210,12 @@ impl Block {
         let key_span = entries[count - 1].0 - base_key;
         assert!(bits_needed(key_span) <= PACKED_FIELD_BITS_MAX);
         let key_bytes = bits_needed(key_span).div_ceil(8).max(1);
-        let plain = FieldPlan::plain(entries);
-        let mut plan = match FieldPlan::derived(entries) {
-            Some(derived) if derived.record_layout().0 < plain.record_layout().0 => derived,
-            _ => plain,
-        };
-        // A narrower residual is widened to the compact layout's when that costs no byte.
-        if plan.derived
-            && plan.size_width <= COMPACT_SIZE_BITS
-            && plan.offset_width + COMPACT_SIZE_BITS <= COMPACT_RECORD_BITS
-        {
-            plan.size_width = COMPACT_SIZE_BITS;
-        }
-        assert!(plan.offset_width <= OFFSET_UNITS_BITS_MAX + 1);
-        assert!(plan.size_width <= 32);
+        let plan = FieldPlan::for_entries(entries);
         let (value_bytes, offset_shift, size_byte) = plan.record_layout();
         let keys_bytes = count * key_bytes as usize;
         let values_bytes = (count + 1) * value_bytes as usize;
         let mut data = vec![0u8; keys_bytes + values_bytes + DATA_PADDING_BYTES];
-        for (i, entry) in entries.iter().enumerate() {
-            let at = i * key_bytes as usize;
-            let delta = (entry.0 - base_key).to_le_bytes();
-            data[at..at + key_bytes as usize].copy_from_slice(&delta[..key_bytes as usize]);
-        }
+        write_keys(&mut data[..keys_bytes], entries, key_bytes as usize);
         write_values(&mut data[keys_bytes..], entries, &plan);
         let (guess_shift, key_multiplier) = search::guess_parameters(key_span, count);
         let mut block = Block {
@@ -614,6 +616,16 @@ fn push_live(out: &mut Vec<Entry>, entry: Entry) {
 }
 
 /// Writes the `entries.len() + 1` value records of `plan` into `values`.
+/// Each key of `entries` as its delta from the first, in `key_bytes` little-endian bytes.
+fn write_keys(keys: &mut [u8], entries: &[Entry], key_bytes: usize) {
+    assert_eq!(keys.len(), entries.len() * key_bytes);
+    let base_key = entries[0].0;
+    for (entry, slot) in entries.iter().zip(keys.chunks_exact_mut(key_bytes)) {
+        let delta = (entry.0 - base_key).to_le_bytes();
+        slot.copy_from_slice(&delta[..key_bytes]);
+    }
+}
+
 fn write_values(values: &mut [u8], entries: &[Entry], plan: &FieldPlan) {
     let (value_bytes, offset_shift, size_byte) = plan.record_layout();
     let value_bytes = value_bytes as usize;

@@ -105,38 +105,12 @@ async fn apply_one(
     statements: &Statements,
     op: &Op,
 ) -> StoreResult<()> {
-    let conflict = |path: &str| StoreError::Conflict {
-        path: path.to_string(),
-    };
     match op {
         Op::Put {
             path,
             value,
             expect,
-        } => {
-            let (dir, name) = split_for_key(path);
-            let changed = match expect {
-                Expect::Any => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                        [&dir, &name, value];
-                    transaction.execute(&statements.upsert, &params).await
-                }
-                Expect::Absent => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                        [&dir, &name, value];
-                    transaction.execute(&statements.insert_new, &params).await
-                }
-                Expect::Exactly(old) => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                        [&dir, &name, value, old];
-                    transaction.execute(&statements.update_if, &params).await
-                }
-            }
-            .map_err(|e| backend("put", e))?;
-            if changed == 0 && *expect != Expect::Any {
-                return Err(conflict(path));
-            }
-        }
+        } => put_entry(transaction, statements, path, value, expect).await?,
         Op::PutIfAbsent { path, value } => {
             let (dir, name) = split_for_key(path);
             transaction
@@ -144,25 +118,7 @@ async fn apply_one(
                 .await
                 .map_err(|e| backend("put", e))?;
         }
-        Op::Delete { path, expect } => {
-            let (dir, name) = split_for_key(path);
-            let changed = match expect {
-                Expect::Any => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&dir, &name];
-                    transaction.execute(&statements.delete_any, &params).await
-                }
-                Expect::Exactly(old) => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                        [&dir, &name, old];
-                    transaction.execute(&statements.delete_if, &params).await
-                }
-                Expect::Absent => return Err(conflict(path)),
-            }
-            .map_err(|e| backend("delete", e))?;
-            if changed == 0 && *expect != Expect::Any {
-                return Err(conflict(path));
-            }
-        }
+        Op::Delete { path, expect } => delete_entry(transaction, statements, path, expect).await?,
         Op::PutRecord { key, value } => {
             transaction
                 .execute(&statements.record_put, &[key, value])
@@ -175,6 +131,69 @@ async fn apply_one(
                 .await
                 .map_err(|e| backend("delete record", e))?;
         }
+    }
+    Ok(())
+}
+
+fn conflict(path: &str) -> StoreError {
+    StoreError::Conflict {
+        path: path.to_string(),
+    }
+}
+
+/// `Op::Put` inside the batch's transaction.
+async fn put_entry(
+    transaction: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    path: &str,
+    value: &[u8],
+    expect: &Expect,
+) -> StoreResult<()> {
+    let (dir, name) = split_for_key(path);
+    let changed = match expect {
+        Expect::Any => {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&dir, &name, &value];
+            transaction.execute(&statements.upsert, &params).await
+        }
+        Expect::Absent => {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&dir, &name, &value];
+            transaction.execute(&statements.insert_new, &params).await
+        }
+        Expect::Exactly(old) => {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&dir, &name, &value, old];
+            transaction.execute(&statements.update_if, &params).await
+        }
+    }
+    .map_err(|e| backend("put", e))?;
+    if changed == 0 && *expect != Expect::Any {
+        return Err(conflict(path));
+    }
+    Ok(())
+}
+
+/// `Op::Delete` inside the batch's transaction.
+async fn delete_entry(
+    transaction: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    path: &str,
+    expect: &Expect,
+) -> StoreResult<()> {
+    let (dir, name) = split_for_key(path);
+    let changed = match expect {
+        Expect::Any => {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&dir, &name];
+            transaction.execute(&statements.delete_any, &params).await
+        }
+        Expect::Exactly(old) => {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&dir, &name, old];
+            transaction.execute(&statements.delete_if, &params).await
+        }
+        Expect::Absent => return Err(conflict(path)),
+    }
+    .map_err(|e| backend("delete", e))?;
+    if changed == 0 && *expect != Expect::Any {
+        return Err(conflict(path));
     }
     Ok(())
 }

@@ -31,14 +31,23 @@ pub struct MasterState {
 }
 
 impl MasterState {
-    /// Apply one command; deterministic, so every master computes the same answer.
+    /// Apply one command; deterministic, so every master computes the same answer. The
+    /// largest volume id and the file keys' high water never go down.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
+        let before = (self.max_volume_id, self.file_key_high_water);
+        let result = self.apply_command(command);
+        assert!(self.max_volume_id >= before.0 && self.file_key_high_water >= before.1);
+        result
+    }
+
+    fn apply_command(&mut self, command: &Command) -> CommandResult {
         match command {
             Command::LeaseKeys { count, at_least } => {
                 assert!(*count > 0, "a key lease is never empty");
                 // Key 0 is never handed out (SeaweedFS treats it as "no key").
                 let first = self.file_key_high_water.max(*at_least).max(1);
                 let end = first.checked_add(*count).expect("file key space exhausted");
+                assert!(first >= 1 && first >= *at_least && end > first);
                 self.file_key_high_water = end;
                 CommandResult::Keys { first, end }
             }
@@ -48,6 +57,7 @@ impl MasterState {
                     .checked_add(*count)
                     .expect("volume id space exhausted");
                 self.max_volume_id = end - 1;
+                assert!(first >= 1, "volume id 0 is never given out");
                 CommandResult::VolumeIds { first, end }
             }
             Command::RaiseVolumeId { at_least } => {

@@ -7,9 +7,9 @@ use std::rc::Rc;
 use kelp_engine::format::FileId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::core::CoreState;
 use super::super::handlers::now_unix_ns;
 use super::super::limits::GRPC_CALLS_PER_CORE_MAX;
+use super::super::state::CoreState;
 use super::super::store::{self, StoreError};
 
 /// A call for the core that owns the volume it names.

@@ -4,8 +4,6 @@
 
 use super::{CoreStore, StoreError, failed};
 use crate::volume::fid::FileId;
-use crate::volume::read::NeedleMeta;
-use crate::volume::upload;
 use bytes::Bytes;
 use compio::BufResult;
 use kelp_engine::format::needle::{self, Needle};
@@ -16,6 +14,17 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// What the read path needs to know about a stored needle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NeedleMeta {
+    pub crc: u32,
+    pub name: Option<String>,
+    pub mime: Option<String>,
+    pub last_modified_unix_s: u64,
+    pub gzipped: bool,
+    pub pairs: Vec<(String, String)>,
+}
 
 /// Where a needle's data is, for the response body.
 pub enum NeedleData {
@@ -227,11 +236,20 @@ fn meta_of(needle: &Needle<'_>) -> NeedleMeta {
         mime: text(needle.mime).filter(|m| !m.is_empty()),
         last_modified_unix_s: needle.last_modified_s.unwrap_or(0),
         gzipped: needle.is_gzipped(),
-        pairs: needle
-            .pairs
-            .map(upload::pairs_from_json)
-            .unwrap_or_default(),
+        pairs: needle.pairs.map(pairs_from_json).unwrap_or_default(),
     }
+}
+
+/// The stored pairs (a JSON object) back as (name, value), for `name: value` response
+/// headers; anything but an object of strings gives none.
+fn pairs_from_json(json: &[u8]) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(json) else {
+        return Vec::new();
+    };
+    object
+        .into_iter()
+        .filter_map(|(name, value)| value.as_str().map(|v| (name, v.to_string())))
+        .collect()
 }
 
 fn read_error(fid: FileId, error: ReadError) -> StoreError {

@@ -1,42 +1,16 @@
 use super::*;
-use bytes::Bytes;
 
 fn config(dir: &Path) -> Config {
-    Config {
-        dir: dir.to_path_buf(),
-        ip: "127.0.0.1".parse().unwrap(),
-        port: 0,
-        public_url: String::new(),
-        data_center: String::new(),
-        rack: String::new(),
-        volumes_max: 8,
-        masters: Vec::new(),
-        cores: 1,
-        file_bytes_max: 1 << 20,
-        connections_max: None,
-        zero_copy_min_bytes: None,
-        idle_timeout_ms: 30_000,
-        header_timeout_ms: 10_000,
-        compaction_bytes_per_second: 0,
-        compaction_commit_delay_ms: 0,
-        min_free_space_bytes: 0,
-        ttl_removal_delay_max: std::time::Duration::from_secs(600),
-        grpc_port: 0,
-        security: None,
-    }
+    Config::for_tests(dir)
 }
 
-fn upload(data: Vec<u8>) -> Upload {
-    Upload {
-        data: Bytes::from(data),
-        name: None,
-        mime: None,
-        gzipped: false,
-        pairs_json: None,
-        last_modified_unix_s: 1_700_000_000,
-        ttl: None,
-        fsync: false,
-        is_replica_copy: false,
+fn needle(fid: FileId, data: &[u8]) -> Needle<'_> {
+    Needle {
+        cookie: fid.cookie,
+        key: fid.key,
+        data,
+        last_modified_s: Some(1_700_000_000),
+        ..Needle::default()
     }
 }
 
@@ -81,7 +55,7 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
         let writes = (1..=12u64).map(|key| {
             let store = &store;
             async move {
-                let written = write(store, fid(key), &upload(data_of(key)), 1).await;
+                let written = write(store, fid(key), &needle(fid(key), &data_of(key)), 1).await;
                 written.unwrap().crc
             }
         });
@@ -96,7 +70,7 @@ fn concurrent_ring_writes_read_back_and_survive_reopen() {
             cookie: 1,
             ..fid(3)
         };
-        let refused = write(&store, stranger, &upload(vec![9; 10]), 3).await;
+        let refused = write(&store, stranger, &needle(stranger, &[9; 10]), 3).await;
         assert!(matches!(refused, Err(StoreError::CookieMismatch { .. })));
         let refused = delete(&store, stranger, 4).await;
         assert!(matches!(refused, Err(StoreError::NotFound { .. })));
@@ -137,7 +111,7 @@ fn reads_across_a_remap() {
     let needles = dat_map::DAT_MAP_BYTES_MIN as usize / needle_bytes + 2;
     let runtime = compio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        write(&store, fid(1), &upload(vec![1; needle_bytes]), 1)
+        write(&store, fid(1), &needle(fid(1), &vec![1; needle_bytes]), 1)
             .await
             .unwrap();
         let first = read(&store, fid(1), 2)
@@ -149,7 +123,9 @@ fn reads_across_a_remap() {
         let first_map_len = map_len(&store);
         for key in 2..=needles as u64 {
             let data = vec![key as u8; needle_bytes];
-            write(&store, fid(key), &upload(data), key).await.unwrap();
+            write(&store, fid(key), &needle(fid(key), &data), key)
+                .await
+                .unwrap();
         }
         let last = read(&store, fid(needles as u64), 2).await.unwrap();
         let last = last.data.to_bytes().unwrap();
@@ -181,7 +157,7 @@ fn uncached_records_are_read_through_the_ring() {
     let runtime = compio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         for key in 1..=3u64 {
-            write(&store, fid(key), &upload(data_of(key)), 1)
+            write(&store, fid(key), &needle(fid(key), &data_of(key)), 1)
                 .await
                 .unwrap();
         }
@@ -229,7 +205,7 @@ fn live_cookie_is_the_records_cookie() {
     let store = RefCell::new(core_store);
     let runtime = compio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        write(&store, fid(1), &upload(vec![1; 300]), 1)
+        write(&store, fid(1), &needle(fid(1), &[1; 300]), 1)
             .await
             .unwrap();
         assert_eq!(store.borrow_mut().live_cookie(7, 1).unwrap(), Some(0xabcd));
@@ -278,4 +254,25 @@ async fn futures_join_all<F: std::future::Future>(
     })
     .await;
     outputs.into_iter().map(|o| o.unwrap()).collect()
+}
+
+// Proves two volume files with one id (in two collections) stop the start with an error
+// naming the id and the directory, instead of one volume hiding the other.
+#[test]
+fn one_volume_id_in_two_collections_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for collection in ["a", "b"] {
+        let volume_config = VolumeConfig {
+            id: 7,
+            collection: collection.to_string(),
+            superblock: SuperBlock::new(settings().replication, settings().ttl),
+            offset_width: OffsetWidth::Five,
+            size_limit_bytes: kelp_engine::limits::VOLUME_BYTES_MAX_OFFSET5,
+        };
+        FileVolume::create(dir.path(), volume_config).unwrap();
+    }
+    let Err(error) = open_dir(&config(dir.path())) else {
+        panic!("two volumes 7 were opened");
+    };
+    assert!(error.contains("volume 7") && error.contains(&dir.path().display().to_string()));
 }

@@ -1,18 +1,8 @@
 //! The read path's decisions (`GET|HEAD /<fid>`), pure: status, headers and which bytes of the
 //! body to send, given what the needle holds and what the request asks.
 
+use super::store::NeedleMeta;
 use super::{codec, conditional, range};
-
-/// What the read path needs to know about a stored needle.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NeedleMeta {
-    pub crc: u32,
-    pub name: Option<String>,
-    pub mime: Option<String>,
-    pub last_modified_unix_s: u64,
-    pub gzipped: bool,
-    pub pairs: Vec<(String, String)>,
-}
 
 /// What the request asks, besides the fid.
 #[derive(Debug, Clone, Default)]
