@@ -72,6 +72,11 @@ pub struct Args {
     /// (to kill the process in the middle of a commit).
     #[arg(long, default_value_t = 0, hide = true)]
     pub compaction_commit_delay_ms: u64,
+    /// What `--master` runs: `kelp` (heartbeats over HTTP), `seaweedfs` (SeaweedFS's
+    /// `SendHeartbeat` gRPC stream, which needs the gRPC port), or `auto`: asked of the
+    /// masters at start (a Kelp master answers `/cluster/watch`).
+    #[arg(long, value_enum, default_value_t = MasterKind::Auto)]
+    pub master_kind: MasterKind,
     /// gRPC port (SeaweedFS's volume gRPC, which its filer deletes chunks with); default
     /// --port + 10000; 0 serves no gRPC.
     #[arg(long)]
@@ -86,6 +91,14 @@ pub struct Args {
     pub white_list: String,
 }
 
+/// Which master the volume server joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MasterKind {
+    Auto,
+    Kelp,
+    Seaweedfs,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,6 +110,7 @@ pub struct Config {
     pub rack: String,
     pub volumes_max: u32,
     pub masters: Vec<String>,
+    pub master_kind: MasterKind,
     pub cores: usize,
     pub file_bytes_max: u64,
     pub connections_max: Option<usize>,
@@ -144,6 +158,14 @@ impl Config {
                 args.port
             ));
         }
+        let grpc_port = crate::pb::grpc_port_of(args.port, args.grpc_port, "--grpc-port")?;
+        if args.master_kind == MasterKind::Seaweedfs && grpc_port == 0 {
+            return Err(
+                "--master-kind seaweedfs needs gRPC (a SeaweedFS master allocates \
+                        volumes over it): leave out --grpc-port 0"
+                    .into(),
+            );
+        }
         let public_url = args
             .public_url
             .unwrap_or_else(|| SocketAddr::new(args.ip, args.port).to_string());
@@ -156,6 +178,7 @@ impl Config {
             rack: args.rack,
             volumes_max: args.max,
             masters,
+            master_kind: args.master_kind,
             cores,
             file_bytes_max: args.file_size_limit_mb << 20,
             connections_max: args.max_connections,
@@ -168,7 +191,7 @@ impl Config {
                 args.ttl_removal_delay_max_seconds,
             ),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
-            grpc_port: crate::pb::grpc_port_of(args.port, args.grpc_port, "--grpc-port")?,
+            grpc_port,
             security,
         })
     }

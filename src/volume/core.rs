@@ -73,6 +73,8 @@ pub struct CoreState {
     /// This core's compactions, and the server's one-at-a-time slot.
     pub compactions: RefCell<super::compaction::Compactions>,
     pub compaction_slot: Arc<super::compaction::CompactionSlot>,
+    /// Starts the gRPC thread's heartbeat when the master is SeaweedFS.
+    pub seaweed_link: Arc<super::grpc::seaweed_master::MasterLink>,
 }
 
 /// The per-core HTTP handler.

@@ -82,8 +82,9 @@ pub fn run(args: Args) -> CliResult {
     let listeners = bind_listeners(&config)?;
     let grpc_listener = grpc::bind(&config)?;
     let (grpc_senders, grpc_inboxes) = grpc::inbox::inboxes(config.cores);
+    let seaweed_link = Arc::new(grpc::seaweed_master::MasterLink::default());
     if let Some(listener) = grpc_listener {
-        grpc::start(config.clone(), listener, grpc_senders)?;
+        grpc::start(config.clone(), listener, grpc_senders, seaweed_link.clone())?;
     }
     let endpoints = kelp_net::mesh::mesh::<CoreMessage>(config.cores, core::MESH_CAPACITY_PER_PAIR);
     let per_core: Vec<CoreSlot> = stores
@@ -130,6 +131,7 @@ pub fn run(args: Args) -> CliResult {
             peers: Default::default(),
             compactions: Default::default(),
             compaction_slot: compaction_slot.clone(),
+            seaweed_link: seaweed_link.clone(),
         });
         let driver = context.driver.name();
         serve_core(

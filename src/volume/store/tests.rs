@@ -11,6 +11,7 @@ fn config(dir: &Path) -> Config {
         rack: String::new(),
         volumes_max: 8,
         masters: Vec::new(),
+        master_kind: crate::volume::config::MasterKind::Kelp,
         cores: 1,
         file_bytes_max: 1 << 20,
         connections_max: None,
