@@ -250,7 +250,7 @@ fn kelp_volume_serves_in_a_seaweedfs_cluster() {
     );
     assert_eq!(
         cluster.locations(volume_of(&fid)),
-        [cluster.kelp_volume.clone()]
+        std::slice::from_ref(&cluster.kelp_volume)
     );
 
     let listing = cluster.shell("volume.list\n");
