@@ -428,9 +428,10 @@ fn weed_shell_vacuums_a_kelp_volume() {
     }
 }
 
-// Proves `weed shell volume.fix.replication` repairs a replica on Kelp: after Kelp's copy of
-// a `001` volume is deleted (`volume.delete`, Kelp's VolumeDelete), the command copies the
-// Go replica back to Kelp (Kelp's VolumeCopy), files the Go replica alone held included.
+// Proves `weed shell` repairs a replica on Kelp: `volume.check.disk` copies the records the
+// Go replica has and Kelp's lacks (ReadNeedleBlob on Go, WriteNeedleBlob on Kelp), and after
+// Kelp's copy of the `001` volume is deleted (`volume.delete`, Kelp's VolumeDelete),
+// `volume.fix.replication` copies the Go replica back to Kelp (Kelp's VolumeCopy).
 #[test]
 #[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
 fn weed_shell_repairs_a_replica_on_kelp() {
@@ -461,6 +462,35 @@ fn weed_shell_repairs_a_replica_on_kelp() {
         );
         files.push((fid, data));
     }
+    // `volume.check.disk` compares the file counts in the master's topology: wait until the
+    // heartbeats brought them (20 on Kelp, 22 on Go).
+    let counts = |listing: &str| -> Vec<u64> {
+        let mut counts: Vec<u64> = listing
+            .lines()
+            .filter(|line| line.contains(&format!("volume Id:{volume_id},")))
+            .filter_map(|line| line.split("FileCount:").nth(1))
+            .filter_map(|rest| rest.split(',').next()?.trim().parse().ok())
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    wait_until(
+        "the master to see both file counts",
+        Duration::from_secs(30),
+        || counts(&cluster.shell("volume.list\n")) == [20, 22],
+    );
+    let output = cluster.shell(&format!(
+        "lock\nvolume.check.disk -volumeId={volume_id} -apply -resurrectMissingNeedles\nunlock\n"
+    ));
+    for (fid, data) in &files {
+        let answer = read(&cluster.kelp_volume, fid);
+        assert_eq!(
+            (answer.status, &answer.body),
+            (200, data),
+            "{fid}:\n{output}"
+        );
+    }
+
     let output = cluster.shell(&format!(
         "lock\nvolume.delete -node={} -volumeId={volume_id}\nunlock\n",
         cluster.kelp_volume
