@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{Answer, get, http, multipart_file};
-use support::{ChildGuard, WeedCluster, wait_until};
+use support::{ChildGuard, spawn_weed, wait_until};
 
 /// A free port whose gRPC companion (+10000) is free too.
 fn free_peer_port() -> u16 {
@@ -33,7 +33,8 @@ fn free_peer_port_run(count: u16) -> u16 {
 
 /// `weed master` + `weed volume` + `kelp volume` (2 cores), all on 127.0.0.1.
 struct MixedCluster {
-    weed: WeedCluster,
+    weed_master: ChildGuard,
+    weed_volume: ChildGuard,
     kelp: ChildGuard,
     master: String,
     go_volume: String,
@@ -42,9 +43,14 @@ struct MixedCluster {
 
 impl MixedCluster {
     fn start(root: &Path, volume_size_limit_mb: u32) -> MixedCluster {
+        MixedCluster::start_on(root, "127.0.0.1", volume_size_limit_mb)
+    }
+
+    /// The three servers listening on `ip`.
+    fn start_on(root: &Path, ip: &str, volume_size_limit_mb: u32) -> MixedCluster {
         let ports = (free_peer_port(), free_peer_port());
-        let weed = WeedCluster::start(root, &root.join("go"), ports, volume_size_limit_mb, 10);
-        let master = format!("127.0.0.1:{}", ports.0);
+        let (weed_master, weed_volume) = start_weed(root, ip, ports, volume_size_limit_mb);
+        let master = format!("{ip}:{}", ports.0);
         let mut kelp_port = free_peer_port_run(3);
         while (kelp_port..kelp_port + 3).any(|p| p == ports.0 || p == ports.1) {
             kelp_port = free_peer_port_run(3);
@@ -56,6 +62,8 @@ impl MixedCluster {
             "volume",
             "--dir",
             kelp_dir.to_str().unwrap(),
+            "--ip",
+            ip,
             "--port",
             &port_text,
             "--master",
@@ -68,16 +76,13 @@ impl MixedCluster {
             "64",
         ];
         let kelp = ChildGuard::spawn_kelp("kelp volume", &args, &root.join("kelp.log"));
-        eprintln!(
-            "master {}, weed volume {}, kelp volume {kelp_port}",
-            ports.0, ports.1
-        );
         let cluster = MixedCluster {
-            weed,
+            weed_master,
+            weed_volume,
             kelp,
             master,
-            go_volume: format!("127.0.0.1:{}", ports.1),
-            kelp_volume: format!("127.0.0.1:{kelp_port}"),
+            go_volume: format!("{ip}:{}", ports.1),
+            kelp_volume: format!("{ip}:{kelp_port}"),
         };
         wait_until(
             "both volume servers in the master's topology",
@@ -157,8 +162,43 @@ impl MixedCluster {
 impl Drop for MixedCluster {
     fn drop(&mut self) {
         self.kelp.terminate(Duration::from_secs(10));
-        self.weed.stop();
+        self.weed_volume.terminate(Duration::from_secs(10));
+        self.weed_master.terminate(Duration::from_secs(10));
     }
+}
+
+/// `weed master` and `weed volume` (at most 10 volumes) on `ip`, ports `(master, volume)`.
+fn start_weed(
+    root: &Path,
+    ip: &str,
+    (master_port, volume_port): (u16, u16),
+    volume_size_limit_mb: u32,
+) -> (ChildGuard, ChildGuard) {
+    let (mdir, vdir) = (root.join("m"), root.join("go"));
+    std::fs::create_dir_all(&mdir).unwrap();
+    std::fs::create_dir_all(&vdir).unwrap();
+    let master_args = vec![
+        "master".into(),
+        format!("-ip={ip}"),
+        format!("-port={master_port}"),
+        format!("-mdir={}", mdir.display()),
+        format!("-volumeSizeLimitMB={volume_size_limit_mb}"),
+        "-peers=none".into(),
+        "-telemetry=false".into(),
+    ];
+    let volume_args = vec![
+        "volume".into(),
+        format!("-ip={ip}"),
+        format!("-port={volume_port}"),
+        format!("-dir={}", vdir.display()),
+        "-max=10".into(),
+        "-preStopSeconds=0".into(),
+        format!("-master={ip}:{master_port}"),
+        "-minFreeSpace=64MiB".into(),
+    ];
+    let master = spawn_weed("weed master", &master_args, &root.join("master.log"));
+    let volume = spawn_weed("weed volume", &volume_args, &root.join("volume.log"));
+    (master, volume)
 }
 
 /// Run `weed <args>` with `stdin` to completion (at most `timeout`); stdout and stderr.
@@ -325,25 +365,19 @@ fn read_until(
     (reads, failures)
 }
 
-// Proves `weed shell volume.move` moves a volume from the Go volume server to Kelp while a
-// reader reads its files: Kelp pulls the files with VolumeCopy (the Go server's
-// ReadVolumeFileStatus and CopyFile), then catches up with VolumeTailReceiver, and the Go
-// server deletes its copy. No read fails, and every file reads the same on Kelp. (The way
-// back, Kelp to Go, is refused by SeaweedFS 4.48 itself on loopback addresses: its
-// VolumeCopy will not dial a source on 127.0.0.1.)
-#[test]
-#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
-fn weed_shell_moves_a_volume_from_go_to_kelp_under_reads() {
-    let root = tempfile::tempdir().unwrap();
-    let cluster = MixedCluster::start(root.path(), 64);
-    let fid = cluster.assign_on(&cluster.go_volume, "collection=mv");
-    let volume_id: u32 = volume_of(&fid).parse().unwrap();
-    let files = write_files(&cluster.go_volume, volume_id, 0x100, 30);
-
+/// Move volume `volume_id` (holding `files`) along `moves` (source, target) with
+/// `weed shell volume.move` while a reader reads the files through the master; after each
+/// move every file reads the same on the target. Asserts no read failed.
+fn move_under_reads(
+    cluster: &MixedCluster,
+    volume_id: u32,
+    files: &[(String, Vec<u8>)],
+    moves: &[(&String, &String)],
+) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (reads, failures) = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| read_until(&cluster.master, &files, &stop));
-        for (source, target) in [(&cluster.go_volume, &cluster.kelp_volume)] {
+        let reader = scope.spawn(|| read_until(&cluster.master, files, &stop));
+        for (source, target) in moves {
             let command = format!(
                 "lock\nvolume.move -source={source} -target={target} -volumeId={volume_id}\nunlock\n"
             );
@@ -351,9 +385,9 @@ fn weed_shell_moves_a_volume_from_go_to_kelp_under_reads() {
             wait_until(
                 &format!("volume {volume_id} only on {target}:\n{output}"),
                 Duration::from_secs(15),
-                || cluster.locations(&volume_id.to_string()) == [target.clone()],
+                || cluster.locations(&volume_id.to_string()) == [target.to_string()],
             );
-            for (fid, data) in &files {
+            for (fid, data) in files {
                 let answer = read(target, fid);
                 assert_eq!(answer.status, 200, "{fid} on {target}: {}", answer.text());
                 assert_eq!(&answer.body, data, "{fid} on {target}");
@@ -368,6 +402,111 @@ fn weed_shell_moves_a_volume_from_go_to_kelp_under_reads() {
         "{} of {reads} reads failed: {failures:?}",
         failures.len()
     );
+}
+
+// Proves `weed shell volume.move` moves a volume from the Go volume server to Kelp while a
+// reader reads its files: Kelp pulls the files with VolumeCopy (the Go server's
+// ReadVolumeFileStatus and CopyFile), then catches up with VolumeTailReceiver, and the Go
+// server deletes its copy. No read fails, and every file reads the same on Kelp. (The way
+// back needs an address other than loopback: see the netns_peer_ test.)
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
+fn weed_shell_moves_a_volume_from_go_to_kelp_under_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = MixedCluster::start(root.path(), 64);
+    let fid = cluster.assign_on(&cluster.go_volume, "collection=mv");
+    let volume_id: u32 = volume_of(&fid).parse().unwrap();
+    let files = write_files(&cluster.go_volume, volume_id, 0x100, 30);
+    let moves = [(&cluster.go_volume, &cluster.kelp_volume)];
+    move_under_reads(&cluster, volume_id, &files, &moves);
+}
+
+unsafe extern "C" {
+    fn setns(fd: i32, nstype: i32) -> i32;
+}
+
+/// A network namespace with a private address on a veth interface (SeaweedFS 4.48's
+/// VolumeCopy refuses to dial a source on loopback); the calling thread, and the threads
+/// and processes it starts, live in it until drop.
+struct PrivateNetwork {
+    name: String,
+    home: std::fs::File,
+}
+
+impl PrivateNetwork {
+    const ADDRESS: &'static str = "10.231.0.1";
+
+    fn enter() -> PrivateNetwork {
+        use std::os::fd::AsRawFd;
+        let ip = |args: &[&str]| {
+            let output = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("run ip");
+            assert!(
+                output.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let home = std::fs::File::open("/proc/thread-self/ns/net").expect("own namespace");
+        let name = format!("kelpsw{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let network = PrivateNetwork { name, home };
+        let name = network.name.as_str();
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ]);
+        ip(&[
+            "-n",
+            name,
+            "addr",
+            "add",
+            &format!("{}/24", Self::ADDRESS),
+            "dev",
+            "v0",
+        ]);
+        ip(&["-n", name, "link", "set", "v0", "up"]);
+        ip(&["-n", name, "link", "set", "v1", "up"]);
+        let path = format!("/var/run/netns/{name}");
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns(2) on a namespace file held open; it changes only this thread.
+        let done = unsafe { setns(file.as_raw_fd(), 0x4000_0000) };
+        assert_eq!(done, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        network
+    }
+}
+
+impl Drop for PrivateNetwork {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns(2) back into the namespace this thread started in.
+        unsafe { setns(self.home.as_raw_fd(), 0x4000_0000) };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+// Proves a volume moves from the Go volume server to Kelp and back with `weed shell
+// volume.move` while a reader reads its files, with no failed read: on the way back the Go
+// server pulls Kelp's files (Kelp's ReadVolumeFileStatus, CopyFile, VolumeTailSender). Every
+// file reads the same on both ends. In a network namespace of its own, on a private address.
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED) and a network namespace (root, ip netns)"]
+fn netns_peer_weed_shell_moves_a_volume_to_kelp_and_back_under_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let _network = PrivateNetwork::enter();
+    let cluster = MixedCluster::start_on(root.path(), PrivateNetwork::ADDRESS, 64);
+    let fid = cluster.assign_on(&cluster.go_volume, "collection=mv");
+    let volume_id: u32 = volume_of(&fid).parse().unwrap();
+    let files = write_files(&cluster.go_volume, volume_id, 0x100, 30);
+    let moves = [
+        (&cluster.go_volume, &cluster.kelp_volume),
+        (&cluster.kelp_volume, &cluster.go_volume),
+    ];
+    move_under_reads(&cluster, volume_id, &files, &moves);
 }
 
 /// Kelp's `/status` entry of volume `volume_id` (Null when it does not hold it).
