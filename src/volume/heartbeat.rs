@@ -74,7 +74,8 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
 }
 
 /// What the masters run: as `--master-kind` says, or (auto) asked of them until one answers:
-/// a Kelp master answers `/cluster/watch` with its leader, a SeaweedFS master does not.
+/// a Kelp master answers `/cluster/watch` with its leader; a SeaweedFS master does not, and
+/// answers `/cluster/status` with `IsLeader`.
 async fn master_kind(masters: &mut Masters, flag: MasterKind) -> MasterKind {
     if flag != MasterKind::Auto {
         return flag;
@@ -82,16 +83,31 @@ async fn master_kind(masters: &mut Masters, flag: MasterKind) -> MasterKind {
     let mut backoff_ms = 0;
     loop {
         match masters.watch_leader("", 0).await {
-            Ok(LeaderWatch::Unsupported) => return MasterKind::Seaweedfs,
+            Ok(LeaderWatch::Unsupported) => return seaweedfs_or_kelp(masters).await,
             Ok(_) => return MasterKind::Kelp,
             Err(error) => {
                 backoff_ms = master_link::next_backoff_ms(backoff_ms, PULSE_SECONDS_DEFAULT * 1000);
                 tracing::warn!(
-                    "heartbeat: no master answers yet ({error}); asking again in {backoff_ms} ms"
+                    "heartbeat failed, retrying within {backoff_ms} ms: no master answers \
+                     yet to tell whether it is Kelp or SeaweedFS ({error})"
                 );
                 compio::time::sleep(Duration::from_millis(backoff_ms)).await;
             }
         }
+    }
+}
+
+/// A master without `/cluster/watch`: SeaweedFS when its `/cluster/status` is SeaweedFS's
+/// (`{"IsLeader":..,"Leader":..}`), else taken for Kelp (HTTP heartbeats, as before).
+async fn seaweedfs_or_kelp(masters: &mut Masters) -> MasterKind {
+    let Ok((_, answer)) = masters.request("GET", "/cluster/status", b"").await else {
+        return MasterKind::Kelp;
+    };
+    let status: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    if answer.status == 200 && status["IsLeader"].is_boolean() {
+        MasterKind::Seaweedfs
+    } else {
+        MasterKind::Kelp
     }
 }
 
