@@ -97,14 +97,16 @@ async fn master_kind(masters: &mut Masters, flag: MasterKind) -> MasterKind {
     }
 }
 
-/// A master without `/cluster/watch`: SeaweedFS when its `/cluster/status` is SeaweedFS's
-/// (`{"IsLeader":..,"Leader":..}`), else taken for Kelp (HTTP heartbeats, as before).
+/// A master that did not answer `/cluster/watch` (SeaweedFS, or a Kelp master that cannot
+/// yet): SeaweedFS when its `/cluster/status` is SeaweedFS's (`{"IsLeader":..,"Leader":..}`
+/// without Kelp's `Members`), else taken for Kelp (HTTP heartbeats).
 async fn seaweedfs_or_kelp(masters: &mut Masters) -> MasterKind {
     let Ok((_, answer)) = masters.request("GET", "/cluster/status", b"").await else {
         return MasterKind::Kelp;
     };
     let status: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    if answer.status == 200 && status["IsLeader"].is_boolean() {
+    // Kelp's `/cluster/status` has `IsLeader` too, with its `Members` beside it.
+    if answer.status == 200 && status["IsLeader"].is_boolean() && status.get("Members").is_none() {
         MasterKind::Seaweedfs
     } else {
         MasterKind::Kelp
