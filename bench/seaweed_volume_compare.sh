@@ -67,11 +67,11 @@ run_once() {
   "$weed" benchmark -master=127.0.0.1:$master_port -n "$n" -c "$conc" -size "$size" \
     -collection=bench -list="$dir/list.txt" >"$dir/bench.txt" 2>&1 ||
     { echo "weed benchmark on $system failed:" >&2; tail -5 "$dir/bench.txt" >&2; exit 1; }
-  awk -v system="$system" '
+  awk -v server="$system" '
     /^------------ Writing Benchmark/ { kind = "write" }
     /^------------ Randomly Reading Benchmark/ { kind = "read" }
     /Failed requests:/ { failed[kind] = $3 }
-    /Requests per second:/ { print system, kind, $4, failed[kind] }' "$dir/bench.txt"
+    /Requests per second:/ { print server, kind, $4, failed[kind] }' "$dir/bench.txt"
   stop_all
 }
 
