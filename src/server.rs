@@ -164,6 +164,8 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
         args.ip.clone(),
         "--master".into(),
         format!("{}:{}", args.ip, args.master_port),
+        "--master-kind".into(),
+        "kelp".into(),
         "--max".into(),
         args.max.to_string(),
         "--min-free-space-mb".into(),

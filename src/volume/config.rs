@@ -66,6 +66,11 @@ pub struct Args {
     /// (to kill the process in the middle of a commit).
     #[arg(long, default_value_t = 0, hide = true)]
     pub compaction_commit_delay_ms: u64,
+    /// What `--master` runs: `kelp` (heartbeats over HTTP), `seaweedfs` (SeaweedFS's
+    /// `SendHeartbeat` gRPC stream, which needs the gRPC port), or `auto`: asked of the
+    /// masters at start (a Kelp master answers `/cluster/watch`).
+    #[arg(long, value_enum, default_value_t = MasterKind::Auto)]
+    pub master_kind: MasterKind,
     /// gRPC port (SeaweedFS's volume gRPC, which its filer deletes chunks with); default
     /// --port + 10000; 0 serves no gRPC.
     #[arg(long)]
@@ -80,6 +85,14 @@ pub struct Args {
     pub white_list: String,
 }
 
+/// Which master the volume server joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MasterKind {
+    Auto,
+    Kelp,
+    Seaweedfs,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +104,7 @@ pub struct Config {
     pub rack: String,
     pub volumes_max: u32,
     pub masters: Vec<String>,
+    pub master_kind: MasterKind,
     pub cores: usize,
     pub file_bytes_max: u64,
     pub connections_max: Option<usize>,
@@ -138,6 +152,14 @@ impl Config {
                 args.port
             ));
         }
+        let grpc_port = crate::pb::grpc_port_of(args.port, args.grpc_port, "--grpc-port")?;
+        if args.master_kind == MasterKind::Seaweedfs && grpc_port == 0 {
+            return Err(
+                "--master-kind seaweedfs needs gRPC (a SeaweedFS master allocates \
+                        volumes over it): leave out --grpc-port 0"
+                    .into(),
+            );
+        }
         let public_url = args
             .public_url
             .unwrap_or_else(|| SocketAddr::new(args.ip, args.port).to_string());
@@ -150,6 +172,7 @@ impl Config {
             rack: args.rack,
             volumes_max: args.max,
             masters,
+            master_kind: args.master_kind,
             cores,
             file_bytes_max: args.file_size_limit_mb << 20,
             connections_max: args.max_connections,
@@ -162,7 +185,7 @@ impl Config {
                 args.ttl_removal_delay_max_seconds,
             ),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
-            grpc_port: crate::pb::grpc_port_of(args.port, args.grpc_port, "--grpc-port")?,
+            grpc_port,
             security,
         })
     }
@@ -210,6 +233,7 @@ impl Config {
             min_free_space_bytes: 0,
             ttl_removal_delay_max: std::time::Duration::from_secs(600),
             grpc_port: 0,
+            master_kind: MasterKind::Kelp,
             security: None,
         }
     }

@@ -243,24 +243,8 @@ pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response
         Err(message) => return Response::error(400, &message),
     };
     let (volume_id, settings) = params;
-    let volumes_now = state.registry.lock().expect("registry").volumes.len();
-    let room = super::space::volumes_max(
-        state.config.volumes_max,
-        volumes_now,
-        &mut state.store.borrow_mut(),
-        &state.config.dir,
-    );
-    if let Err(response) = reserve(&state.registry, room, volume_id, &settings) {
-        return response;
-    }
-    let created = state.store.borrow_mut().create(volume_id, &settings);
-    match created {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists { .. }) => {}
-        Err(error) => {
-            release(&state.registry, volume_id);
-            return store_error_response(&error);
-        }
+    if let Err((status, message)) = allocate(state, volume_id, &settings) {
+        return Response::error(status, &message);
     }
     // The owner core's own port (this request was handed to the owner): the master gives it
     // out for the new volume at once, instead of the shared port until the next heartbeat.
@@ -273,6 +257,46 @@ pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response
         "port": port,
     });
     Response::json(200, json.to_string())
+}
+
+/// Creates volume `volume_id` here with `settings` (this core owns it): idempotent for the
+/// same settings; else the HTTP status and the reason (409 other settings, 507 no room).
+pub fn allocate(
+    state: &CoreState,
+    volume_id: u32,
+    settings: &VolumeSettings,
+) -> Result<(), (u16, String)> {
+    claim(state, volume_id, settings)?;
+    let created = state.store.borrow_mut().create(volume_id, settings);
+    match created {
+        Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(error) => {
+            release(&state.registry, volume_id);
+            Err((error.status(), error.to_string()))
+        }
+    }
+}
+
+/// Claims a slot for volume `volume_id` in the registry (idempotent for the same settings):
+/// 409 for other settings, 507 when the server holds its most volumes.
+pub fn claim(
+    state: &CoreState,
+    volume_id: u32,
+    settings: &VolumeSettings,
+) -> Result<(), (u16, String)> {
+    let volumes_now = state.registry.lock().expect("registry").volumes.len();
+    let room = super::space::volumes_max(
+        state.config.volumes_max,
+        volumes_now,
+        &mut state.store.borrow_mut(),
+        &state.config.dir,
+    );
+    reserve(&state.registry, room, volume_id, settings)
+}
+
+/// Drop `volume_id` from the registry (its store is gone or was never made).
+pub fn unclaim(state: &CoreState, volume_id: u32) {
+    release(&state.registry, volume_id);
 }
 
 fn create_params(query_text: &str) -> Result<(u32, VolumeSettings), String> {
@@ -299,17 +323,17 @@ fn reserve(
     (volumes_max, why): (u32, String),
     volume_id: u32,
     settings: &VolumeSettings,
-) -> Result<(), Response> {
+) -> Result<(), (u16, String)> {
     let mut registry = registry.lock().expect("registry");
     if let Some(existing) = registry.volumes.get(&volume_id) {
         if existing == settings {
             return Ok(());
         }
         let message = format!("volume {volume_id} exists with other settings: {existing:?}");
-        return Err(Response::error(409, &message));
+        return Err((409, message));
     }
     if registry.volumes.len() as u64 >= u64::from(volumes_max) {
-        return Err(Response::error(507, &why));
+        return Err((507, why));
     }
     registry.volumes.insert(volume_id, settings.clone());
     Ok(())

@@ -5,6 +5,7 @@
 //! one is elected: a new leader learns the topology within milliseconds, not a pulse.
 
 use super::admin_guard::MasterAddresses;
+use super::config::MasterKind;
 use super::master_link::{self, Heartbeat, LeaderWatch, MASTER_BACKOFF_MS_MIN, Masters};
 use super::state::{CoreState, all_snapshots, broadcast_size_limit};
 use std::rc::Rc;
@@ -17,6 +18,21 @@ pub const PULSE_SECONDS_MAX: u64 = 60;
 
 pub async fn heartbeat_loop(state: Rc<CoreState>) {
     let mut masters = Masters::new(state.config.masters.clone());
+    if master_kind(&mut masters, state.config.master_kind).await == MasterKind::Seaweedfs {
+        if state.config.grpc_port == 0 {
+            // A SeaweedFS master allocates volumes over gRPC: without it this server would
+            // join and never be given a volume.
+            eprintln!(
+                "kelp volume: the masters {:?} are SeaweedFS, which needs this server's gRPC: \
+                 leave out --grpc-port 0",
+                state.config.masters
+            );
+            std::process::exit(2);
+        }
+        tracing::info!("heartbeat: the masters are SeaweedFS: heartbeating over gRPC");
+        state.seaweed_link.use_seaweedfs();
+        return;
+    }
     let mut pulse_s = PULSE_SECONDS_DEFAULT;
     let mut backoff_ms = 0;
     let mut size_limit_bytes = 0;
@@ -54,6 +70,46 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
                 wait_for_a_leader(&mut masters, backoff_ms).await;
             }
         }
+    }
+}
+
+/// What the masters run: as `--master-kind` says, or (auto) asked of them until one answers:
+/// a Kelp master answers `/cluster/watch` with its leader; a SeaweedFS master does not, and
+/// answers `/cluster/status` with `IsLeader`.
+async fn master_kind(masters: &mut Masters, flag: MasterKind) -> MasterKind {
+    if flag != MasterKind::Auto {
+        return flag;
+    }
+    let mut backoff_ms = 0;
+    loop {
+        match masters.watch_leader("", 0).await {
+            Ok(LeaderWatch::Unsupported) => return seaweedfs_or_kelp(masters).await,
+            Ok(_) => return MasterKind::Kelp,
+            Err(error) => {
+                backoff_ms = master_link::next_backoff_ms(backoff_ms, PULSE_SECONDS_DEFAULT * 1000);
+                tracing::warn!(
+                    "heartbeat failed, retrying within {backoff_ms} ms: no master answers \
+                     yet to tell whether it is Kelp or SeaweedFS ({error})"
+                );
+                compio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            }
+        }
+    }
+}
+
+/// A master that did not answer `/cluster/watch` (SeaweedFS, or a Kelp master that cannot
+/// yet): SeaweedFS when its `/cluster/status` is SeaweedFS's (`{"IsLeader":..,"Leader":..}`
+/// without Kelp's `Members`), else taken for Kelp (HTTP heartbeats).
+async fn seaweedfs_or_kelp(masters: &mut Masters) -> MasterKind {
+    let Ok((_, answer)) = masters.request("GET", "/cluster/status", b"").await else {
+        return MasterKind::Kelp;
+    };
+    let status: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    // Kelp's `/cluster/status` has `IsLeader` too, with its `Members` beside it.
+    if answer.status == 200 && status["IsLeader"].is_boolean() && status.get("Members").is_none() {
+        MasterKind::Seaweedfs
+    } else {
+        MasterKind::Kelp
     }
 }
 

@@ -73,8 +73,9 @@ pub fn run(args: Args) -> CliResult {
     let listeners = bind_listeners(&config)?;
     let grpc_listener = grpc::bind(&config)?;
     let (grpc_senders, grpc_inboxes) = grpc::inbox::inboxes(config.cores);
+    let seaweed_link = Arc::new(grpc::seaweed_master::MasterLink::default());
     if let Some(listener) = grpc_listener {
-        grpc::start(config.clone(), listener, grpc_senders)?;
+        grpc::start(config.clone(), listener, grpc_senders, seaweed_link.clone())?;
     }
     let per_core = core_starts(&config, stores, listeners, grpc_inboxes);
     let limits = http_limits(&config);
@@ -98,6 +99,7 @@ pub fn run(args: Args) -> CliResult {
             mesh,
             store,
             compaction_slot: compaction_slot.clone(),
+            seaweed_link: seaweed_link.clone(),
         }));
         let driver = context.driver.name();
         serve_core(

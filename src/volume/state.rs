@@ -64,6 +64,8 @@ pub struct CoreState {
     /// This core's compactions, and the server's one-at-a-time slot.
     pub(super) compactions: RefCell<Compactions>,
     pub(super) compaction_slot: Arc<CompactionSlot>,
+    /// Starts the gRPC thread's heartbeat when the master is SeaweedFS.
+    pub(super) seaweed_link: Arc<super::grpc::seaweed_master::MasterLink>,
 }
 
 /// What a core is made of when it starts; the rest of its state starts empty.
@@ -75,6 +77,7 @@ pub struct CoreParts {
     pub mesh: MeshEndpoint<CoreMessage>,
     pub store: CoreStore,
     pub compaction_slot: Arc<CompactionSlot>,
+    pub seaweed_link: Arc<super::grpc::seaweed_master::MasterLink>,
 }
 
 impl CoreState {
@@ -98,6 +101,7 @@ impl CoreState {
             peers: Default::default(),
             compactions: Default::default(),
             compaction_slot: parts.compaction_slot,
+            seaweed_link: parts.seaweed_link,
         }
     }
 
@@ -152,6 +156,7 @@ pub fn snapshot(state: &CoreState) -> CoreSnapshot {
     metrics
         .handoff_queue_depth
         .insert(state.core_index, state.handoffs_in_flight.get() as u64);
+    state.store.borrow_mut().refresh_free_space();
     let store = state.store.borrow();
     let port = shard::core_port(state.config.port, state.core_index);
     let volumes = store.reports(port, super::handlers::now_unix_ns());

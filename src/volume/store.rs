@@ -320,6 +320,25 @@ impl CoreStore {
         needle: &Needle<'_>,
         now_ns: u64,
     ) -> Result<Planned, StoreError> {
+        let local = self.get_mut(fid.volume_id)?;
+        let superblock = local.volume.core().config().superblock;
+        let needle = Needle {
+            ttl: needle
+                .ttl
+                .or((!superblock.ttl.is_empty()).then_some(superblock.ttl)),
+            ..needle.clone()
+        };
+        self.plan_needle(fid, &needle, now_ns)
+    }
+
+    /// Reserves the `.dat` region for `needle` in `fid`'s volume: refused when the volume is
+    /// full or the disk's reserve would be eaten into.
+    fn plan_needle(
+        &mut self,
+        fid: FileId,
+        needle: &Needle<'_>,
+        now_ns: u64,
+    ) -> Result<Planned, StoreError> {
         let size_limit_bytes = self.size_limit_bytes;
         let local = self.get_mut(fid.volume_id)?;
         let dat_bytes = local.volume.core().dat_bytes();
@@ -331,13 +350,6 @@ impl CoreStore {
                 limit_bytes: size_limit_bytes,
             });
         }
-        let superblock = local.volume.core().config().superblock;
-        let needle = Needle {
-            ttl: needle
-                .ttl
-                .or((!superblock.ttl.is_empty()).then_some(superblock.ttl)),
-            ..needle.clone()
-        };
         let record_bytes = needle
             .record_bytes(local.volume.core().version())
             .map_err(|error| bad_upload(fid, error.to_string()))?;
@@ -351,12 +363,17 @@ impl CoreStore {
         let plan = local
             .volume
             .core_mut()
-            .plan_write(&needle, now_ns)
+            .plan_write(needle, now_ns)
             .map_err(|error| append_error(fid, error))?;
         // The free space taken above is what the append writes.
         assert_eq!(plan.record.len() as u64, record_bytes);
         assert_eq!(plan.key, fid.key);
         Ok(planned_on(local, plan))
+    }
+
+    /// The needle version of `volume_id`'s records.
+    pub fn version_of(&self, volume_id: u32) -> Result<needle::Version, StoreError> {
+        Ok(self.get(volume_id)?.volume.core().version())
     }
 
     /// The `.dat` write of `append` finished with `result`: make the key readable and
@@ -455,6 +472,27 @@ impl CoreStore {
         };
         let volume = FileVolume::create(&self.dir, config).map_err(failed)?;
         self.insert(volume, settings.collection.clone(), 0)
+    }
+
+    /// Serves `volume` (opened from files copied here) from now on; `newest_write_ns` is a
+    /// TTL volume's clock (see `expiry`).
+    pub fn mount(
+        &mut self,
+        volume: FileVolume,
+        collection: String,
+        newest_write_ns: u64,
+    ) -> Result<(), StoreError> {
+        let volume_id = volume.id();
+        if self.volumes.contains_key(&volume_id) {
+            return Err(StoreError::AlreadyExists { volume_id });
+        }
+        self.insert(volume, collection, newest_write_ns)
+    }
+
+    /// The files and state of `volume_id`, for a copy of it: (paths, collection).
+    pub fn files_of(&self, volume_id: u32) -> Result<(&FileVolume, &str), StoreError> {
+        let local = self.get(volume_id)?;
+        Ok((&local.volume, &local.collection))
     }
 
     fn insert(
@@ -564,6 +602,19 @@ impl CoreStore {
             newest_write_ns: local.newest_write_ns,
         };
         Retired(std::mem::replace(local, new))
+    }
+
+    /// Marks `volume_id` read-only by an operator, or clears that mark (other reasons to
+    /// refuse writes stay); the volume's read-only state after the call.
+    pub fn mark_read_only(&mut self, volume_id: u32, read_only: bool) -> Result<bool, StoreError> {
+        let local = self.get_mut(volume_id)?;
+        local.volume.core_mut().set_read_only(read_only);
+        Ok(local.volume.core().read_only().is_some())
+    }
+
+    /// The report of `volume_id` (as the heartbeat sends it).
+    pub fn report_of(&self, volume_id: u32, port: u16) -> Result<VolumeReport, StoreError> {
+        Ok(self.report(self.get(volume_id)?, port))
     }
 
     /// Refuses appends to `volume_id` from now on (until it is replaced), and says where its
@@ -706,6 +757,24 @@ pub async fn write(
     let crc = planned.plan.checksum;
     append(store, fid, planned).await?;
     Ok(Written { crc, copies })
+}
+
+/// Appends `needle` (a record copied from another server: a replica's repair, a volume's
+/// tail) to `volume_id` as it is, whatever cookie the key had: the copy is the authority.
+pub async fn write_needle(
+    store: &RefCell<CoreStore>,
+    volume_id: u32,
+    needle: &Needle<'_>,
+    now_ns: u64,
+) -> Result<(), StoreError> {
+    wait_for_appends(store, volume_id).await?;
+    let fid = FileId {
+        volume_id,
+        key: needle.key,
+        cookie: needle.cookie,
+    };
+    let planned = store.borrow_mut().plan_needle(fid, needle, now_ns)?;
+    append(store, fid, planned).await
 }
 
 /// Deletes `fid`: the cookie checked against the record's header, then the delete marker and

@@ -41,6 +41,21 @@ fn location(place: &TopologyLocation) -> Location {
 
 #[tonic::async_trait]
 impl Seaweed for MasterService {
+    type SendHeartbeatStream =
+        Pin<Box<dyn Stream<Item = Result<HeartbeatResponse, Status>> + Send>>;
+
+    /// Kelp's volume servers heartbeat to a Kelp master over HTTP (`POST /heartbeat`, with
+    /// `/cluster/watch` to follow the leader); a SeaweedFS volume server is told so.
+    async fn send_heartbeat(
+        &self,
+        _request: Request<Streaming<Heartbeat>>,
+    ) -> GrpcResult<Self::SendHeartbeatStream> {
+        Err(Status::unimplemented(
+            "a Kelp master takes volume server heartbeats over HTTP (POST /heartbeat); \
+             run Kelp volume servers against it",
+        ))
+    }
+
     type KeepConnectedStream = keep_connected::Outbound;
 
     async fn keep_connected(

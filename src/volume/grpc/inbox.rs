@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::super::handlers::now_unix_ns;
 use super::super::limits::GRPC_CALLS_PER_CORE_MAX;
-use super::super::state::CoreState;
+use super::super::state::{CoreSnapshot, CoreState};
 use super::super::store::{self, StoreError};
 
 /// A call for the core that owns the volume it names.
@@ -21,6 +21,23 @@ pub enum CoreCall {
         check_cookie: bool,
         reply: oneshot::Sender<DeleteOutcome>,
     },
+    /// Report this core's volumes and metrics (the heartbeat to a SeaweedFS master).
+    Report { reply: oneshot::Sender<CoreReport> },
+    /// The master's volume size limit (from a SeaweedFS master's heartbeat answer).
+    SizeLimit { bytes: u64 },
+    /// An administrative call on one volume this core owns (`volume_admin`).
+    Admin {
+        volume_id: u32,
+        call: super::volume_admin::AdminCall,
+        reply: oneshot::Sender<super::volume_admin::AdminAnswer>,
+    },
+}
+
+/// What one core reports for a heartbeat: its volumes, and how many volumes the server may
+/// hold (every core computes it the same way; the first core's is used).
+pub struct CoreReport {
+    pub snapshot: CoreSnapshot,
+    pub volumes_max: u32,
 }
 
 /// What a delete did, in SeaweedFS's `DeleteResult` terms: an HTTP status (202 deleted, 404
@@ -45,8 +62,9 @@ pub fn inboxes(cores: usize) -> (Vec<Sender>, Vec<Receiver>) {
         .unzip()
 }
 
-/// Serve this core's inbox until the gRPC thread is gone. One call at a time: a delete is a
-/// small append, and the inbox bounds what waits.
+/// Serve this core's inbox until the gRPC thread is gone. One delete at a time (a small
+/// append; the inbox bounds what waits); an administrative call runs as a task of its own,
+/// each awaited by one gRPC call (so they are as many as the gRPC calls in flight).
 pub async fn serve_calls(state: Rc<CoreState>, mut inbox: Receiver) {
     while let Some(call) = inbox.recv().await {
         match call {
@@ -58,7 +76,42 @@ pub async fn serve_calls(state: Rc<CoreState>, mut inbox: Receiver) {
                 let outcome = delete(&state, fid, check_cookie).await;
                 let _ = reply.send(outcome); // the caller may have gone: nothing to do
             }
+            CoreCall::Report { reply } => {
+                let _ = reply.send(report(&state));
+            }
+            CoreCall::SizeLimit { bytes } => state.store.borrow_mut().set_size_limit(bytes),
+            CoreCall::Admin {
+                volume_id,
+                call,
+                reply,
+            } => {
+                // Its own task: a commit or a record's append waits on I/O, and the calls
+                // behind it need not.
+                let state = state.clone();
+                compio::runtime::spawn(async move {
+                    let answer = super::volume_admin::serve(&state, volume_id, call).await;
+                    let _ = reply.send(answer); // the caller may have gone: nothing to do
+                })
+                .detach();
+            }
         }
+    }
+}
+
+fn report(state: &CoreState) -> CoreReport {
+    // Measured every heartbeat: a volume reports read-only when its disk is nearly full.
+    state.store.borrow_mut().measure_free_space();
+    let snapshot = super::super::state::snapshot(state);
+    let volumes_now = state.registry.lock().expect("registry").volumes.len();
+    let (volumes_max, _) = super::super::space::volumes_max(
+        state.config.volumes_max,
+        volumes_now,
+        &mut state.store.borrow_mut(),
+        &state.config.dir,
+    );
+    CoreReport {
+        snapshot,
+        volumes_max,
     }
 }
 

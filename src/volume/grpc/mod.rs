@@ -8,7 +8,13 @@
 //! ([`inbox`]) and served there, one volume touched by one thread only.
 
 pub mod inbox;
+pub mod needle_blob;
+pub mod seaweed_master;
 pub mod service;
+pub mod volume_admin;
+pub mod volume_copy;
+pub mod volume_tail;
+pub mod volume_vacuum;
 
 use std::sync::Arc;
 
@@ -37,12 +43,13 @@ pub fn start(
     config: Arc<Config>,
     listener: std::net::TcpListener,
     cores: Vec<inbox::Sender>,
+    link: Arc<seaweed_master::MasterLink>,
 ) -> Result<(), String> {
     assert_eq!(cores.len(), config.cores);
     let thread = std::thread::Builder::new().name("kelp-volume-grpc".into());
     thread
         .spawn(move || {
-            let failure = match serve(config, listener, cores) {
+            let failure = match serve(config, listener, cores, link) {
                 Ok(()) => "the gRPC server stopped".to_string(),
                 Err(error) => error,
             };
@@ -57,6 +64,7 @@ fn serve(
     config: Arc<Config>,
     listener: std::net::TcpListener,
     cores: Vec<inbox::Sender>,
+    link: Arc<seaweed_master::MasterLink>,
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -73,7 +81,15 @@ fn serve(
             connections_max: GRPC_CONNECTIONS_MAX,
             streams_per_connection_max: GRPC_STREAMS_PER_CONNECTION_MAX,
         };
-        let service = VolumeServerServer::new(service::VolumeService { config, cores });
+        let heartbeat = seaweed_master::run(config.clone(), cores.clone(), link.clone());
+        tokio::spawn(heartbeat);
+        let service = VolumeServerServer::new(service::VolumeService {
+            config,
+            cores,
+            link,
+        })
+        .max_decoding_message_size(volume_copy::PEER_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(volume_copy::PEER_MESSAGE_BYTES_MAX);
         grpc_listener::server_builder(limits)
             .add_service(service)
             .serve_with_incoming(grpc_listener::incoming(listener, limits.connections_max))

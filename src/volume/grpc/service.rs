@@ -2,21 +2,26 @@
 
 use std::sync::Arc;
 
-use kelp_engine::format::FileId;
+use kelp_engine::format::{FileId, ReplicaPlacement, Ttl, check_collection};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 use super::super::config::Config;
 use super::super::limits::GRPC_BATCH_DELETE_FILES_MAX;
+use super::super::registry::VolumeSettings;
 use super::super::shard;
 use super::inbox::{CoreCall, DeleteOutcome, Sender};
+use super::seaweed_master::MasterLink;
+use super::volume_admin::{AdminCall, AdminDone};
 use crate::pb::volume_server_pb::volume_server_server::VolumeServer;
 use crate::pb::volume_server_pb::*;
 
+#[derive(Clone)]
 pub struct VolumeService {
     pub config: Arc<Config>,
     /// One per core.
     pub cores: Vec<Sender>,
+    pub link: Arc<MasterLink>,
 }
 
 type GrpcResult<T> = Result<Response<T>, Status>;
@@ -87,6 +92,190 @@ impl VolumeServer for VolumeService {
         }))
     }
 
+    async fn allocate_volume(
+        &self,
+        request: Request<AllocateVolumeRequest>,
+    ) -> GrpcResult<AllocateVolumeResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let request = request.into_inner();
+        let settings = allocate_settings(&request)?;
+        self.admin(request.volume_id, AdminCall::Allocate(settings))
+            .await?;
+        self.link.volumes_changed();
+        Ok(Response::new(AllocateVolumeResponse {}))
+    }
+
+    async fn volume_delete(
+        &self,
+        request: Request<VolumeDeleteRequest>,
+    ) -> GrpcResult<VolumeDeleteResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let request = request.into_inner();
+        let call = AdminCall::Delete {
+            only_empty: request.only_empty,
+        };
+        self.admin(request.volume_id, call).await?;
+        self.link.volumes_changed();
+        Ok(Response::new(VolumeDeleteResponse {}))
+    }
+
+    async fn volume_mark_readonly(
+        &self,
+        request: Request<VolumeMarkReadonlyRequest>,
+    ) -> GrpcResult<VolumeMarkReadonlyResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let volume_id = request.into_inner().volume_id;
+        self.admin(volume_id, AdminCall::MarkReadOnly(true)).await?;
+        self.link.volumes_changed();
+        Ok(Response::new(VolumeMarkReadonlyResponse {}))
+    }
+
+    async fn volume_mark_writable(
+        &self,
+        request: Request<VolumeMarkWritableRequest>,
+    ) -> GrpcResult<VolumeMarkWritableResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let volume_id = request.into_inner().volume_id;
+        self.admin(volume_id, AdminCall::MarkReadOnly(false))
+            .await?;
+        self.link.volumes_changed();
+        Ok(Response::new(VolumeMarkWritableResponse {}))
+    }
+
+    async fn volume_status(
+        &self,
+        request: Request<VolumeStatusRequest>,
+    ) -> GrpcResult<VolumeStatusResponse> {
+        let volume_id = request.into_inner().volume_id;
+        match self.admin(volume_id, AdminCall::Status).await? {
+            AdminDone::Status(volume) => Ok(Response::new(VolumeStatusResponse {
+                is_read_only: volume.read_only,
+                volume_size: volume.dat_bytes,
+                file_count: volume.file_count,
+                file_deleted_count: volume.delete_count,
+            })),
+            other => Err(Status::internal(format!("VolumeStatus answered {other:?}"))),
+        }
+    }
+
+    async fn read_volume_file_status(
+        &self,
+        request: Request<ReadVolumeFileStatusRequest>,
+    ) -> GrpcResult<ReadVolumeFileStatusResponse> {
+        let volume_id = request.into_inner().volume_id;
+        Ok(Response::new(self.file_status(volume_id).await?))
+    }
+
+    type CopyFileStream = super::volume_copy::CopyFileStream;
+
+    async fn copy_file(
+        &self,
+        request: Request<CopyFileRequest>,
+    ) -> GrpcResult<Self::CopyFileStream> {
+        let stream = VolumeService::copy_file(self, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    type VolumeCopyStream = super::volume_copy::VolumeCopyStream;
+
+    async fn volume_copy(
+        &self,
+        request: Request<VolumeCopyRequest>,
+    ) -> GrpcResult<Self::VolumeCopyStream> {
+        self.check_allowed(&request, "volume administration calls")?;
+        Ok(Response::new(VolumeService::volume_copy(
+            self,
+            request.into_inner(),
+        )))
+    }
+
+    type VolumeTailSenderStream = super::volume_tail::TailStream;
+
+    async fn volume_tail_sender(
+        &self,
+        request: Request<VolumeTailSenderRequest>,
+    ) -> GrpcResult<Self::VolumeTailSenderStream> {
+        Ok(Response::new(self.tail_sender(request.into_inner()).await?))
+    }
+
+    async fn volume_tail_receiver(
+        &self,
+        request: Request<VolumeTailReceiverRequest>,
+    ) -> GrpcResult<VolumeTailReceiverResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        self.tail_receiver(request.into_inner()).await?;
+        Ok(Response::new(VolumeTailReceiverResponse {}))
+    }
+
+    async fn vacuum_volume_check(
+        &self,
+        request: Request<VacuumVolumeCheckRequest>,
+    ) -> GrpcResult<VacuumVolumeCheckResponse> {
+        let garbage_ratio = self.vacuum_garbage(request.into_inner().volume_id).await?;
+        Ok(Response::new(VacuumVolumeCheckResponse { garbage_ratio }))
+    }
+
+    type VacuumVolumeCompactStream = super::volume_vacuum::CompactStream;
+
+    async fn vacuum_volume_compact(
+        &self,
+        request: Request<VacuumVolumeCompactRequest>,
+    ) -> GrpcResult<Self::VacuumVolumeCompactStream> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let volume_id = request.into_inner().volume_id;
+        Ok(Response::new(self.vacuum_compact(volume_id).await?))
+    }
+
+    async fn vacuum_volume_commit(
+        &self,
+        request: Request<VacuumVolumeCommitRequest>,
+    ) -> GrpcResult<VacuumVolumeCommitResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let volume_id = request.into_inner().volume_id;
+        let (is_read_only, volume_size) = self.vacuum_commit(volume_id).await?;
+        self.link.volumes_changed();
+        Ok(Response::new(VacuumVolumeCommitResponse {
+            is_read_only,
+            volume_size,
+        }))
+    }
+
+    async fn vacuum_volume_cleanup(
+        &self,
+        request: Request<VacuumVolumeCleanupRequest>,
+    ) -> GrpcResult<VacuumVolumeCleanupResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        self.vacuum_cleanup(request.into_inner().volume_id).await?;
+        Ok(Response::new(VacuumVolumeCleanupResponse {}))
+    }
+
+    async fn read_needle_blob(
+        &self,
+        request: Request<ReadNeedleBlobRequest>,
+    ) -> GrpcResult<ReadNeedleBlobResponse> {
+        let request = request.into_inner();
+        let needle_blob =
+            VolumeService::read_needle_blob(self, request.volume_id, request.offset, request.size)
+                .await?;
+        Ok(Response::new(ReadNeedleBlobResponse { needle_blob }))
+    }
+
+    async fn write_needle_blob(
+        &self,
+        request: Request<WriteNeedleBlobRequest>,
+    ) -> GrpcResult<WriteNeedleBlobResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let request = request.into_inner();
+        VolumeService::write_needle_blob(
+            self,
+            request.volume_id,
+            request.needle_id,
+            request.needle_blob,
+        )
+        .await?;
+        Ok(Response::new(WriteNeedleBlobResponse {}))
+    }
+
     async fn ping(&self, _request: Request<PingRequest>) -> GrpcResult<PingResponse> {
         let now = crate::pb::unix_now_ns();
         Ok(Response::new(PingResponse {
@@ -98,6 +287,37 @@ impl VolumeServer for VolumeService {
 }
 
 impl VolumeService {
+    /// The allow-list (`--white-list`, `[guard] white_list`) holds for calls that change
+    /// volumes, as for HTTP's writes and deletes.
+    fn check_allowed<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
+        let Some(security) = self.config.security.as_deref() else {
+            return Ok(());
+        };
+        let peer = request.remote_addr().map(|address| address.ip());
+        security
+            .white_list
+            .check(peer, what)
+            .map_err(Status::permission_denied)
+    }
+
+    /// Serve `call` on `volume_id` on the core that owns it.
+    pub async fn admin(&self, volume_id: u32, call: AdminCall) -> Result<AdminDone, Status> {
+        let owner = shard::owner_core(volume_id, self.cores.len());
+        let (reply, answer) = oneshot::channel();
+        let call = CoreCall::Admin {
+            volume_id,
+            call,
+            reply,
+        };
+        self.cores[owner]
+            .send(call)
+            .await
+            .map_err(|_| Status::unavailable(format!("core {owner} is stopping")))?;
+        answer
+            .await
+            .map_err(|_| Status::internal(format!("core {owner} dropped the call")))?
+    }
+
     /// Hand the delete of `file_id` to the core that owns its volume (waiting for room in
     /// that core's inbox); the answer to await, or the outcome when it never got there.
     async fn queue_delete(
@@ -126,6 +346,30 @@ impl VolumeService {
             }),
         }
     }
+}
+
+/// The settings AllocateVolume asks for, checked as the HTTP create checks them.
+fn allocate_settings(request: &AllocateVolumeRequest) -> Result<VolumeSettings, Status> {
+    let volume_id = request.volume_id;
+    let bad = |what: &str, error: String| {
+        Status::invalid_argument(format!("AllocateVolume {volume_id}: {what}: {error}"))
+    };
+    let replication = ReplicaPlacement::parse(&request.replication)
+        .map_err(|e| bad("replication", e.to_string()))?;
+    let ttl = Ttl::parse(&request.ttl).map_err(|e| bad("ttl", e.to_string()))?;
+    check_collection(&request.collection).map_err(|e| bad("collection", e.to_string()))?;
+    if !matches!(request.disk_type.as_str(), "" | "hdd") {
+        let error = format!(
+            "{:?}: this server holds hdd volumes only",
+            request.disk_type
+        );
+        return Err(bad("disk type", error));
+    }
+    Ok(VolumeSettings {
+        collection: request.collection.clone(),
+        replication,
+        ttl,
+    })
 }
 
 /// Size and free space of the file system holding `dir` (`statvfs`).

@@ -21,6 +21,7 @@ fn core_state(dir: &std::path::Path, handoffs_max: usize) -> Rc<CoreState> {
         mesh,
         store,
         compaction_slot: Arc::new(CompactionSlot::start().unwrap()),
+        seaweed_link: Default::default(),
     });
     state.set_handoffs_max(handoffs_max);
     Rc::new(state)

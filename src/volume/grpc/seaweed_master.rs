@@ -1,0 +1,234 @@
+//! Joining a SeaweedFS master: the `SendHeartbeat` stream a Go volume server keeps open to
+//! the leader. It runs on the gRPC thread (tokio); the volumes it reports are asked of the
+//! cores through their inboxes, so no core waits on the master.
+//!
+//! A heartbeat carries who this server is (ip, port, public url, gRPC port, data center,
+//! rack, volume slots, largest file key) and the full list of its volumes, every pulse and
+//! at once after a volume was created, deleted or marked. The master's answers give the
+//! volume size limit (passed to every core) and, from a follower, the leader to move to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use super::super::config::Config;
+use super::super::heartbeat::PULSE_SECONDS_DEFAULT;
+use super::super::master_link::{
+    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_TIMEOUT_MS, VolumeReport, next_backoff_ms,
+};
+use super::inbox::{CoreCall, CoreReport, Sender};
+use crate::master::grpc::topology_info::ttl_number;
+use crate::pb::master_pb::seaweed_client::SeaweedClient;
+use crate::pb::master_pb::{Heartbeat, HeartbeatResponse, VolumeInformationMessage};
+use crate::pb::{grpc_address, http_address};
+
+/// Heartbeats waiting to go out on the stream (one is built per pulse or change).
+pub const HEARTBEATS_QUEUED_MAX: usize = 2;
+/// SeaweedFS's name of the default disk type (hard drives) in heartbeats.
+const HARD_DRIVE: &str = "";
+
+/// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
+/// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
+#[derive(Default)]
+pub struct MasterLink {
+    start: Notify,
+    beat_now: Notify,
+}
+
+impl MasterLink {
+    /// The masters are SeaweedFS: start the `SendHeartbeat` stream.
+    pub fn use_seaweedfs(&self) {
+        self.start.notify_one();
+    }
+
+    /// A volume was created, deleted or marked: heartbeat now rather than at the pulse.
+    pub fn volumes_changed(&self) {
+        self.beat_now.notify_one();
+    }
+}
+
+/// Heartbeat to the SeaweedFS masters for as long as the process runs, once core 0 found
+/// they are SeaweedFS. A master that fails is followed by the next after a backoff; a
+/// follower's leader is followed at once.
+pub async fn run(config: Arc<Config>, cores: Vec<Sender>, link: Arc<MasterLink>) {
+    link.start.notified().await;
+    let pulse_ms = PULSE_SECONDS_DEFAULT * 1000;
+    let mut next_master = 0;
+    let mut leader: Option<String> = None;
+    let mut backoff_ms = 0;
+    loop {
+        let master = leader.take().unwrap_or_else(|| {
+            let master = config.masters[next_master % config.masters.len()].clone();
+            next_master += 1;
+            master
+        });
+        match beat_to(&config, &cores, &link, &master).await {
+            Ok(new_leader) => {
+                tracing::info!("heartbeat: master {master} names {new_leader} the leader");
+                leader = Some(new_leader);
+                backoff_ms = 0;
+                // Never a tight loop between masters that name each other.
+                tokio::time::sleep(Duration::from_millis(MASTER_BACKOFF_MS_MIN)).await;
+            }
+            Err(error) => {
+                backoff_ms = next_backoff_ms(backoff_ms, pulse_ms);
+                tracing::warn!(
+                    "heartbeat to SeaweedFS master {master}: {error}; next try in {backoff_ms} ms"
+                );
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            }
+        }
+    }
+}
+
+/// One `SendHeartbeat` stream to `master`, kept until it fails (Err) or the master names
+/// another leader (Ok, its address).
+async fn beat_to(
+    config: &Config,
+    cores: &[Sender],
+    link: &MasterLink,
+    master: &str,
+) -> Result<String, String> {
+    let address = grpc_address(master)?;
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| format!("gRPC address {address}: {e}"))?
+        .connect_timeout(Duration::from_millis(MASTER_CONNECT_TIMEOUT_MS))
+        .http2_keep_alive_interval(Duration::from_millis(
+            crate::grpc_listener::KEEPALIVE_INTERVAL_MS,
+        ))
+        .keep_alive_timeout(Duration::from_millis(
+            crate::grpc_listener::KEEPALIVE_TIMEOUT_MS,
+        ))
+        .connect()
+        .await
+        .map_err(|e| format!("connect to {address}: {e}"))?;
+    let (outbound, queued) = mpsc::channel(HEARTBEATS_QUEUED_MAX);
+    let first = build(config, cores).await?;
+    outbound
+        .send(first)
+        .await
+        .map_err(|_| "the heartbeat stream closed".to_string())?;
+    let mut answers = SeaweedClient::new(channel)
+        .send_heartbeat(ReceiverStream::new(queued))
+        .await
+        .map_err(|status| format!("SendHeartbeat: {}", status.message()))?
+        .into_inner();
+    tracing::info!("heartbeat: joined SeaweedFS master {master}");
+    let mut pulse = tokio::time::interval(Duration::from_secs(PULSE_SECONDS_DEFAULT));
+    pulse.tick().await; // the first tick is now: the first heartbeat went out above
+    loop {
+        tokio::select! {
+            answer = answers.message() => match answer {
+                Ok(Some(answer)) => {
+                    if let Some(leader) = follow(cores, master, answer).await? {
+                        return Ok(leader);
+                    }
+                }
+                Ok(None) => return Err("the master closed the heartbeat stream".into()),
+                Err(status) => return Err(format!("heartbeat stream: {}", status.message())),
+            },
+            _ = pulse.tick() => send(&outbound, build(config, cores).await?).await?,
+            _ = link.beat_now.notified() => send(&outbound, build(config, cores).await?).await?,
+        }
+    }
+}
+
+async fn send(outbound: &mpsc::Sender<Heartbeat>, heartbeat: Heartbeat) -> Result<(), String> {
+    outbound
+        .send(heartbeat)
+        .await
+        .map_err(|_| "the heartbeat stream closed".to_string())
+}
+
+/// Apply a master's answer: the size limit goes to every core; a leader other than `master`
+/// is returned, to be followed.
+async fn follow(
+    cores: &[Sender],
+    master: &str,
+    answer: HeartbeatResponse,
+) -> Result<Option<String>, String> {
+    if !answer.duplicated_uuids.is_empty() {
+        return Err(format!(
+            "the master already has this server's directories {:?} from another server",
+            answer.duplicated_uuids
+        ));
+    }
+    if answer.volume_size_limit > 0 {
+        for core in cores {
+            let call = CoreCall::SizeLimit {
+                bytes: answer.volume_size_limit,
+            };
+            core.send(call)
+                .await
+                .map_err(|_| "a core is stopping".to_string())?;
+        }
+    }
+    let leader = answer.leader;
+    if !leader.is_empty() && http_address(&leader) != http_address(master) {
+        return Ok(Some(http_address(&leader).to_string()));
+    }
+    Ok(None)
+}
+
+/// The heartbeat now: every core's volumes (asked side by side), in full.
+async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
+    let mut pending = Vec::with_capacity(cores.len());
+    for core in cores {
+        let (reply, answer) = oneshot::channel();
+        core.send(CoreCall::Report { reply })
+            .await
+            .map_err(|_| "a core is stopping".to_string())?;
+        pending.push(answer);
+    }
+    let mut reports: Vec<CoreReport> = Vec::with_capacity(cores.len());
+    for answer in pending {
+        reports.push(answer.await.map_err(|_| "a core dropped its report")?);
+    }
+    let volumes_max = reports.first().map_or(0, |r| r.volumes_max);
+    let max_file_key = reports
+        .iter()
+        .map(|r| r.snapshot.max_file_key)
+        .max()
+        .unwrap_or(0);
+    let mut volumes: Vec<VolumeInformationMessage> = reports
+        .iter()
+        .flat_map(|r| r.snapshot.volumes.iter().map(volume_message))
+        .collect();
+    volumes.sort_by_key(|v| v.id);
+    Ok(Heartbeat {
+        ip: config.ip.to_string(),
+        port: u32::from(config.port),
+        public_url: config.public_url.clone(),
+        max_volume_counts: HashMap::from([(HARD_DRIVE.to_string(), volumes_max)]),
+        max_file_key,
+        data_center: config.data_center.clone(),
+        rack: config.rack.clone(),
+        has_no_volumes: volumes.is_empty(),
+        volumes,
+        grpc_port: u32::from(config.grpc_port),
+        ..Heartbeat::default()
+    })
+}
+
+/// A volume as a Go volume server reports it.
+pub fn volume_message(volume: &VolumeReport) -> VolumeInformationMessage {
+    VolumeInformationMessage {
+        id: volume.id,
+        size: volume.size,
+        collection: volume.collection.clone(),
+        file_count: volume.file_count,
+        delete_count: volume.delete_count,
+        deleted_byte_count: volume.deleted_byte_count,
+        read_only: volume.read_only,
+        replica_placement: u32::from(volume.replica_placement.to_byte()),
+        version: kelp_engine::format::needle::Version::V3 as u32,
+        ttl: ttl_number(volume.ttl),
+        compact_revision: u32::from(volume.compact_revision),
+        modified_at_second: 0,
+        disk_type: HARD_DRIVE.into(),
+    }
+}
