@@ -134,6 +134,10 @@ rm -rf "$DIR" "$DIR.samples"
 # Per-volume overhead.
 : >"$WORK/overhead"
 for count in $OVERHEAD_VOLUMES; do
+  if (( 3 * count + 1024 > $(ulimit -n) )); then
+    echo "skipping $count volumes: they need $(( 3 * count + 1024 )) descriptors, the open-file limit is $(ulimit -n)" >&2
+    continue
+  fi
   dir=$WORK/volumes-$count
   generate "$dir" "$count" 1
   read -r ms rss < <(measure "$dir" "$dir.samples" "$count")
