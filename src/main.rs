@@ -3,6 +3,7 @@
 
 mod config_file;
 mod filer;
+mod generate_volumes;
 mod grpc_listener;
 mod master;
 mod pb;
@@ -72,6 +73,8 @@ enum Command {
     /// Compact a volume no server has open: copy its live needles into new files, dropping
     /// deleted, overwritten and expired ones (like `weed compact`, but the swap is done too).
     Compact(tools::CompactArgs),
+    /// Write synthetic volumes (small needles, checkable bytes) for scale benchmarks.
+    GenerateVolumes(generate_volumes::Args),
     /// Print a commented configuration file: `kelp scaffold --config master > master.toml`.
     Scaffold(ScaffoldArgs),
 }
@@ -141,6 +144,7 @@ fn main() {
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),
         Command::Compact(args) => ("compact", tools::compact(args)),
+        Command::GenerateVolumes(args) => ("generate-volumes", generate_volumes::run(args)),
         Command::Scaffold(args) => ("scaffold", scaffold(args)),
     };
     if let Err(error) = result {

@@ -31,6 +31,12 @@ pub const NEEDLE_READ_WHOLE_BYTES_MAX: u64 = 1 << 20;
 /// Bytes read per step when scanning a `.dat` during recovery, export and fix.
 pub const SCAN_CHUNK_BYTES_MAX: usize = 4 << 20;
 
+/// Largest needle data `kelp generate-volumes` writes: its volumes are for scale tests,
+/// where the needle count matters and the data only has to be checkable.
+pub const GENERATED_DATA_BYTES_MAX: usize = 1 << 20;
+/// Write buffer of each of a generated volume's `.dat` and `.idx`.
+pub const GENERATED_WRITE_BUFFER_BYTES: usize = 4 << 20;
+
 /// Needles one compaction step copies at most (a copy or a replay step), so a step is short
 /// enough to run between the requests of an event loop's volume.
 pub const COMPACT_STEP_NEEDLES_MAX: usize = 4096;

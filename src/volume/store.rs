@@ -890,15 +890,59 @@ fn append_error(fid: FileId, error: AppendError) -> StoreError {
     }
 }
 
-/// Open every volume in `config.dir` (recovery runs in the engine), each into the store of
-/// the core that owns it.
+/// Opens every volume in `config.dir`, each in the store of the core that owns it. Each
+/// core's volumes are opened (their `.idx` read and their needle map built) on a thread of
+/// their own, so start-up takes about the time of the largest core share rather than the
+/// sum.
 pub fn open_dir(config: &Config) -> Result<Vec<CoreStore>, String> {
-    let mut stores: Vec<CoreStore> = (0..config.cores).map(|_| CoreStore::new(config)).collect();
+    let mut shares: Vec<Vec<(String, u32)>> = vec![Vec::new(); config.cores];
+    let mut seen = std::collections::BTreeSet::new();
     for (collection, volume_id) in volume_files(&config.dir)? {
+        if !seen.insert(volume_id) {
+            return Err(format!(
+                "volume {volume_id}: two collections' files in {} have this id; move one away",
+                config.dir.display()
+            ));
+        }
+        shares[super::shard::owner_core(volume_id, config.cores)].push((collection, volume_id));
+    }
+    let opened: Vec<Result<CoreStore, String>> = std::thread::scope(|scope| {
+        let loaders: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(core_index, share)| {
+                std::thread::Builder::new()
+                    .name(format!("load-core-{core_index}"))
+                    .spawn_scoped(scope, move || open_share(config, share))
+                    .map_err(|e| format!("starting the loader of core {core_index}: {e}"))
+            })
+            .collect();
+        loaders
+            .into_iter()
+            .map(|loader| {
+                loader?
+                    .join()
+                    .unwrap_or_else(|_| Err("a volume loader panicked".to_string()))
+            })
+            .collect()
+    });
+    let stores = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
+    release_freed_memory();
+    Ok(stores)
+}
+
+/// Opens one core's volumes into a new store for that core.
+fn open_share(config: &Config, share: Vec<(String, u32)>) -> Result<CoreStore, String> {
+    let mut store = CoreStore::new(config);
+    for (collection, volume_id) in share {
         let options = OpenOptions::default();
         let (volume, report) = FileVolume::open(&config.dir, &collection, volume_id, &options)
             .map_err(|e| format!("opening volume {volume_id}: {e}"))?;
-        tracing::info!("volume {volume_id} opened: {report:?}");
+        if report.is_clean() {
+            tracing::debug!("volume {volume_id} opened");
+        } else {
+            tracing::info!("volume {volume_id} opened: {report:?}");
+        }
         // A TTL volume's clock comes from its needles (one read, or one per live needle
         // of a compacted volume); other volumes never expire.
         let has_ttl = !volume.core().config().superblock.ttl.is_empty();
@@ -907,18 +951,21 @@ pub fn open_dir(config: &Config) -> Result<Vec<CoreStore>, String> {
         } else {
             0
         };
-        let owner = super::shard::owner_core(volume_id, config.cores);
-        if stores[owner].volumes.contains_key(&volume_id) {
-            return Err(format!(
-                "volume {volume_id}: two collections' files in {} have this id; move one away",
-                config.dir.display()
-            ));
-        }
-        stores[owner]
+        store
             .insert(volume, collection, newest_write_ns)
             .map_err(|e| e.to_string())?;
     }
-    Ok(stores)
+    Ok(store)
+}
+
+/// Hands the pages freed while loading (each volume's `.idx` is read whole, then dropped)
+/// back to the kernel: freed in the middle of the heap, between needle maps, the allocator
+/// would otherwise keep them resident.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// `(collection, id)` of every `<collection>_<id>.dat` / `<id>.dat` in `dir` (split at the

@@ -9,6 +9,7 @@ mod append_clock;
 pub mod compact;
 mod core;
 mod file;
+pub mod generate;
 pub mod offline;
 mod recovery;
 pub mod scan;
