@@ -60,9 +60,11 @@ impl Server {
         let name = format!("volume {}", self.address);
         self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
         let address = self.address.clone();
-        wait_until("kelp volume to answer /healthz", Duration::from_secs(20), || {
-            get(&address, "/healthz").is_ok_and(|a| a.status == 200)
-        });
+        wait_until(
+            "kelp volume to answer /healthz",
+            Duration::from_secs(20),
+            || get(&address, "/healthz").is_ok_and(|a| a.status == 200),
+        );
     }
 
     fn kill(&mut self) {
@@ -75,7 +77,14 @@ impl Server {
 fn submit(master: &str, data: &[u8]) -> Answer {
     let (content_type, body) = multipart_file("f.txt", data);
     let headers = [("Content-Type", content_type.as_str())];
-    http("POST", master, "/submit?replication=100&dataCenter=dc1", &headers, &body).expect("master answers")
+    http(
+        "POST",
+        master,
+        "/submit?replication=100&dataCenter=dc1",
+        &headers,
+        &body,
+    )
+    .expect("master answers")
 }
 
 fn upload(server: &str, fid: &str, data: &[u8]) -> Answer {
@@ -118,7 +127,11 @@ fn replica_down_refuses_writes_and_deletes() {
     for holder in &holders {
         assert_eq!(get(holder, &format!("/{fid}")).unwrap().body, b"two copies");
     }
-    let live = holders.iter().find(|h| h.starts_with("127.0.0.2")).unwrap().clone();
+    let live = holders
+        .iter()
+        .find(|h| h.starts_with("127.0.0.2"))
+        .unwrap()
+        .clone();
 
     dc2.kill();
     let refused = submit(&master_addr, b"one copy");
@@ -127,7 +140,12 @@ fn replica_down_refuses_writes_and_deletes() {
     assert!(lonely.contains("replication copy count [2]"), "{lonely}");
     let lonely_fid = lonely.split(':').next().unwrap().to_string();
     let read = get(&live, &format!("/{lonely_fid}")).unwrap();
-    assert_eq!(read.status, 404, "nothing written: {lonely_fid} {}", read.text());
+    assert_eq!(
+        read.status,
+        404,
+        "nothing written: {lonely_fid} {}",
+        read.text()
+    );
 
     let delete = http("DELETE", &live, &format!("/{fid}"), &[], b"").unwrap();
     assert_eq!(delete.status, 500, "{}", delete.text());
@@ -142,13 +160,18 @@ fn replica_down_refuses_writes_and_deletes() {
     let late = upload(&live, reserved["fid"].as_str().unwrap(), b"late");
     assert_eq!(late.status, 500, "{}", late.text());
     assert!(
-        late.text().contains("replication locations [1] is less than volume"),
+        late.text()
+            .contains("replication locations [1] is less than volume"),
         "{}",
         late.text()
     );
     let delete = http("DELETE", &live, &format!("/{fid}"), &[], b"").unwrap();
     assert_eq!(delete.status, 500, "{}", delete.text());
-    assert!(delete.text().contains("replication locations [1]"), "{}", delete.text());
+    assert!(
+        delete.text().contains("replication locations [1]"),
+        "{}",
+        delete.text()
+    );
 
     dc2.spawn();
     for holder in &holders {

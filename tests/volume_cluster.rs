@@ -160,15 +160,24 @@ fn replication_refuses_with_placement_unmet() {
     assert_eq!(refused.status, 500, "{}", refused.text());
     let message = refused.json()["error"].as_str().unwrap().to_string();
     assert!(
-        message.contains("replication locations [1] is less than volume 7 replication copy count [2]"),
+        message
+            .contains("replication locations [1] is less than volume 7 replication copy count [2]"),
         "{message}"
     );
-    assert_eq!(get(other.port, "/7,02000000bb").status, 404, "no visible single copy");
+    assert_eq!(
+        get(other.port, "/7,02000000bb").status,
+        404,
+        "no visible single copy"
+    );
     // A delete with the placement unmet is refused and the file stays.
     master.set_locations(6, &[first.url()]);
     let delete = request(first.port, "DELETE", "/6,01000000aa", &[], b"");
     assert_eq!(delete.status, 500, "{}", delete.text());
-    assert!(delete.text().contains("is less than volume 6 replication copy count [2]"));
+    assert!(
+        delete
+            .text()
+            .contains("is less than volume 6 replication copy count [2]")
+    );
     assert_eq!(get(first.port, "/6,01000000aa").body, b"two copies");
     assert_eq!(get(second.port, "/6,01000000aa").body, b"two copies");
 }
@@ -190,7 +199,11 @@ fn replication_failure_leaves_no_single_copy() {
     let failed = request(first.port, "POST", "/8,03000000cc", &[], b"lonely");
     assert_eq!(failed.status, 500, "{}", failed.text());
     assert!(failed.text().contains(&dead), "{}", failed.text());
-    assert_eq!(get(first.port, "/8,03000000cc").status, 404, "undone locally");
+    assert_eq!(
+        get(first.port, "/8,03000000cc").status,
+        404,
+        "undone locally"
+    );
     let delete = request(first.port, "DELETE", "/8,01000000aa", &[], b"");
     assert_eq!(delete.status, 500, "{}", delete.text());
     assert_eq!(get(first.port, "/8,01000000aa").body, b"kept");
@@ -198,7 +211,13 @@ fn replication_failure_leaves_no_single_copy() {
     // Deleting a missing fid on a replicated volume is still 404.
     master.set_locations(8, &[first.url(), second.url()]);
     // A replica that lacks the needle takes the delete as done: it is gone everywhere.
-    let only_first = request(first.port, "POST", "/8,05000000ee?type=replicate", &[], b"one");
+    let only_first = request(
+        first.port,
+        "POST",
+        "/8,05000000ee?type=replicate",
+        &[],
+        b"one",
+    );
     assert_eq!(only_first.status, 201, "{}", only_first.text());
     let delete = request(first.port, "DELETE", "/8,05000000ee", &[], b"");
     assert_eq!(delete.status, 202, "{}", delete.text());

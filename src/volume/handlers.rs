@@ -188,7 +188,10 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
             replicate::fan_out(state, request, path.fid.volume_id, written.copies).await
     {
         let undone = undo_write(state, path.fid).await;
-        return Response::error(500, &format!("{}: written here, but {error}; {undone}", path.fid));
+        return Response::error(
+            500,
+            &format!("{}: written here, but {error}; {undone}", path.fid),
+        );
     }
     let name = upload.name.clone().unwrap_or_default();
     let mime = upload.mime.clone().or_else(|| {
@@ -257,7 +260,10 @@ async fn refuse_unmet_placement(
     }
     let others = replicate::other_replicas(state, fid.volume_id, copies).await;
     let error = others.err()?;
-    Some(Response::error(500, &format!("{fid}: not written: {error}")))
+    Some(Response::error(
+        500,
+        &format!("{fid}: not written: {error}"),
+    ))
 }
 
 /// A write that some replica did not take is deleted again here (a tombstone appended), so

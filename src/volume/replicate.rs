@@ -147,7 +147,12 @@ pub async fn other_replicas(
     if others.len() + 1 < copies {
         state.lookups.borrow_mut().forget(volume_id);
         let known = others.len() + 1;
-        return Err(copies_unmet("replication locations", volume_id, known, copies));
+        return Err(copies_unmet(
+            "replication locations",
+            volume_id,
+            known,
+            copies,
+        ));
     }
     Ok(others)
 }
@@ -183,7 +188,12 @@ pub async fn fan_out(
         return Ok(());
     }
     state.lookups.borrow_mut().forget(volume_id);
-    failures.push(copies_unmet("replicating operations", volume_id, taken, copies));
+    failures.push(copies_unmet(
+        "replicating operations",
+        volume_id,
+        taken,
+        copies,
+    ));
     Err(failures.join("; "))
 }
 

@@ -441,7 +441,13 @@ impl CoreStore {
     /// Copies the placement of `volume_id` asks for (1 = no replication).
     pub fn placement_copies(&self, volume_id: u32) -> Result<usize, StoreError> {
         let local = self.get(volume_id)?;
-        Ok(local.volume.core().config().superblock.placement.copy_count())
+        Ok(local
+            .volume
+            .core()
+            .config()
+            .superblock
+            .placement
+            .copy_count())
     }
 
     /// Checks that `fid` could be deleted here now (a live record with its cookie) without
