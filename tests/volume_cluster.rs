@@ -138,3 +138,97 @@ fn replication_fan_out() {
     assert_eq!(failed.status, 500);
     assert!(failed.text().contains(&dead), "{}", failed.text());
 }
+
+// Proves a replicated volume (010) whose other replica the master no longer lists refuses
+// writes and deletes with SeaweedFS's wording instead of answering success with one copy, and
+// that nothing the refused calls touched changes on the live replica.
+#[test]
+fn replication_refuses_with_placement_unmet() {
+    let master = FakeMaster::start();
+    let first = VolumeServer::start(1, &master.addr(), &[]);
+    let second = VolumeServer::start(1, &master.addr(), &[]);
+    first.create_volume(6, "replication=010");
+    second.create_volume(6, "replication=010");
+    // The file is put on each replica directly (as a replica copy), so neither server has
+    // looked volume 6 up before the master's view changes below.
+    for server in [&first, &second] {
+        let path = "/6,01000000aa?type=replicate";
+        let kept = request(server.port, "POST", path, &[], b"two copies");
+        assert_eq!(kept.status, 201, "{}", kept.text());
+    }
+    // The master dropped the second replica (missed heartbeats): only the first is listed.
+    let other = VolumeServer::start(1, &master.addr(), &[]);
+    other.create_volume(7, "replication=010");
+    master.set_locations(7, &[other.url()]);
+    let refused = request(other.port, "POST", "/7,02000000bb", &[], b"one copy");
+    assert_eq!(refused.status, 500, "{}", refused.text());
+    let message = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message
+            .contains("replication locations [1] is less than volume 7 replication copy count [2]"),
+        "{message}"
+    );
+    assert_eq!(
+        get(other.port, "/7,02000000bb").status,
+        404,
+        "no visible single copy"
+    );
+    // A delete with the placement unmet is refused and the file stays.
+    master.set_locations(6, &[first.url()]);
+    let delete = request(first.port, "DELETE", "/6,01000000aa", &[], b"");
+    assert_eq!(delete.status, 500, "{}", delete.text());
+    assert!(
+        delete
+            .text()
+            .contains("is less than volume 6 replication copy count [2]")
+    );
+    assert_eq!(get(first.port, "/6,01000000aa").body, b"two copies");
+    assert_eq!(get(second.port, "/6,01000000aa").body, b"two copies");
+}
+
+// Proves a write whose copy to a listed replica fails leaves no visible file on the replica
+// that took it, and a delete whose copy fails is refused with the file kept on both replicas.
+#[test]
+fn replication_failure_leaves_no_single_copy() {
+    let master = FakeMaster::start();
+    let first = VolumeServer::start(1, &master.addr(), &[]);
+    let second = VolumeServer::start(1, &master.addr(), &[]);
+    first.create_volume(8, "replication=001");
+    second.create_volume(8, "replication=001");
+    for server in [&first, &second] {
+        let path = "/8,01000000aa?type=replicate";
+        let kept = request(server.port, "POST", path, &[], b"kept");
+        assert_eq!(kept.status, 201, "{}", kept.text());
+    }
+    // The first lookup of volume 8 lists a replica that is down.
+    let dead = support::dead_address();
+    master.set_locations(8, &[first.url(), dead.clone()]);
+    let failed = request(first.port, "POST", "/8,03000000cc", &[], b"lonely");
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    assert!(failed.text().contains(&dead), "{}", failed.text());
+    assert_eq!(
+        get(first.port, "/8,03000000cc").status,
+        404,
+        "undone locally"
+    );
+    let delete = request(first.port, "DELETE", "/8,01000000aa", &[], b"");
+    assert_eq!(delete.status, 500, "{}", delete.text());
+    assert_eq!(get(first.port, "/8,01000000aa").body, b"kept");
+    assert_eq!(get(second.port, "/8,01000000aa").body, b"kept");
+    // Deleting a missing fid on a replicated volume is still 404.
+    master.set_locations(8, &[first.url(), second.url()]);
+    // A replica that lacks the needle takes the delete as done: it is gone everywhere.
+    let only_first = request(
+        first.port,
+        "POST",
+        "/8,05000000ee?type=replicate",
+        &[],
+        b"one",
+    );
+    assert_eq!(only_first.status, 201, "{}", only_first.text());
+    let delete = request(first.port, "DELETE", "/8,05000000ee", &[], b"");
+    assert_eq!(delete.status, 202, "{}", delete.text());
+    assert_eq!(get(first.port, "/8,05000000ee").status, 404);
+    let missing = request(first.port, "DELETE", "/8,09000000dd", &[], b"");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}

@@ -7,7 +7,7 @@ use super::store::{self, NeedleData, StoreError};
 use super::upload::{UploadError, UploadInput};
 use super::{auth, codec, fid, query, replicate, upload};
 use bytes::Bytes;
-use kelp_engine::format::{ReplicaPlacement, Ttl, check_collection};
+use kelp_engine::format::{FileId, ReplicaPlacement, Ttl, check_collection};
 use kelp_net::http::{Request, Response};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -170,6 +170,11 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
             );
         }
     };
+    if !upload.is_replica_copy
+        && let Some(refused) = refuse_unmet_placement(state, request, path.fid).await
+    {
+        return refused;
+    }
     let needle = upload.needle(path.fid);
     let written = match store::write(&state.store, path.fid, &needle, now_unix_ns()).await {
         Ok(written) => written,
@@ -182,9 +187,14 @@ pub async fn write(state: &Rc<CoreState>, request: &Request) -> Response {
     }
     if !upload.is_replica_copy
         && written.copies > 1
-        && let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await
+        && let Err(error) =
+            replicate::fan_out(state, request, path.fid.volume_id, written.copies).await
     {
-        return Response::error(500, &format!("{}: written here, but {error}", path.fid));
+        let undone = undo_write(state, path.fid).await;
+        return Response::error(
+            500,
+            &format!("{}: written here, but {error}; {undone}", path.fid),
+        );
     }
     let name = upload.name.clone().unwrap_or_default();
     let mime = upload.mime.clone().or_else(|| {
@@ -218,8 +228,14 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
         Ok(path) => path,
         Err(error) => return fid_error_response(&error),
     };
+    let is_copy = query::param(&request.query, "type").as_deref() == Some("replicate");
+    if !is_copy && let Err(refused) = delete_on_replicas(state, request, path.fid).await {
+        return refused;
+    }
     let deleted = match store::delete(&state.store, path.fid, now_unix_ns()).await {
         Ok(deleted) => deleted,
+        // A replica that lacks the needle already holds what the delete asks for.
+        Err(StoreError::NotFound { .. }) if is_copy => store::Deleted { size: 0 },
         Err(error) => return store_failure(state, request, error).await,
     };
     if query::flag(&request.query, "fsync")
@@ -227,14 +243,63 @@ pub async fn delete(state: &Rc<CoreState>, request: &Request) -> Response {
     {
         return Response::error(500, &error);
     }
-    let is_copy = query::param(&request.query, "type").as_deref() == Some("replicate");
-    if !is_copy
-        && deleted.copies > 1
-        && let Err(error) = replicate::fan_out(state, request, path.fid.volume_id).await
-    {
-        return Response::error(500, &format!("{}: deleted here, but {error}", path.fid));
-    }
     Response::json(202, format!("{{\"size\":{}}}", deleted.size))
+}
+
+/// Refuses a write to a replicated volume before anything is written when the master lists
+/// fewer replicas than its placement asks for.
+async fn refuse_unmet_placement(
+    state: &Rc<CoreState>,
+    request: &Request,
+    fid: FileId,
+) -> Option<Response> {
+    let copies = state.store.borrow().placement_copies(fid.volume_id);
+    let copies = match copies {
+        Ok(copies) => copies,
+        Err(error) => return Some(store_failure(state, request, error).await),
+    };
+    if copies <= 1 {
+        return None;
+    }
+    let others = replicate::other_replicas(state, fid.volume_id, copies).await;
+    let error = others.err()?;
+    Some(Response::error(
+        500,
+        &format!("{fid}: not written: {error}"),
+    ))
+}
+
+/// A write that some replica did not take is deleted again here (a tombstone appended), so
+/// no client sees a file with fewer copies than the placement asks for.
+async fn undo_write(state: &Rc<CoreState>, fid: FileId) -> String {
+    match store::delete(&state.store, fid, now_unix_ns()).await {
+        Ok(_) => "the copy written here is deleted again".to_string(),
+        Err(error) => format!("deleting the copy written here failed too: {error}"),
+    }
+}
+
+/// A delete on a replicated volume goes to the other replicas first and is applied here only
+/// when they all took it: refused (500), the file stays readable everywhere it was.
+async fn delete_on_replicas(
+    state: &Rc<CoreState>,
+    request: &Request,
+    fid: FileId,
+) -> Result<(), Response> {
+    let checked = state.store.borrow_mut().check_deletable(fid);
+    let copies = match checked {
+        Ok(copies) => copies,
+        Err(error) => return Err(store_failure(state, request, error).await),
+    };
+    if copies <= 1 {
+        return Ok(());
+    }
+    match replicate::fan_out(state, request, fid.volume_id, copies).await {
+        Ok(()) => Ok(()),
+        Err(error) => Err(Response::error(
+            500,
+            &format!("{fid}: not deleted: {error}"),
+        )),
+    }
 }
 
 pub async fn create_volume(state: &Rc<CoreState>, request: &Request) -> Response {

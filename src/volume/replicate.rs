@@ -81,37 +81,79 @@ fn lookup_error_response(volume_id: u32, error: &LookupError) -> Response {
     )
 }
 
+/// Why an operation on `volume_id`, whose placement asks for `copies`, is refused when only
+/// `count` are known (`what` = "replication locations") or took it ("replicating
+/// operations"): SeaweedFS's wording. Success is never reported with fewer copies.
+fn copies_unmet(what: &str, volume_id: u32, count: usize, copies: usize) -> String {
+    format!("{what} [{count}] is less than volume {volume_id} replication copy count [{copies}]")
+}
+
+/// The other replicas of `volume_id` the master lists; Err when they and this server are
+/// fewer than the `copies` its placement asks for (checked here, not left to the master).
+pub async fn other_replicas(
+    state: &Rc<CoreState>,
+    volume_id: u32,
+    copies: usize,
+) -> Result<Vec<String>, String> {
+    let found = locations(state, volume_id)
+        .await
+        .map_err(|e| format!("the other replicas are unknown: {e}"))?;
+    let mut others: Vec<String> = Vec::new();
+    for location in found.iter().filter(|l| !state.config.is_self(&l.url)) {
+        if !others.contains(&location.url) {
+            others.push(location.url.clone());
+        }
+    }
+    if others.len() + 1 < copies {
+        state.lookups.borrow_mut().forget(volume_id);
+        let known = others.len() + 1;
+        return Err(copies_unmet(
+            "replication locations",
+            volume_id,
+            known,
+            copies,
+        ));
+    }
+    Ok(others)
+}
+
 /// Send `request` to every other replica of `volume_id` with `type=replicate`, all at once;
-/// Err names the replicas that failed.
+/// Ok only when this server and the replicas that took it make the `copies` its placement
+/// asks for. Err names the replicas that failed and the copy count.
 pub async fn fan_out(
     state: &Rc<CoreState>,
     request: &Request,
     volume_id: u32,
+    copies: usize,
 ) -> Result<(), String> {
-    let found = locations(state, volume_id)
-        .await
-        .map_err(|e| format!("the other replicas are unknown: {e}"))?;
-    let copies: Vec<_> = found
-        .iter()
-        .filter(|l| !state.config.is_self(&l.url))
-        .map(|location| {
-            let (state, request, addr) = (state.clone(), request.clone(), location.url.clone());
+    let others = other_replicas(state, volume_id, copies).await?;
+    let sends: Vec<_> = others
+        .into_iter()
+        .map(|addr| {
+            let (state, request) = (state.clone(), request.clone());
             let copy = async move { send_copy(&state, &addr, &request).await };
             compio::runtime::spawn(copy)
         })
         .collect();
     let mut failures = Vec::new();
-    for copy in copies {
-        match copy.await {
-            Ok(Ok(())) => {}
+    let mut taken = 1;
+    for send in sends {
+        match send.await {
+            Ok(Ok(())) => taken += 1,
             Ok(Err(error)) => failures.push(error),
             Err(_) => failures.push("a replica copy task panicked".to_string()),
         }
     }
-    if failures.is_empty() {
+    if failures.is_empty() && taken >= copies {
         return Ok(());
     }
     state.lookups.borrow_mut().forget(volume_id);
+    failures.push(copies_unmet(
+        "replicating operations",
+        volume_id,
+        taken,
+        copies,
+    ));
     Err(failures.join("; "))
 }
 

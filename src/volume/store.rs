@@ -35,7 +35,6 @@ pub struct Written {
 
 pub struct Deleted {
     pub size: u64,
-    pub copies: usize,
 }
 
 #[derive(Debug)]
@@ -433,6 +432,31 @@ impl CoreStore {
         Ok(planned_on(local, plan))
     }
 
+    /// Copies the placement of `volume_id` asks for (1 = no replication).
+    pub fn placement_copies(&self, volume_id: u32) -> Result<usize, StoreError> {
+        let local = self.get(volume_id)?;
+        Ok(local
+            .volume
+            .core()
+            .config()
+            .superblock
+            .placement
+            .copy_count())
+    }
+
+    /// Checks that `fid` could be deleted here now (a live record with its cookie) without
+    /// deleting it, and returns the copies the volume's placement asks for: a replicated delete
+    /// is copied to the other replicas before it is applied here.
+    pub fn check_deletable(&mut self, fid: FileId) -> Result<usize, StoreError> {
+        let (plan, header) = self.existing(fid)?.ok_or(StoreError::NotFound { fid })?;
+        self.check_cookie(fid, &plan, &header)
+            .map_err(|error| match error {
+                StoreError::CookieMismatch { fid } => StoreError::NotFound { fid },
+                other => other,
+            })?;
+        self.placement_copies(fid.volume_id)
+    }
+
     /// Handles to fdatasync for a durable write of `volume_id`.
     pub fn sync_files(&self, volume_id: u32) -> Option<Vec<Arc<File>>> {
         let local = self.volumes.get(&volume_id)?;
@@ -790,11 +814,9 @@ pub async fn delete(
     let planned = store
         .borrow_mut()
         .plan_delete(fid, &existing, &header, now_ns)?;
-    let copies = planned.copies;
     append(store, fid, planned).await?;
     Ok(Deleted {
         size: u64::from(existing.size),
-        copies,
     })
 }
 
