@@ -177,20 +177,7 @@ pub fn generate_volume(
     spec.check()?;
     assert!(volume_index < spec.volumes);
     let paths = VolumePaths::new(dir, &spec.collection, spec.volume_id(volume_index));
-    for path in [&paths.dat, &paths.idx, &paths.vif] {
-        if path.exists() {
-            return Err(GenerateError::Exists(path.clone()));
-        }
-    }
-    let create = |path: &Path| {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io_error(path, "create"))
-    };
-    let dat_file = create(&paths.dat)?;
-    let idx_file = create(&paths.idx)?;
+    let (dat_file, idx_file) = create_new_files(&paths)?;
     let mut dat = BufWriter::with_capacity(GENERATED_WRITE_BUFFER_BYTES, &dat_file);
     let mut idx = BufWriter::with_capacity(GENERATED_WRITE_BUFFER_BYTES, &idx_file);
     let superblock = SuperBlock::new(ReplicaPlacement::default(), Ttl::EMPTY);
@@ -243,6 +230,24 @@ pub fn generate_volume(
         .and_then(|d| d.sync_all())
         .map_err(io_error(parent, "fsync directory"))?;
     Ok(written)
+}
+
+/// Creates the `.dat` and `.idx` of `paths`; fails, creating nothing, when any of the
+/// volume's files exists.
+fn create_new_files(paths: &VolumePaths) -> Result<(File, File), GenerateError> {
+    for path in [&paths.dat, &paths.idx, &paths.vif] {
+        if path.exists() {
+            return Err(GenerateError::Exists(path.clone()));
+        }
+    }
+    let create = |path: &Path| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io_error(path, "create"))
+    };
+    Ok((create(&paths.dat)?, create(&paths.idx)?))
 }
 
 fn finish(mut writer: BufWriter<&File>, path: &Path) -> Result<(), VolumeIoError> {
