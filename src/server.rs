@@ -40,8 +40,9 @@ pub struct Args {
     /// Free space (MiB) kept on the disk: writes that would leave less are refused.
     #[arg(long, default_value_t = 256)]
     pub min_free_space_mb: u64,
-    /// Most bytes per second a compaction (vacuum) writes; 0: as fast as the disk goes.
-    #[arg(long, default_value_t = 0)]
+    /// Most bytes per second a compaction (vacuum) writes (40: a vacuum leaves readers' p99
+    /// within 1.5x, see BENCHMARKS.md); 0: as fast as the disk goes.
+    #[arg(long, default_value_t = 40)]
     pub compaction_mb_per_second: u64,
     /// Replication used when a request names none.
     #[arg(long, default_value = "000")]

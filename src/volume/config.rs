@@ -59,8 +59,9 @@ pub struct Args {
     /// Seconds a client has to send a whole request head once it started one (then 408).
     #[arg(long, default_value_t = HEADER_TIMEOUT_MS_DEFAULT / 1000)]
     pub header_timeout_seconds: u64,
-    /// Most bytes per second a compaction (vacuum) writes; 0: as fast as the disk goes.
-    #[arg(long, default_value_t = 0)]
+    /// Most bytes per second a compaction (vacuum) writes (40: a vacuum leaves readers' p99
+    /// within 1.5x, see BENCHMARKS.md); 0: as fast as the disk goes.
+    #[arg(long, default_value_t = 40)]
     pub compaction_mb_per_second: u64,
     /// Test hook: a compaction's commit waits this long with the volume's writes held
     /// (to kill the process in the middle of a commit).
