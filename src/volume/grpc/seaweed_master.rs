@@ -18,18 +18,16 @@ use tonic::transport::Endpoint;
 use super::super::config::Config;
 use super::super::heartbeat::PULSE_SECONDS_DEFAULT;
 use super::super::master_link::{
-    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_TIMEOUT_MS, VolumeReport, next_backoff_ms,
+    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_TIMEOUT_MS, next_backoff_ms,
 };
 use super::inbox::{CoreCall, CoreReport, Sender};
-use crate::master::grpc::topology_info::ttl_number;
+use crate::master::grpc::topology_info::{DISK_TYPE, volume_message};
 use crate::pb::master_pb::seaweed_client::SeaweedClient;
 use crate::pb::master_pb::{Heartbeat, HeartbeatResponse, VolumeInformationMessage};
 use crate::pb::{grpc_address, http_address};
 
 /// Heartbeats waiting to go out on the stream (one is built per pulse or change).
 pub const HEARTBEATS_QUEUED_MAX: usize = 2;
-/// SeaweedFS's name of the default disk type (hard drives) in heartbeats.
-const HARD_DRIVE: &str = "";
 
 /// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
 /// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
@@ -203,7 +201,7 @@ async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
         ip: config.ip.to_string(),
         port: u32::from(config.port),
         public_url: config.public_url.clone(),
-        max_volume_counts: HashMap::from([(HARD_DRIVE.to_string(), volumes_max)]),
+        max_volume_counts: HashMap::from([(DISK_TYPE.to_string(), volumes_max)]),
         max_file_key,
         data_center: config.data_center.clone(),
         rack: config.rack.clone(),
@@ -212,23 +210,4 @@ async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
         grpc_port: u32::from(config.grpc_port),
         ..Heartbeat::default()
     })
-}
-
-/// A volume as a Go volume server reports it.
-pub fn volume_message(volume: &VolumeReport) -> VolumeInformationMessage {
-    VolumeInformationMessage {
-        id: volume.id,
-        size: volume.size,
-        collection: volume.collection.clone(),
-        file_count: volume.file_count,
-        delete_count: volume.delete_count,
-        deleted_byte_count: volume.deleted_byte_count,
-        read_only: volume.read_only,
-        replica_placement: u32::from(volume.replica_placement.to_byte()),
-        version: kelp_engine::format::needle::Version::V3 as u32,
-        ttl: ttl_number(volume.ttl),
-        compact_revision: u32::from(volume.compact_revision),
-        modified_at_second: 0,
-        disk_type: HARD_DRIVE.into(),
-    }
 }
