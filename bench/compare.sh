@@ -5,6 +5,10 @@
 #
 #   bench/compare.sh [--rounds 3] [-n 20000] [--kelp-master HOST:PORT] [--out FILE] [--quick]
 #                    [--workloads "65536 16,65536 64"]   (size and connections; default: all six)
+#                    [--kelp-fsync]  (Kelp's writes with fsync=true, SeaweedFS's without)
+#                    [--plots DIR]   (charts: DIR/ratios.svg, a bar per row of the table, and
+#                                     DIR/latency-<workload>.svg, both servers' percentile
+#                                     curves in the last round)
 #
 # Workloads: 1 KB, 4 KB and 64 KB files (64 KB with n/2 files), each written then read in random
 # order, with 16 and 64 connections, driven by `kelp benchmark`; plus `weed benchmark` as a second
@@ -30,6 +34,7 @@ kelp_master=""
 out=""
 quick=0
 only_workloads=""
+plots=""
 while (($#)); do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -38,7 +43,9 @@ while (($#)); do
     --out) out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --workloads) only_workloads=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --plots) plots=$2; shift 2 ;;
+    --kelp-fsync) export MEASURE_KELP_FSYNC=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -191,6 +198,10 @@ if [[ -n $only_workloads ]]; then
   done
 fi
 : >"$results"
+if [[ -n $plots ]]; then
+  mkdir -p "$plots" "$work/json"
+  export MEASURE_JSON_DIR=$work/json
+fi
 for ((round = 1; round <= rounds; round++)); do
   for workload in "${workloads[@]}"; do
     read -r size conc <<<"$workload"
@@ -228,7 +239,7 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 touch "$work/failed.tsv"
-table=$(python3 - "$results" "$kelp_state" "$rounds" "$work/failed.tsv" <<'PY'
+table=$(python3 - "$results" "$kelp_state" "$rounds" "$work/failed.tsv" "$work/ratios.tsv" <<'PY'
 import statistics, sys
 rows, order = {}, []
 failed = {tuple(line.rstrip("\n").split("\t")) for line in open(sys.argv[4]) if line.strip()}
@@ -252,6 +263,7 @@ def median(values, i):
 def median_cpu(values):
     known = [v[3] for v in values or [] if v[3] is not None]
     return statistics.median(known) if known else None
+ratios = open(sys.argv[5], "w")
 print(f"Medians of {rounds} interleaved rounds. req/s higher is better; p50/p99 in ms.")
 print("Server CPU: user+system of the server processes (SeaweedFS: master + volume server;")
 print("Kelp: `kelp server`) per request; a write is an assignment plus an upload.\n")
@@ -266,6 +278,8 @@ for label in order:
     if kp:
         kp_rps = f"{median(kp, 0):,.0f}"
         ratio = f"{median(kp, 0) / median(sw, 0):.2f}x" if sw else "-"
+        if sw:
+            ratios.write(f"{label}\t{median(kp, 0) / median(sw, 0):.3f}\n")
         kp_lat = f"{median(kp, 1):.2f} / {median(kp, 2):.2f}"
     else:
         kp_rps = "n/a (no gRPC)" if label.startswith("weed client") else kelp_state
@@ -284,3 +298,24 @@ Command: bench/compare.sh $command_line
 $table"
 echo "$report"
 if [[ -n $out ]]; then echo "$report" >"$out"; fi
+if [[ -n $plots ]]; then
+  if [[ -s $work/ratios.tsv ]]; then
+    "$kelp" plot ratios --out "$plots/ratios.svg" --table "$work/ratios.tsv" --goal 3 \
+      --title "Kelp / SeaweedFS requests per second (medians of $rounds rounds)"
+  fi
+  for workload in "${workloads[@]}"; do
+    read -r size conc <<<"$workload"
+    label="$((size / 1024)) KB c$conc"
+    reports=()
+    for system in SeaweedFS Kelp; do
+      for phase in write read; do
+        file="$work/json/$system $label $phase.json"
+        [[ -f $file ]] && reports+=("$system=$file")
+      done
+    done
+    ((${#reports[@]})) || continue
+    "$kelp" plot latency --out "$plots/latency-${size}-c${conc}.svg" \
+      --title "Latency, $label files (last round)" "${reports[@]}"
+  done
+  echo "compare.sh: charts in $plots" >&2
+fi

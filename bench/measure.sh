@@ -14,18 +14,25 @@ cpu_ticks() {
 # phase", req/s, p50 ms, p99 ms, and the CPU of PIDS per request in µs ("" without PIDS).
 # DELETE_AFTER=1 then deletes the collection, so the next run writes into pages just freed.
 # Scratch files go to WORK. Returns 1 (after saying why on stderr) when a benchmark fails.
+# With MEASURE_JSON_DIR set, each phase's JSON report is also kept there as
+# "SYSTEM LABEL phase.json" (the last one of a label wins), for `kelp plot latency`.
+# With MEASURE_KELP_FSYNC=1 the writes to Kelp ask for fsync=true (durable before the answer;
+# group commit), the writes to SeaweedFS do not.
 measure_phases() {
   local kelp=$1 system=$2 label=$3 master=$4 size=$5 conc=$6 files=$7 work=$8 pids=$9
   local delete_after=${10} json=$8/run.json phase
+  local durable=()
+  [[ $system == Kelp && ${MEASURE_KELP_FSYNC:-0} == 1 ]] && durable=(--fsync)
   for phase in write read; do
     local before="" after=""
     [[ -n $pids ]] && before=$(cpu_ticks $pids)
     "$kelp" benchmark --master "$master" -n "$files" -c "$conc" --size "$size" \
-      --collection "c$size" --list "$work/list.txt" --json "$json" "--$phase-only" \
+      --collection "c$size" --list "$work/list.txt" --json "$json" "--$phase-only" "${durable[@]}" \
       >"$work/last.txt" 2>&1 || {
         echo "kelp benchmark ($phase) on $system failed:" >&2; tail -5 "$work/last.txt" >&2
         return 1; }
     [[ -n $pids ]] && after=$(cpu_ticks $pids)
+    if [[ -n ${MEASURE_JSON_DIR:-} ]]; then cp "$json" "$MEASURE_JSON_DIR/$system $label $phase.json"; fi
     python3 - "$json" "$system" "$label $phase" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))

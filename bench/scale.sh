@@ -12,9 +12,11 @@
 #    first GET of a generated needle is answered with its bytes (the server binds its ports
 #    only after every volume is loaded); then GET the last needle of every volume and compare
 #    the bytes; RssAnon from /proc/PID/status; stop it (SIGTERM).
+#    Then KELP_SCALE_COLD_RUNS (default 1) cold starts: every file of the volumes is dropped
+#    from the page cache first (posix_fadvise DONTNEED), so the `.idx` files come from disk.
 # 4. Per-volume memory: the same with KELP_SCALE_OVERHEAD_VOLUMES volumes of one needle each.
 #
-# Start-up is measured with the files in the page cache (just written). Every directory is
+# Warm start-up is measured with the files in the page cache (just written). Every directory is
 # made under KELP_SCALE_TMP (default /tmp) and deleted at the end.
 # Env: KELP (binary, default target/release/kelp), KELP_SCALE_CORES (default: all),
 # KELP_SCALE_PORT (default 18480; it and the next cores+1 ports, and port + 10000, must be free).
@@ -23,6 +25,7 @@ set -euo pipefail
 NEEDLES=${KELP_SCALE_NEEDLES:-100000000}
 VOLUMES=${KELP_SCALE_VOLUMES:-100}
 RUNS=${KELP_SCALE_RUNS:-3}
+COLD_RUNS=${KELP_SCALE_COLD_RUNS:-1}
 OVERHEAD_VOLUMES=${KELP_SCALE_OVERHEAD_VOLUMES:-1000 10000}
 KELP=${KELP:-target/release/kelp}
 CORES=${KELP_SCALE_CORES:-$(nproc)}
@@ -98,6 +101,18 @@ measure() {
   echo "$ms $rss"
 }
 
+# evict DIR: drops every file of DIR from the page cache (written back first).
+evict() {
+  sync
+  python3 - "$1" <<'PY'
+import os, sys
+for name in os.listdir(sys.argv[1]):
+    fd = os.open(os.path.join(sys.argv[1], name), os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+PY
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo), $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -127,6 +142,11 @@ for run in $(seq "$RUNS"); do
 done
 STARTUP_MS=$(cut -d' ' -f1 "$WORK/runs" | median)
 RSS_KB=$(cut -d' ' -f2 "$WORK/runs" | median)
+: >"$WORK/cold"
+for run in $(seq "$COLD_RUNS"); do
+  evict "$DIR"
+  measure "$DIR" "$DIR.samples" "$VOLUMES" | tee -a "$WORK/cold" | awk -v r="$run" '{printf "cold run %d: first read after %d ms, RssAnon %d kB\n", r, $1, $2}'
+done
 DAT=$(du -cb "$DIR"/*.dat | tail -1 | cut -f1)
 IDX=$(du -cb "$DIR"/*.idx | tail -1 | cut -f1)
 rm -rf "$DIR" "$DIR.samples"
@@ -152,10 +172,15 @@ awk -v n="$NEEDLES" -v rss="$RSS_KB" -v base="$BASE_KB" -v ms="$STARTUP_MS" -v d
   printf "| RssAnon, MB | %.1f (empty server %.1f) |\n", rss * 1024 / 1e6, base * 1024 / 1e6
   printf "| RAM per needle, bytes (RssAnon / needles) | %.2f |\n", rss * 1024 / n
   printf "| RAM per needle above the empty server, bytes | %.2f |\n", (rss - base) * 1024 / n
-  printf "| start-up to first served read, s | %.2f |\n", ms / 1000
+  printf "| start-up to first served read (warm page cache), s | %.2f |\n", ms / 1000
   printf "| needles loaded per second | %.1f M |\n", n / (ms / 1000) / 1e6
   printf "| .dat + .idx on disk, GB | %.2f + %.2f |\n", dat / 1e9, idx / 1e9
 }'
+if [[ -s $WORK/cold ]]; then
+  awk -v n="$NEEDLES" -v ms="$(cut -d' ' -f1 "$WORK/cold" | median)" 'BEGIN {
+    printf "| start-up to first served read (cold: files dropped from the page cache), s | %.2f |\n", ms / 1000
+    printf "| needles loaded per second, cold | %.1f M |\n", n / (ms / 1000) / 1e6 }'
+fi
 echo
 echo "| volumes (1 needle each) | start-up, s | RssAnon, MB | per volume above the empty server, KB |"
 echo "|---|---|---|---|"

@@ -66,6 +66,8 @@ enum Command {
     Cluster(master::admin_cli::Args),
     /// Load generator: assign + upload n files, then read them back (like `weed benchmark`).
     Benchmark(kelp_bench::Args),
+    /// Charts (SVG) from saved results: latency curves of benchmark reports, ratio bars.
+    Plot(kelp_bench::plot_command::PlotArgs),
     /// List (or tar) the live needles of a volume, like `weed export`.
     Export(tools::ExportArgs),
     /// Rebuild a volume's `.idx` from its `.dat`, like `weed fix`.
@@ -141,6 +143,7 @@ fn main() {
         Command::FilerBenchmark(args) => ("filer-benchmark", filer::benchmark::run(args)),
         Command::Cluster(args) => ("cluster", master::admin_cli::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
+        Command::Plot(args) => ("plot", kelp_bench::plot_command::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),
         Command::Compact(args) => ("compact", tools::compact(args)),

@@ -3,6 +3,8 @@
 //! compare; the client is Kelp's compio HTTP client on `--threads` runtimes.
 
 pub mod limits;
+pub mod plot;
+pub mod plot_command;
 pub mod report;
 pub mod run;
 pub mod workload;
@@ -86,6 +88,9 @@ pub struct FileArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw the latency distribution of each phase (percentile curves) to this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// End each phase once this file exists (looked for every 20 ms), even before n
     /// requests: a script ends a read phase when what it measures (a vacuum) is over.
     #[arg(long)]
@@ -261,7 +266,28 @@ pub fn run_benchmark(
         std::fs::write(path, text + "\n")
             .map_err(|e| format!("write --json file {}: {e}", path.display()))?;
     }
+    if let Some(path) = &args.files.plot {
+        plot_run(args, &run, path)?;
+    }
     Ok(run)
+}
+
+/// `--plot`: every phase with completed requests as one curve.
+fn plot_run(args: &Args, run: &RunReport, path: &Path) -> Result<(), plot::PlotError> {
+    let curves: Vec<plot::Curve> = run
+        .phases
+        .iter()
+        .filter(|phase| !phase.latency.curve_ms.is_empty())
+        .map(|phase| plot::Curve {
+            label: phase.name.clone(),
+            points_ms: phase.latency.curve_ms.clone(),
+        })
+        .collect();
+    let title = format!(
+        "kelp benchmark: {} B files, {} connections",
+        args.size, args.c
+    );
+    plot::draw_latency(path, &title, &curves)
 }
 
 fn run_allows_more(run: &RunReport) -> bool {

@@ -42,3 +42,14 @@ const _: () = assert!(THREADS_MAX <= CONCURRENCY_MAX);
 
 /// How often a phase looks for its `--stop-file`.
 pub const STOP_FILE_POLL_MS: u64 = 20;
+
+/// Points of a phase's percentile curve (the `--json` report's `curve_ms`): this many per
+/// halving of the remaining tail, at most `CURVE_POINTS_MAX` in all.
+pub const CURVE_TICKS_PER_HALF: u32 = 5;
+pub const CURVE_POINTS_MAX: usize = 1024;
+
+/// Lines on one latency chart, and bars on one ratio chart (`kelp plot`).
+pub const CHART_CURVES_MAX: usize = 32;
+pub const CHART_BARS_MAX: usize = 64;
+/// Largest report or table file `kelp plot` reads.
+pub const PLOT_INPUT_BYTES_MAX: u64 = 64 * 1024 * 1024;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::limits::LATENCY_US_MAX;
+use crate::limits::{CURVE_POINTS_MAX, CURVE_TICKS_PER_HALF, LATENCY_US_MAX};
 
 /// Percentiles printed, as `weed benchmark` prints them plus 99.9.
 pub const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];
@@ -67,6 +67,9 @@ pub struct LatencySummary {
     pub std_ms: f64,
     /// (percent, milliseconds) for each of `PERCENTILES`.
     pub percentiles_ms: Vec<(f64, f64)>,
+    /// The whole percentile curve, (percent, milliseconds) with rising percents, denser
+    /// towards 100 (HdrHistogram's quantile iteration): what `--plot` and `kelp plot` draw.
+    pub curve_ms: Vec<(f64, f64)>,
 }
 
 pub fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
@@ -80,6 +83,7 @@ pub fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
             max_ms: 0.0,
             std_ms: 0.0,
             percentiles_ms: PERCENTILES.iter().map(|p| (*p, 0.0)).collect(),
+            curve_ms: Vec::new(),
         };
     }
     let percentiles_ms = PERCENTILES
@@ -99,7 +103,24 @@ pub fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
         max_ms: ms(latency_us.max() as f64),
         std_ms: ms(latency_us.stdev()),
         percentiles_ms,
+        curve_ms: percentile_curve(latency_us),
     }
+}
+
+/// The percentile curve of `latency_us`: (percent, milliseconds) points, `CURVE_TICKS_PER_HALF`
+/// of them each time the remaining tail halves, at most `CURVE_POINTS_MAX`.
+fn percentile_curve(latency_us: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for step in latency_us.iter_quantiles(CURVE_TICKS_PER_HALF) {
+        if points.len() == CURVE_POINTS_MAX {
+            break;
+        }
+        let percent = step.quantile_iterated_to() * 100.0;
+        let ms = step.value_iterated_to() as f64 / 1000.0;
+        assert!(points.last().is_none_or(|last| last.0 <= percent));
+        points.push((percent, ms));
+    }
+    points
 }
 
 /// Everything printed for one phase; also the `--json` record.
@@ -254,6 +275,32 @@ mod tests {
         for ((percent, ms), expected_us) in summary.percentiles_ms.iter().zip(expected) {
             assert_eq!(*ms, expected_us as f64 / 1000.0, "p{percent}");
         }
+    }
+
+    #[test]
+    fn percentile_curve_rises_and_ends_at_the_maximum() {
+        // Proves the plotted curve is the histogram's: percents and latencies never fall, it
+        // ends at 100 % with the largest latency, and its median is the printed p50.
+        let stats = stats_with(1..=10_000);
+        let summary = summarize(&stats.latency_us);
+        let curve = &summary.curve_ms;
+        assert!(
+            curve.len() > 20 && curve.len() <= CURVE_POINTS_MAX,
+            "{}",
+            curve.len()
+        );
+        for pair in curve.windows(2) {
+            assert!(pair[0].0 <= pair[1].0 && pair[0].1 <= pair[1].1, "{pair:?}");
+        }
+        assert_eq!(curve.last().copied(), Some((100.0, summary.max_ms)));
+        let median = curve
+            .iter()
+            .find(|(percent, _)| *percent >= 50.0)
+            .expect("p50");
+        assert!(
+            (median.1 - summary.percentiles_ms[0].1).abs() < 0.01,
+            "{median:?}"
+        );
     }
 
     #[test]
