@@ -1,8 +1,10 @@
-//! Serves `Body::File` regions to measure where splice (zero-copy) beats read+send.
-//! `GET /<len>` answers `len` bytes of a 16 MiB page-cached file.
+//! Serves bodies of any length to measure the ways of sending them: `GET /<len>` answers `len`
+//! bytes of a 16 MiB page-cached file (`Body::File`), or of a 16 MiB buffer in memory
+//! (`Body::Bytes`).
 //!
-//! Usage: `FILE_BODY_MODE=copy|splice cargo run --release -p kelp-net --example file_body --
-//! [PORT] [CORES]` (copy: zero_copy_min_bytes = u64::MAX; splice: 0).
+//! Usage: `FILE_BODY_MODE=copy|splice|bytes|sendzc [BIND_IP=127.0.0.1] cargo run --release -p
+//! kelp-net --example file_body -- [PORT] [CORES]`. copy: the file by read+send; splice: the
+//! file by splice; bytes: the buffer by a copying send; sendzc: the buffer by SEND_ZC.
 
 use std::io::Write;
 use std::rc::Rc;
@@ -15,6 +17,8 @@ const FILE_BYTES: u64 = 16 << 20;
 
 struct FileBody {
     file: Arc<std::fs::File>,
+    /// Serve from this buffer instead of the file.
+    memory: Option<bytes::Bytes>,
 }
 
 impl kelp_net::http::Handler for FileBody {
@@ -24,6 +28,9 @@ impl kelp_net::http::Handler for FileBody {
         };
         if len > FILE_BYTES {
             return Response::error(416, "longer than the file");
+        }
+        if let Some(memory) = &self.memory {
+            return Response::new(200).body_bytes(memory.slice(..len as usize));
         }
         Response::new(200).body_file(FileRegion {
             file: self.file.clone(),
@@ -40,24 +47,34 @@ fn main() -> std::io::Result<()> {
         .and_then(|text| text.parse().ok())
         .unwrap_or(22081);
     let cores: usize = args.next().and_then(|text| text.parse().ok()).unwrap_or(1);
-    let zero_copy_min_bytes = match std::env::var("FILE_BODY_MODE").as_deref() {
-        Ok("splice") => 0,
-        Ok("copy") | Err(_) => u64::MAX,
-        Ok(other) => panic!("FILE_BODY_MODE={other}: expected copy or splice"),
+    let mode = std::env::var("FILE_BODY_MODE").unwrap_or_else(|_| "copy".to_string());
+    let (zero_copy_min_bytes, send_zc_min_bytes, in_memory) = match mode.as_str() {
+        "copy" => (u64::MAX, u64::MAX, false),
+        "splice" => (0, u64::MAX, false),
+        "bytes" => (u64::MAX, u64::MAX, true),
+        "sendzc" => (u64::MAX, 0, true),
+        other => panic!("FILE_BODY_MODE={other}: expected copy, splice, bytes or sendzc"),
     };
     let mut file = tempfile::tempfile()?;
     file.write_all(&vec![b'f'; FILE_BYTES as usize])?;
     let file = Arc::new(file);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eprintln!("file_body: http://{addr}/<len> zero_copy_min_bytes={zero_copy_min_bytes}");
+    let memory = in_memory.then(|| bytes::Bytes::from(vec![b'm'; FILE_BYTES as usize]));
+    let ip: std::net::IpAddr = std::env::var("BIND_IP")
+        .unwrap_or_else(|_| "127.0.0.1".to_string())
+        .parse()
+        .expect("BIND_IP: an IP address");
+    let addr = std::net::SocketAddr::new(ip, port);
+    eprintln!("file_body: http://{addr}/<len> mode={mode}");
     run_cores(cores, move |_context| {
         let file = file.clone();
+        let memory = memory.clone();
         async move {
             let limits = HttpLimits {
                 zero_copy_min_bytes,
+                send_zc_min_bytes,
                 ..HttpLimits::default()
             };
-            serve(addr, limits, Rc::new(FileBody { file })).await
+            serve(addr, limits, Rc::new(FileBody { file, memory })).await
         }
     })
 }

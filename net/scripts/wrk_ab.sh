@@ -4,11 +4,17 @@
 # Usage: net/scripts/wrk_ab.sh ROUNDS SECONDS CONNECTIONS CORES "LABEL:ENV=VAL ..." ...
 # Each variant is "label:VAR=value,VAR2=value" (env for the server). Prints one line per run
 # and the median requests/s and p99 per variant. Port 22080 (net's range).
+# HOST (default 127.0.0.1) is where wrk connects; SERVER_NETNS / CLIENT_NETNS run the server /
+# wrk and curl inside those network namespaces (net/scripts/veth_ab.sh sets them).
 set -euo pipefail
 rounds=$1 seconds=$2 connections=$3 cores=$4; shift 4
 binary=${SERVER:-target/release/examples/fixed_body}
 url_path=${URL_PATH:-/}
 port=22080
+host=${HOST:-127.0.0.1}
+server_prefix=() client_prefix=()
+[[ -n ${SERVER_NETNS:-} ]] && server_prefix=(ip netns exec "$SERVER_NETNS")
+[[ -n ${CLIENT_NETNS:-} ]] && client_prefix=(ip netns exec "$CLIENT_NETNS")
 declare -A results
 for round in $(seq 1 "$rounds"); do
   for variant in "$@"; do
@@ -22,10 +28,10 @@ for round in $(seq 1 "$rounds"); do
         ?*) env_args+=("$pair") ;;
       esac
     done
-    env "${env_args[@]}" "$variant_binary" "$port" "$cores" 2>/dev/null &
+    "${server_prefix[@]}" env "${env_args[@]}" "$variant_binary" "$port" "$cores" 2>/dev/null &
     pid=$!
-    for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-    out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port$variant_path" 2>&1)
+    for _ in $(seq 1 50); do "${client_prefix[@]}" curl -s -o /dev/null "http://$host:$port/" && break; sleep 0.1; done
+    out=$("${client_prefix[@]}" wrk -t1 -c"$connections" -d"${seconds}s" --latency "http://$host:$port$variant_path" 2>&1)
     # Server CPU time (user+system clock ticks) per request: robust to a busy machine.
     ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -19,6 +19,10 @@ pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// more below 64 KiB, breaks even near 128 KiB, saves 7% at 256 KiB and 39% at 1 MiB. See
 /// BENCHMARKS.md `## Network runtime`.
 pub const ZERO_COPY_MIN_BYTES_DEFAULT: u64 = 128 * 1024;
+/// Default body size from which an in-memory body (`Body::Bytes`) is sent with io_uring's
+/// SEND_ZC instead of a copying send: never (`u64::MAX`). Measured on a veth pair between two
+/// network namespaces (BENCHMARKS.md `### SEND_ZC on a veth pair`): see there why it is off.
+pub const SEND_ZC_MIN_BYTES_DEFAULT: u64 = u64::MAX;
 
 /// Bytes requested from the kernel per socket read of a request head (bodies of known length
 /// are read in larger pieces).

@@ -439,6 +439,32 @@ fn large_bytes_bodies_byte_exact() {
     }
 }
 
+// Proves in-memory bodies sent with SEND_ZC (io_uring's zero-copy send, threshold 0 here)
+// arrive byte-exact and in order, small and large, with pipelined requests before and after,
+// and that the connection keeps serving.
+#[test]
+fn send_zc_bodies_byte_exact() {
+    let mut limits = limits();
+    limits.send_zc_min_bytes = 0;
+    let server = TestServer::start(limits);
+    let mut client = ResponseReader::new(server.connect());
+    for len in [1u64, 4096, 65_537, 1 << 20, 3 << 20] {
+        client.send(
+            &[
+                get("/echo?a"),
+                get(&format!("/big?len={len}")),
+                get("/echo?b"),
+            ]
+            .concat(),
+        );
+        assert_eq!(client.next(false).unwrap().text(), "Get /echo?a");
+        let response = client.next(false).unwrap();
+        assert_eq!(response.status, 200);
+        assert_body_exact(&response.body, len);
+        assert_eq!(client.next(false).unwrap().text(), "Get /echo?b");
+    }
+}
+
 // Proves a file region reaching past the end of its file (a handler bug or a truncated file)
 // ends the connection after the bytes that exist, on both the copy and the splice path,
 // instead of hanging or sending other bytes.

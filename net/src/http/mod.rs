@@ -4,6 +4,7 @@
 pub mod client;
 pub mod parse;
 mod send_file;
+mod send_zc;
 pub mod server;
 mod wire;
 

@@ -16,12 +16,13 @@ use futures_util::StreamExt;
 
 use super::parse::{Event, ParseError, ParseLimits, RequestMeta, RequestReader};
 use super::send_file::{self, SplicePipe};
+use super::send_zc;
 use super::{Handler, Method, Response, wire};
 use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, HEADER_BYTES_MAX_DEFAULT,
     HEADER_TIMEOUT_MS_DEFAULT, IDLE_BUFFER_BYTES_MAX, IDLE_TIMEOUT_MS_DEFAULT, LINGER_BYTES_MAX,
     LINGER_MS_MAX, LISTEN_BACKLOG_MAX, PIPELINE_BATCH_BYTES_MAX, READ_CHUNK_BYTES,
-    SHUTDOWN_DRAIN_MS_MAX, ZERO_COPY_MIN_BYTES_DEFAULT,
+    SEND_ZC_MIN_BYTES_DEFAULT, SHUTDOWN_DRAIN_MS_MAX, ZERO_COPY_MIN_BYTES_DEFAULT,
 };
 use crate::runtime::{Either, Shutdown, select2};
 
@@ -42,6 +43,8 @@ pub struct HttpLimits {
     pub idle_timeout_ms: u64,
     /// `Body::File` regions of at least this many bytes are spliced (zero-copy).
     pub zero_copy_min_bytes: u64,
+    /// `Body::Bytes` bodies of at least this many bytes go out with SEND_ZC (io_uring only).
+    pub send_zc_min_bytes: u64,
 }
 
 impl Default for HttpLimits {
@@ -53,6 +56,7 @@ impl Default for HttpLimits {
             header_timeout_ms: HEADER_TIMEOUT_MS_DEFAULT,
             idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
             zero_copy_min_bytes: ZERO_COPY_MIN_BYTES_DEFAULT,
+            send_zc_min_bytes: SEND_ZC_MIN_BYTES_DEFAULT,
         }
     }
 }
@@ -518,6 +522,15 @@ impl Connection {
             super::Body::Bytes(bytes) if bytes.len() <= PIPELINE_BATCH_BYTES_MAX => {
                 self.outgoing.extend_from_slice(&bytes);
                 Ok(())
+            }
+            super::Body::Bytes(bytes)
+                if self.splice_allowed && bytes.len() as u64 >= limits.send_zc_min_bytes =>
+            {
+                self.flush().await?;
+                let timeout = self.write_timeout;
+                send_zc::send_zero_copy(&mut self.stream, bytes, timeout)
+                    .await
+                    .map_err(Close::Io)
             }
             super::Body::Bytes(bytes) => {
                 // Large bodies go out with the queued heads in one writev, without a copy.

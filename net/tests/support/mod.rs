@@ -277,5 +277,6 @@ pub fn limits() -> HttpLimits {
         header_timeout_ms: 2_000,
         idle_timeout_ms: 5_000,
         zero_copy_min_bytes: 64 * 1024,
+        send_zc_min_bytes: u64::MAX,
     }
 }
