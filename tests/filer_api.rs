@@ -218,6 +218,43 @@ fn shared_store(store_url: &str) {
     large_files(port_b, cluster.volume_port, "/s");
 }
 
+// Proves filers started at once on a fresh PostgreSQL database all start: the first creates
+// the tables and the others wait for it (concurrent CREATE TABLE IF NOT EXISTS races in
+// PostgreSQL: "duplicate key value violates unique constraint pg_type_typname_nsp_index").
+#[test]
+#[ignore = "needs PostgreSQL (initdb, postgres): test.sh runs it when installed (apt-get install postgresql)"]
+fn filers_started_at_once_share_a_fresh_database_needs_postgres() {
+    let postgres = PostgresServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = KelpCluster::start(root.path(), 0);
+    let ports: Vec<u16> = (0..6).map(|_| support::free_port()).collect();
+    let store = postgres.url();
+    let filers: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| {
+            let name = format!("filer-{index}");
+            let dir = root.path().join(&name);
+            let (port, dir) = (port.to_string(), dir.to_string_lossy().into_owned());
+            let master = cluster.master();
+            let args = [
+                "filer", "--port", &port, "--master", &master, "--store", &store, "--dir", &dir,
+            ];
+            let log = root.path().join(format!("{name}.log"));
+            support::ChildGuard::spawn_kelp(&name, &args, &log)
+        })
+        .collect();
+    for (index, port) in ports.iter().enumerate() {
+        support::wait_until(&format!("filer-{index}"), Duration::from_secs(30), || {
+            support::port_is_open(*port)
+        });
+    }
+    let target = "/fresh/one";
+    assert_eq!(http(ports[0], "PUT", target, &[], b"x").status, 201);
+    assert_eq!(http(ports[5], "GET", target, &[], b"").body, b"x");
+    drop(filers);
+}
+
 // Proves the filer answers the API cases on a Redis store, shared by two filers.
 #[test]
 #[ignore = "needs redis-server: test.sh runs it when installed (apt-get install redis-server)"]

@@ -16,7 +16,13 @@ use crate::filer::limits::POSTGRES_CONNECTIONS_MAX;
 
 const KIND: &str = "postgres";
 
+/// The tables, created once: filers starting at once on a fresh database take a
+/// transaction-scoped advisory lock first (PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe
+/// against a concurrent one: the loser fails on pg_type's unique index), so the first creates
+/// them and the others find them.
 const SCHEMA: &str = r#"
+BEGIN;
+SELECT pg_advisory_xact_lock(7325143021);
 CREATE TABLE IF NOT EXISTS kelp_entries (
     dir TEXT COLLATE "C" NOT NULL,
     name TEXT COLLATE "C" NOT NULL,
@@ -27,6 +33,7 @@ CREATE TABLE IF NOT EXISTS kelp_records (
     key TEXT COLLATE "C" PRIMARY KEY,
     value BYTEA NOT NULL
 );
+COMMIT;
 "#;
 
 /// One connection with its prepared statements.
@@ -290,7 +297,7 @@ async fn open_connection(url: &str, create_schema: bool) -> Result<Connection, S
         client
             .batch_execute(SCHEMA)
             .await
-            .map_err(|e| format!("create tables: {e}"))?;
+            .map_err(|e| format!("create tables: {}", db_error_text(&e)))?;
     }
     let prepare = |sql: &'static str| {
         let client = &client;
@@ -354,5 +361,13 @@ fn redact(url: &str) -> String {
             format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
         }
         _ => url.to_string(),
+    }
+}
+
+/// A PostgreSQL error with the server's message: tokio-postgres's own text is only "db error".
+fn db_error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{error}: {} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
