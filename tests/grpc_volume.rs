@@ -18,17 +18,6 @@ use pb::volume_server_pb::volume_server_client::VolumeServerClient;
 use pb::volume_server_pb::*;
 use support::ChildGuard;
 
-/// `count` consecutive free ports whose gRPC companions (+10000) are free too.
-fn free_port_pair_run(count: u16) -> u16 {
-    for _ in 0..200 {
-        let port = support::free_port_run(count);
-        if std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free ports with free gRPC companions");
-}
-
 /// Upload `data` through the master's assignment; the fid and where it was stored.
 fn upload(master: &str, data: &[u8]) -> (String, String) {
     let assigned = master_common::assign_retrying(master, "", Duration::from_secs(30));
@@ -61,7 +50,10 @@ fn with_wrong_cookie(fid: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_delete_answers_per_file() {
     let root = tempfile::tempdir().unwrap();
-    let (master_port, volume_port) = (free_port_pair_run(1), free_port_pair_run(3));
+    let (master_port, volume_port) = (
+        support::free_port_pair_run(1),
+        support::free_port_pair_run(3),
+    );
     let dir = root.path().join("kelp");
     let (m, v) = (master_port.to_string(), volume_port.to_string());
     let args = [

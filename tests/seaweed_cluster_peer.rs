@@ -14,23 +14,6 @@ use std::time::{Duration, Instant};
 use master_common::{Answer, get, http, multipart_file};
 use support::{ChildGuard, spawn_weed, wait_until};
 
-/// A free port whose gRPC companion (+10000) is free too.
-fn free_peer_port() -> u16 {
-    free_peer_port_run(1)
-}
-
-/// `count` consecutive free ports (a Kelp volume server takes its port and one per core)
-/// whose first port's gRPC companion is free too.
-fn free_peer_port_run(count: u16) -> u16 {
-    for _ in 0..200 {
-        let port = support::free_port_run(count);
-        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port pair (p, p+10000) found");
-}
-
 /// `weed master` + `weed volume` + `kelp volume` (2 cores), all on 127.0.0.1.
 struct MixedCluster {
     weed_master: ChildGuard,
@@ -48,12 +31,15 @@ impl MixedCluster {
 
     /// The three servers listening on `ip`.
     fn start_on(root: &Path, ip: &str, volume_size_limit_mb: u32) -> MixedCluster {
-        let ports = (free_peer_port(), free_peer_port());
+        let ports = (
+            support::free_port_pair_run(1),
+            support::free_port_pair_run(1),
+        );
         let (weed_master, weed_volume) = start_weed(root, ip, ports, volume_size_limit_mb);
         let master = format!("{ip}:{}", ports.0);
-        let mut kelp_port = free_peer_port_run(3);
+        let mut kelp_port = support::free_port_pair_run(3);
         while (kelp_port..kelp_port + 3).any(|p| p == ports.0 || p == ports.1) {
-            kelp_port = free_peer_port_run(3);
+            kelp_port = support::free_port_pair_run(3);
         }
         let kelp_dir = root.join("kelp");
         std::fs::create_dir_all(&kelp_dir).unwrap();
@@ -122,7 +108,7 @@ impl MixedCluster {
     /// `weed shell` running `commands` against the master; its output.
     fn shell(&self, commands: &str) -> String {
         let master = format!("-master={}", self.master);
-        run_weed(&["shell", &master], commands, Duration::from_secs(50))
+        support::run_weed(&["shell", &master], commands, Duration::from_secs(50))
     }
 
     /// Assign from the SeaweedFS master until the answer names `server` (bounded); the fid.
@@ -199,40 +185,6 @@ fn start_weed(
     let master = spawn_weed("weed master", &master_args, &root.join("master.log"));
     let volume = spawn_weed("weed volume", &volume_args, &root.join("volume.log"));
     (master, volume)
-}
-
-/// Run `weed <args>` with `stdin` to completion (at most `timeout`); stdout and stderr.
-fn run_weed(args: &[&str], stdin: &str, timeout: Duration) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(support::weed_binary())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run weed {args:?}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "weed {args:?} did not finish within {timeout:?}:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Upload `data` as `fid` to `server` (multipart, as `curl -F`); the status.

@@ -16,18 +16,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::super::config::Config;
-use super::super::heartbeat::PULSE_SECONDS_DEFAULT;
-use super::super::master_link::{
-    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_TIMEOUT_MS, next_backoff_ms,
+use super::super::limits::{
+    HEARTBEAT_PULSE_SECONDS_DEFAULT, HEARTBEATS_QUEUED_MAX, MASTER_BACKOFF_MS_MIN,
+    MASTER_CONNECT_MS_MAX,
 };
+use super::super::master_link::next_backoff_ms;
 use super::inbox::{CoreCall, CoreReport, Sender};
 use crate::master::grpc::topology_info::{DISK_TYPE, volume_message};
 use crate::pb::master_pb::seaweed_client::SeaweedClient;
 use crate::pb::master_pb::{Heartbeat, HeartbeatResponse, VolumeInformationMessage};
 use crate::pb::{grpc_address, http_address};
-
-/// Heartbeats waiting to go out on the stream (one is built per pulse or change).
-pub const HEARTBEATS_QUEUED_MAX: usize = 2;
 
 /// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
 /// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
@@ -54,7 +52,7 @@ impl MasterLink {
 /// follower's leader is followed at once.
 pub async fn run(config: Arc<Config>, cores: Vec<Sender>, link: Arc<MasterLink>) {
     link.start.notified().await;
-    let pulse_ms = PULSE_SECONDS_DEFAULT * 1000;
+    let pulse_ms = HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000;
     let mut next_master = 0;
     let mut leader: Option<String> = None;
     let mut backoff_ms = 0;
@@ -94,7 +92,7 @@ async fn beat_to(
     let address = grpc_address(master)?;
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| format!("gRPC address {address}: {e}"))?
-        .connect_timeout(Duration::from_millis(MASTER_CONNECT_TIMEOUT_MS))
+        .connect_timeout(Duration::from_millis(MASTER_CONNECT_MS_MAX))
         .http2_keep_alive_interval(Duration::from_millis(
             crate::grpc_listener::KEEPALIVE_INTERVAL_MS,
         ))
@@ -116,7 +114,7 @@ async fn beat_to(
         .map_err(|status| format!("SendHeartbeat: {}", status.message()))?
         .into_inner();
     tracing::info!("heartbeat: joined SeaweedFS master {master}");
-    let mut pulse = tokio::time::interval(Duration::from_secs(PULSE_SECONDS_DEFAULT));
+    let mut pulse = tokio::time::interval(Duration::from_secs(HEARTBEAT_PULSE_SECONDS_DEFAULT));
     pulse.tick().await; // the first tick is now: the first heartbeat went out above
     loop {
         tokio::select! {
