@@ -150,3 +150,196 @@ async fn batch_delete_answers_per_file() {
     );
     assert!(status.disk_statuses[0].all > 0);
 }
+
+/// The `/status` entry of volume `volume_id` on `server` (a volume server's `Volumes`).
+fn status_entry(server: &str, volume_id: u64) -> serde_json::Value {
+    let status = get(server, "/status").unwrap().json();
+    let volumes = status["Volumes"].as_array().cloned().unwrap_or_default();
+    volumes
+        .into_iter()
+        .find(|volume| volume["Id"] == volume_id)
+        .unwrap_or_else(|| panic!("volume {volume_id} not in {server}/status"))
+}
+
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// Proves a volume reports when it last changed as SeaweedFS does (`modified_at_second`, which
+// `weed shell volume.check.disk` compares with the pulse): the time of its newest write, in
+// the volume server's `/status` and, through the heartbeat, in the master's topology; and
+// after a restart, the `.dat`'s modification time.
+#[test]
+fn volumes_report_when_they_were_last_modified() {
+    let root = tempfile::tempdir().unwrap();
+    let (master_port, volume_port) = (
+        support::free_port_pair_run(1),
+        support::free_port_pair_run(2),
+    );
+    let dir = root.path().join("kelp");
+    let (m, v) = (master_port.to_string(), volume_port.to_string());
+    let args = [
+        "server",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--master-port",
+        &m,
+        "--volume-port",
+        &v,
+        "--filer-port",
+        "0",
+        "--cores",
+        "1",
+    ];
+    let log = root.path().join("kelp.log");
+    let mut server = ChildGuard::spawn_kelp("kelp server", &args, &log);
+    let master = format!("127.0.0.1:{master_port}");
+    upload(&master, b"first");
+    std::thread::sleep(Duration::from_millis(2100));
+    let written_from = unix_now_s();
+    let (fid, url) = upload(&master, b"second");
+    let written_to = unix_now_s();
+    let volume_id: u64 = fid.split(',').next().unwrap().parse().unwrap();
+    let modified = status_entry(&url, volume_id)["ModifiedAtSecond"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (written_from..=written_to).contains(&modified),
+        "{modified} not in {written_from}..={written_to}: the newest write's time"
+    );
+    support::wait_until("the master to hear it", Duration::from_secs(15), || {
+        let status = get(&master, "/vol/status").unwrap().json().to_string();
+        status.contains(&format!("\"ModifiedAtSecond\":{modified}"))
+    });
+    server.terminate(Duration::from_secs(10));
+    let dat = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.to_string_lossy()
+                .ends_with(&format!("{volume_id}.dat"))
+        })
+        .unwrap();
+    let dat_modified_s = std::fs::metadata(&dat)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let _server = ChildGuard::spawn_kelp("kelp server", &args, &log);
+    let mut reopened = None;
+    support::wait_until("the volume server again", Duration::from_secs(15), || {
+        reopened = get(&url, "/status")
+            .ok()
+            .map(|_| status_entry(&url, volume_id));
+        reopened.is_some()
+    });
+    assert_eq!(
+        reopened.unwrap()["ModifiedAtSecond"],
+        dat_modified_s,
+        "after a restart: the .dat's modification time"
+    );
+}
+
+/// A client of the volume gRPC at `address` (`http://host:port`), retried while it starts.
+async fn volume_client(address: &str) -> VolumeServerClient<tonic::transport::Channel> {
+    for _ in 0..100 {
+        if let Ok(client) = VolumeServerClient::connect(address.to_string()).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the volume gRPC at {address} answers within 10 s");
+}
+
+// Proves VolumeCopy refuses a volume the target's disk has no room for (its free space less
+// `--min-free-space-mb`) with an error that says so, before it writes anything: no file of
+// the volume, whole or partial, is left on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_copy_refuses_a_volume_without_room() {
+    let root = tempfile::tempdir().unwrap();
+    let (master_port, source_port) = (
+        support::free_port_pair_run(1),
+        support::free_port_pair_run(2),
+    );
+    let (m, v) = (master_port.to_string(), source_port.to_string());
+    let source_dir = root.path().join("source");
+    let args = [
+        "server",
+        "--dir",
+        source_dir.to_str().unwrap(),
+        "--master-port",
+        &m,
+        "--volume-port",
+        &v,
+        "--filer-port",
+        "0",
+        "--cores",
+        "1",
+    ];
+    let _server = ChildGuard::spawn_kelp("kelp server", &args, &root.path().join("kelp.log"));
+    let master = format!("127.0.0.1:{master_port}");
+    let uploaded = tokio::task::spawn_blocking(move || upload(&master, &[b'y'; 5000]));
+    let (fid, _) = uploaded.await.unwrap();
+    let volume_id: u32 = fid.split(',').next().unwrap().parse().unwrap();
+
+    let target_port = support::free_port_pair_run(2);
+    let target_dir = root.path().join("target");
+    std::fs::create_dir_all(&target_dir).unwrap();
+    let (t, master) = (target_port.to_string(), format!("127.0.0.1:{master_port}"));
+    let target_args = [
+        "volume",
+        "--dir",
+        target_dir.to_str().unwrap(),
+        "--port",
+        &t,
+        "--master",
+        &master,
+        "--cores",
+        "1",
+        "--min-free-space-mb",
+        "1000000000",
+    ];
+    let log = root.path().join("target.log");
+    let _target = ChildGuard::spawn_kelp("kelp volume", &target_args, &log);
+    let address = format!("http://127.0.0.1:{}", target_port + 10_000);
+    let mut client = volume_client(&address).await;
+    let request = VolumeCopyRequest {
+        volume_id,
+        source_data_node: format!("127.0.0.1:{source_port}.{}", source_port + 10_000),
+        ..Default::default()
+    };
+    let refused = match client.volume_copy(request).await {
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("VolumeCopy of volume {volume_id} succeeded"),
+                    Err(status) => break status,
+                }
+            }
+        }
+        Err(status) => status,
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("--min-free-space-mb")
+            && refused.message().contains(&format!("volume {volume_id}")),
+        "{refused:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&target_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().contains(&volume_id.to_string()))
+        .collect();
+    assert!(left.is_empty(), "files left on the target: {left:?}");
+}

@@ -333,6 +333,7 @@ mod tests {
                 replica_placement: kelp_engine::format::ReplicaPlacement::default(),
                 ttl: kelp_engine::format::Ttl::EMPTY,
                 compact_revision: 0,
+                modified_at_second: 0,
             }],
         };
         let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"grpcPort":18080,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0}]}"#;

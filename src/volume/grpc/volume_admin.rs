@@ -34,6 +34,7 @@ pub enum AdminCall {
         volume: Box<FileVolume>,
         collection: String,
         newest_write_ns: u64,
+        dat_modified_s: u64,
     },
     /// Append a record copied from another server (its tail, a replica's repair); a record
     /// without data deletes its key.
@@ -117,7 +118,11 @@ pub async fn serve(state: &Rc<CoreState>, volume_id: u32, call: AdminCall) -> Ad
             volume,
             collection,
             newest_write_ns,
-        } => mount(state, *volume, collection, newest_write_ns).map(|()| AdminDone::Done),
+            dat_modified_s,
+        } => {
+            let clocks = (newest_write_ns, dat_modified_s);
+            mount(state, *volume, collection, clocks).map(|()| AdminDone::Done)
+        }
         AdminCall::WriteRecord { record } => write_record(state, volume_id, &record)
             .await
             .map(|()| AdminDone::Done),
@@ -172,7 +177,7 @@ fn mount(
     state: &CoreState,
     volume: FileVolume,
     collection: String,
-    newest_write_ns: u64,
+    (newest_write_ns, dat_modified_s): (u64, u64),
 ) -> Result<(), Status> {
     let volume_id = volume.id();
     let superblock = volume.core().config().superblock;
@@ -183,10 +188,11 @@ fn mount(
     };
     handlers::claim(state, volume_id, &settings)
         .map_err(|(status, message)| status_of_http(status, message))?;
-    let mounted = state
-        .store
-        .borrow_mut()
-        .mount(volume, collection, newest_write_ns);
+    let mounted =
+        state
+            .store
+            .borrow_mut()
+            .mount(volume, collection, newest_write_ns, dat_modified_s);
     mounted.map_err(|error| {
         handlers::unclaim(state, volume_id);
         status_of_store(&error)

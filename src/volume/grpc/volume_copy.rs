@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use kelp_engine::format::check_collection;
-use kelp_engine::volume::{FileVolume, OpenOptions, VolumePaths};
+use kelp_engine::volume::{FileVolume, OpenOptions, StdStorage, Storage, VolumePaths};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -233,6 +233,7 @@ impl VolumeService {
         check_collection(&status.collection).map_err(|e| {
             Status::invalid_argument(format!("volume {volume_id} on {source}: {e}"))
         })?;
+        self.check_room_for_copy(&status, source)?;
         if self.admin(volume_id, AdminCall::Status).await.is_ok() {
             let delete = AdminCall::Delete { only_empty: false };
             self.admin(volume_id, delete).await?;
@@ -252,6 +253,34 @@ impl VolumeService {
         let last_append_at_ns = mounted?;
         self.link.volumes_changed();
         Ok(last_append_at_ns)
+    }
+
+    /// Refuses a copy this disk has no room for (before anything is written or replaced):
+    /// the source's `.dat` and `.idx` must fit in the free space less the reserve
+    /// (`--min-free-space-mb`), as SeaweedFS checks before a VolumeCopy.
+    fn check_room_for_copy(
+        &self,
+        status: &ReadVolumeFileStatusResponse,
+        source: &str,
+    ) -> Result<(), Status> {
+        let dir = &self.config.dir;
+        let free_bytes = StdStorage.free_bytes(dir).map_err(|e| {
+            Status::internal(format!("free space of {}: statvfs: {e}", dir.display()))
+        })?;
+        let needed_bytes = status.dat_file_size.saturating_add(status.idx_file_size);
+        let reserve_bytes = self.config.min_free_space_bytes;
+        if copy_fits(needed_bytes, free_bytes, reserve_bytes) {
+            return Ok(());
+        }
+        Err(Status::resource_exhausted(format!(
+            "no room for volume {} from {source}: it needs {needed_bytes} bytes ({} of .dat, \
+             {} of .idx); the disk of {} has {free_bytes} free and keeps {reserve_bytes} free \
+             (--min-free-space-mb)",
+            status.volume_id,
+            status.dat_file_size,
+            status.idx_file_size,
+            dir.display()
+        )))
     }
 
     /// The source's `.dat`, `.idx` and `.vif` into `<file>.copying` next to where they go,
@@ -335,17 +364,19 @@ impl VolumeService {
                 FileVolume::open(&dir, &name, volume_id, &OpenOptions::default())
                     .map_err(|e| format!("open the copied volume {volume_id}: {e}"))?;
             let newest_write_ns = volume.newest_live_append_ns();
-            Ok::<_, String>((volume, newest_write_ns))
+            let dat_modified_s = super::super::store::dat_modified_s(volume.paths())?;
+            Ok::<_, String>((volume, newest_write_ns, dat_modified_s))
         })
         .await
         .map_err(|e| Status::internal(format!("opening volume {volume_id}: {e}")))?;
-        let (volume, newest_write_ns) = opened
+        let (volume, newest_write_ns, dat_modified_s) = opened
             .map_err(|error| Status::data_loss(format!("{error} ({})", paths.dat.display())))?;
         let has_ttl = !volume.core().config().superblock.ttl.is_empty();
         let call = AdminCall::Mount {
             volume: Box::new(volume),
             collection,
             newest_write_ns: if has_ttl { newest_write_ns } else { 0 },
+            dat_modified_s,
         };
         self.admin(volume_id, call).await?;
         Ok(newest_write_ns)
@@ -413,6 +444,11 @@ async fn receive_file(
     Ok(written)
 }
 
+/// Do `needed_bytes` fit in `free_bytes` with `reserve_bytes` left over?
+fn copy_fits(needed_bytes: u64, free_bytes: u64, reserve_bytes: u64) -> bool {
+    needed_bytes <= free_bytes.saturating_sub(reserve_bytes)
+}
+
 fn copying_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".copying");
@@ -439,4 +475,18 @@ pub fn peer_failure(server: &str, call: &str, status: &Status) -> Status {
         status.code(),
         format!("{call} on {server}: {}", status.message()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves a copy fits only with the reserve left free, counting to the byte.
+    #[test]
+    fn a_copy_fits_above_the_reserve() {
+        assert!(copy_fits(100, 1_100, 1_000));
+        assert!(!copy_fits(101, 1_100, 1_000));
+        assert!(!copy_fits(1, 500, 1_000), "less free than the reserve");
+        assert!(copy_fits(0, 0, 0));
+    }
 }
