@@ -343,3 +343,99 @@ async fn volume_copy_refuses_a_volume_without_room() {
         .collect();
     assert!(left.is_empty(), "files left on the target: {left:?}");
 }
+
+/// `kelp server` (1 core, no filer) in `dir` on free ports; (guard, master, volume port).
+fn start_server(root: &std::path::Path, dir: &std::path::Path) -> (ChildGuard, String, u16) {
+    let (master_port, volume_port) = (
+        support::free_port_pair_run(1),
+        support::free_port_pair_run(2),
+    );
+    let (m, v) = (master_port.to_string(), volume_port.to_string());
+    let args = [
+        "server",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--master-port",
+        &m,
+        "--volume-port",
+        &v,
+        "--filer-port",
+        "0",
+        "--cores",
+        "1",
+    ];
+    let server = ChildGuard::spawn_kelp("kelp server", &args, &root.join("kelp.log"));
+    (server, format!("127.0.0.1:{master_port}"), volume_port)
+}
+
+/// Reads `fid` from `url` (off the async runtime): the status and body.
+async fn read_back(url: &str, fid: &str) -> (u16, Vec<u8>) {
+    let (url, path) = (url.to_string(), format!("/{fid}"));
+    let answer = tokio::task::spawn_blocking(move || get(&url, &path).unwrap());
+    let answer = answer.await.unwrap();
+    (answer.status, answer.body)
+}
+
+// Proves VolumeUnmount stops serving a volume and keeps its files, VolumeMount serves it
+// again from them (and refuses a volume mounted already, or one whose files are not there),
+// and VolumeConfigure changes its placement in the superblock and the `.vif` as SeaweedFS
+// does, refusing a bad placement with an error naming it and leaving the volume served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_unmount_mount_and_take_a_new_placement() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("kelp");
+    let (_server, master, volume_port) = start_server(root.path(), &dir);
+    let uploaded = tokio::task::spawn_blocking(move || upload(&master, b"kept through it all"));
+    let (fid, url) = uploaded.await.unwrap();
+    let volume_id: u32 = fid.split(',').next().unwrap().parse().unwrap();
+    let address = format!("http://127.0.0.1:{}", volume_port + 10_000);
+    let mut client = volume_client(&address).await;
+    let status = |volume_id| VolumeStatusRequest { volume_id };
+
+    client
+        .volume_unmount(VolumeUnmountRequest { volume_id })
+        .await
+        .unwrap();
+    let gone = client.volume_status(status(volume_id)).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+    let dat = dir.join(format!("{volume_id}.dat"));
+    assert!(dat.exists() && dir.join(format!("{volume_id}.idx")).exists());
+    let again = client
+        .volume_unmount(VolumeUnmountRequest { volume_id })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
+
+    client
+        .volume_mount(VolumeMountRequest { volume_id })
+        .await
+        .unwrap();
+    let read = read_back(&url, &fid).await;
+    assert_eq!(read, (200, b"kept through it all".to_vec()));
+    let twice = client
+        .volume_mount(VolumeMountRequest { volume_id })
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::AlreadyExists, "{twice:?}");
+    let absent = client
+        .volume_mount(VolumeMountRequest { volume_id: 999 })
+        .await
+        .unwrap_err();
+    assert_eq!(absent.code(), tonic::Code::NotFound, "{absent:?}");
+
+    let configure = |replication: &str| VolumeConfigureRequest {
+        volume_id,
+        replication: replication.into(),
+    };
+    let refused = client.volume_configure(configure("9x")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("\"9x\""), "{refused:?}");
+    client.volume_configure(configure("010")).await.unwrap();
+    let superblock = std::fs::read(&dat).unwrap();
+    assert_eq!(superblock[1], 10, "placement 010 in the superblock");
+    let vif = std::fs::read_to_string(dir.join(format!("{volume_id}.vif"))).unwrap();
+    assert!(vif.contains("\"010\""), "{vif}");
+    client.volume_status(status(volume_id)).await.unwrap();
+    let read = read_back(&url, &fid).await;
+    assert_eq!(read, (200, b"kept through it all".to_vec()));
+}

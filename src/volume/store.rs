@@ -560,6 +560,17 @@ impl CoreStore {
         local.volume.destroy().map_err(failed)
     }
 
+    /// Stops serving volume `volume_id` and closes its files, which stay where they are
+    /// (`VolumeUnmount`). A write in flight on it fails as for a deleted volume.
+    pub fn unmount(&mut self, volume_id: u32) -> Result<(), StoreError> {
+        let local = self
+            .volumes
+            .remove(&volume_id)
+            .ok_or(StoreError::VolumeNotHere { volume_id })?;
+        drop(local); // closes the files: they stay linked, so no blocks are freed here
+        Ok(())
+    }
+
     /// The volume `volume_id`, to read its state (a compaction plans from it).
     pub fn volume(&self, volume_id: u32) -> Result<&FileVolume, StoreError> {
         Ok(&self.get(volume_id)?.volume)
@@ -1027,7 +1038,7 @@ fn release_freed_memory() {
 /// last `_`, as SeaweedFS does). Other `.dat` names are not volumes and are left alone; a
 /// volume whose collection name breaks the rule is an error naming the file, so that it is
 /// renamed rather than served under a name the master refuses.
-fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
+pub fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
     let mut found = Vec::new();
     for entry in entries {

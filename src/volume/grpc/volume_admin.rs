@@ -23,6 +23,8 @@ pub enum AdminCall {
     Allocate(VolumeSettings),
     /// Drop it and its files; with `only_empty`, only when it holds no live file.
     Delete { only_empty: bool },
+    /// Stop serving it and close its files, which stay (`VolumeUnmount`).
+    Unmount,
     /// Refuse writes (true) or take writes again (false).
     MarkReadOnly(bool),
     /// Its size and counts.
@@ -98,6 +100,7 @@ pub async fn serve(state: &Rc<CoreState>, volume_id: u32, call: AdminCall) -> Ad
             .map(|()| AdminDone::Done)
             .map_err(|(status, message)| status_of_http(status, message)),
         AdminCall::Delete { only_empty } => delete(state, volume_id, only_empty),
+        AdminCall::Unmount => removal_answer(volume_id, handlers::unmount_volume(state, volume_id)),
         AdminCall::MarkReadOnly(read_only) => {
             let marked = state
                 .store
@@ -253,7 +256,11 @@ fn delete(state: &CoreState, volume_id: u32, only_empty: bool) -> AdminAnswer {
             )));
         }
     }
-    match handlers::remove_volume(state, volume_id) {
+    removal_answer(volume_id, handlers::remove_volume(state, volume_id))
+}
+
+fn removal_answer(volume_id: u32, removed: Result<(), RemoveError>) -> AdminAnswer {
+    match removed {
         Ok(()) => Ok(AdminDone::Done),
         Err(RemoveError::Committing) => Err(Status::unavailable(format!(
             "volume {volume_id} is committing a compaction; retry in a moment"

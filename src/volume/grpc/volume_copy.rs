@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use kelp_engine::format::check_collection;
-use kelp_engine::volume::{FileVolume, OpenOptions, StdStorage, Storage, VolumePaths};
+use kelp_engine::volume::{StdStorage, Storage, VolumePaths};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -246,7 +246,7 @@ impl VolumeService {
             return Err(error);
         }
         let collection = status.collection.clone();
-        let mounted = self.open_and_mount(volume_id, &paths, collection).await;
+        let mounted = self.open_and_mount(volume_id, collection, None).await;
         if mounted.is_err() {
             remove_volume_files(&paths).await;
         }
@@ -347,39 +347,6 @@ impl VolumeService {
             })?;
         }
         Ok(())
-    }
-
-    /// Opens the copied files (on a blocking thread: recovery reads them) and hands the
-    /// volume to its core; the append time of its newest live record.
-    async fn open_and_mount(
-        &self,
-        volume_id: u32,
-        paths: &VolumePaths,
-        collection: String,
-    ) -> Result<u64, Status> {
-        let dir = self.config.dir.clone();
-        let name = collection.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let (volume, _report) =
-                FileVolume::open(&dir, &name, volume_id, &OpenOptions::default())
-                    .map_err(|e| format!("open the copied volume {volume_id}: {e}"))?;
-            let newest_write_ns = volume.newest_live_append_ns();
-            let dat_modified_s = super::super::store::dat_modified_s(volume.paths())?;
-            Ok::<_, String>((volume, newest_write_ns, dat_modified_s))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("opening volume {volume_id}: {e}")))?;
-        let (volume, newest_write_ns, dat_modified_s) = opened
-            .map_err(|error| Status::data_loss(format!("{error} ({})", paths.dat.display())))?;
-        let has_ttl = !volume.core().config().superblock.ttl.is_empty();
-        let call = AdminCall::Mount {
-            volume: Box::new(volume),
-            collection,
-            newest_write_ns: if has_ttl { newest_write_ns } else { 0 },
-            dat_modified_s,
-        };
-        self.admin(volume_id, call).await?;
-        Ok(newest_write_ns)
     }
 }
 
