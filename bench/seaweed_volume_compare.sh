@@ -3,7 +3,8 @@
 # against a Go volume server (`weed volume`) and against a Kelp volume server (`kelp volume`
 # joined to that master with SeaweedFS's SendHeartbeat), in interleaved rounds (Go then Kelp
 # in odd rounds, Kelp then Go in even ones), each on a fresh master and empty disk. Prints the
-# write and read requests per second of every run, then medians and Kelp / Go ratios.
+# write and read requests per second of every run, each round's Kelp / Go ratio, the medians
+# and the median of the rounds' ratios.
 #
 #   bench/seaweed_volume_compare.sh [--rounds 3] [-n 20000] [-c 16] [--size 1024]
 #                                   [--kelp target/release/kelp] [--cores N]
@@ -121,11 +122,19 @@ for line in open(sys.argv[1]):
     runs.setdefault((system, phase), []).append(float(rps))
     if failed != "0":
         print(f"warning: {system} {phase} had {failed} failed requests")
-print(f"weed benchmark -n {sys.argv[2]} -c {sys.argv[3]} -size {sys.argv[4]}: requests/s, median of {len(runs[('go', 'write')])}")
-print("| phase | Go volume server | Kelp volume server | Kelp / Go |")
-print("|---|---|---|---|")
+rounds = len(runs[("go", "write")])
+print(f"weed benchmark -n {sys.argv[2]} -c {sys.argv[3]} -size {sys.argv[4]}: requests/s, {rounds} rounds")
+print("| phase | round | Go volume server | Kelp volume server | Kelp / Go |")
+print("|---|---|---|---|---|")
 for phase in ("write", "read"):
-    go = statistics.median(runs[("go", phase)])
-    kelp = statistics.median(runs[("kelp", phase)])
-    print(f"| {phase} | {go:.0f} | {kelp:.0f} | {kelp / go:.2f} |")
+    for round, (go, kelp) in enumerate(zip(runs[("go", phase)], runs[("kelp", phase)]), 1):
+        print(f"| {phase} | {round} | {go:.0f} | {kelp:.0f} | {kelp / go:.2f} |")
+print()
+print("| phase | Go median | Kelp median | Kelp / Go of the medians | median of the rounds' Kelp / Go |")
+print("|---|---|---|---|---|")
+for phase in ("write", "read"):
+    go_runs, kelp_runs = runs[("go", phase)], runs[("kelp", phase)]
+    go, kelp = statistics.median(go_runs), statistics.median(kelp_runs)
+    ratios = [k / g for g, k in zip(go_runs, kelp_runs)]
+    print(f"| {phase} | {go:.0f} | {kelp:.0f} | {kelp / go:.2f} | {statistics.median(ratios):.2f} |")
 PY

@@ -25,6 +25,9 @@ pub const MASTER_REQUEST_MS_MAX: u64 = 5_000;
 /// Heartbeats waiting to go out on the `SendHeartbeat` stream (one is built per pulse or
 /// change).
 pub const HEARTBEATS_QUEUED_MAX: usize = 2;
+/// A change that must reach the master before the next step (a volume's new placement)
+/// waits at most this long for a heartbeat to go out (two pulses).
+pub const HEARTBEAT_SENT_MS_MAX: u64 = 2 * HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000;
 /// How long a `/dir/lookup` answer is trusted.
 pub const LOOKUP_CACHE_MS_MAX: u64 = 10_000;
 /// Most volume ids in one core's lookup cache; the cache is cleared when full (lookups are

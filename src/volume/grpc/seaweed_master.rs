@@ -11,14 +11,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::super::config::Config;
 use super::super::limits::{
-    HEARTBEAT_PULSE_SECONDS_DEFAULT, HEARTBEATS_QUEUED_MAX, MASTER_BACKOFF_MS_MIN,
-    MASTER_CONNECT_MS_MAX,
+    HEARTBEAT_PULSE_SECONDS_DEFAULT, HEARTBEAT_SENT_MS_MAX, HEARTBEATS_QUEUED_MAX,
+    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_MS_MAX,
 };
 use super::super::master_link::next_backoff_ms;
 use super::inbox::{CoreCall, CoreReport, Sender};
@@ -29,10 +31,27 @@ use crate::pb::{grpc_address, http_address};
 
 /// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
 /// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
-#[derive(Default)]
 pub struct MasterLink {
     start: Notify,
     beat_now: Notify,
+    /// The `SendHeartbeat` stream runs (the masters are SeaweedFS).
+    joined: AtomicBool,
+    /// Heartbeats begun, and the number of the latest one handed to the stream: who must
+    /// know the master heard of a change waits for one begun after it (`beat_and_wait`).
+    begun: AtomicU64,
+    sent: watch::Sender<u64>,
+}
+
+impl Default for MasterLink {
+    fn default() -> MasterLink {
+        MasterLink {
+            start: Notify::new(),
+            beat_now: Notify::new(),
+            joined: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
+            sent: watch::Sender::new(0),
+        }
+    }
 }
 
 impl MasterLink {
@@ -45,6 +64,25 @@ impl MasterLink {
     pub fn volumes_changed(&self) {
         self.beat_now.notify_one();
     }
+
+    /// Heartbeat now and wait until a heartbeat begun after this call went out on the
+    /// stream (at most `HEARTBEAT_SENT_MS_MAX`; at once when not joined to a SeaweedFS
+    /// master). A volume taken out and put back with another placement must be missed by
+    /// one heartbeat: a SeaweedFS master files a volume under its placement when it first
+    /// hears of it, and moves it only when it is gone and comes back.
+    pub async fn beat_and_wait(&self) {
+        if !self.joined.load(Ordering::Acquire) {
+            return;
+        }
+        let target = self.begun.load(Ordering::Acquire) + 1;
+        let mut sent = self.sent.subscribe();
+        self.beat_now.notify_one();
+        let bound = Duration::from_millis(HEARTBEAT_SENT_MS_MAX);
+        let heard = tokio::time::timeout(bound, sent.wait_for(|number| *number >= target));
+        if heard.await.is_err() {
+            tracing::warn!("heartbeat: none went out within {HEARTBEAT_SENT_MS_MAX} ms");
+        }
+    }
 }
 
 /// Heartbeat to the SeaweedFS masters for as long as the process runs, once core 0 found
@@ -52,6 +90,7 @@ impl MasterLink {
 /// follower's leader is followed at once.
 pub async fn run(config: Arc<Config>, cores: Vec<Sender>, link: Arc<MasterLink>) {
     link.start.notified().await;
+    link.joined.store(true, Ordering::Release);
     let pulse_ms = HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000;
     let mut next_master = 0;
     let mut leader: Option<String> = None;
@@ -103,11 +142,7 @@ async fn beat_to(
         .await
         .map_err(|e| format!("connect to {address}: {e}"))?;
     let (outbound, queued) = mpsc::channel(HEARTBEATS_QUEUED_MAX);
-    let first = build(config, cores).await?;
-    outbound
-        .send(first)
-        .await
-        .map_err(|_| "the heartbeat stream closed".to_string())?;
+    beat(link, &outbound, config, cores).await?;
     let mut answers = SeaweedClient::new(channel)
         .send_heartbeat(ReceiverStream::new(queued))
         .await
@@ -127,17 +162,31 @@ async fn beat_to(
                 Ok(None) => return Err("the master closed the heartbeat stream".into()),
                 Err(status) => return Err(format!("heartbeat stream: {}", status.message())),
             },
-            _ = pulse.tick() => send(&outbound, build(config, cores).await?).await?,
-            _ = link.beat_now.notified() => send(&outbound, build(config, cores).await?).await?,
+            _ = pulse.tick() => beat(link, &outbound, config, cores).await?,
+            _ = link.beat_now.notified() => beat(link, &outbound, config, cores).await?,
         }
     }
 }
 
-async fn send(outbound: &mpsc::Sender<Heartbeat>, heartbeat: Heartbeat) -> Result<(), String> {
+/// Build a heartbeat and hand it to the stream, counted in `link`.
+async fn beat(
+    link: &MasterLink,
+    outbound: &mpsc::Sender<Heartbeat>,
+    config: &Config,
+    cores: &[Sender],
+) -> Result<(), String> {
+    let number = link.begun.fetch_add(1, Ordering::AcqRel) + 1;
+    let heartbeat = build(config, cores).await?;
     outbound
         .send(heartbeat)
         .await
-        .map_err(|_| "the heartbeat stream closed".to_string())
+        .map_err(|_| "the heartbeat stream closed".to_string())?;
+    link.sent.send_if_modified(|sent| {
+        let newer = number > *sent;
+        *sent = (*sent).max(number);
+        newer
+    });
+    Ok(())
 }
 
 /// Apply a master's answer: the size limit goes to every core; a leader other than `master`

@@ -59,6 +59,8 @@ impl VolumeService {
         })?;
         let files = self.volume_files(volume_id).await?;
         self.admin(volume_id, AdminCall::Unmount).await?;
+        // The master must hear it gone, or it keeps it under the old placement too.
+        self.link.beat_and_wait().await;
         let mounted = self
             .open_and_mount(volume_id, files.collection, Some(placement))
             .await;
