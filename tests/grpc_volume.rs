@@ -11,6 +11,7 @@ mod pb {
     }
 }
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use master_common::{get, http, multipart_file};
@@ -42,6 +43,59 @@ fn with_wrong_cookie(fid: &str) -> String {
     format!("{head}{wrong:08x}")
 }
 
+/// A `kelp server` (no filer) in a directory, on free ports.
+struct KelpServer {
+    guard: ChildGuard,
+    args: Vec<String>,
+    log: PathBuf,
+    master: String,
+    volume_port: u16,
+}
+
+impl KelpServer {
+    /// Started in `dir` with `cores` cores, its log in `root`.
+    fn start(root: &Path, dir: &Path, cores: u16) -> KelpServer {
+        let master_port = support::free_port_pair_run(1);
+        let volume_port = support::free_port_pair_run(cores + 1);
+        let (m, v, c) = (
+            master_port.to_string(),
+            volume_port.to_string(),
+            cores.to_string(),
+        );
+        let dir = dir.to_str().unwrap();
+        let flags = ["--dir", dir, "--master-port", &m, "--volume-port", &v];
+        let more = ["--filer-port", "0", "--cores", &c];
+        let args: Vec<String> = std::iter::once("server")
+            .chain(flags)
+            .chain(more)
+            .map(String::from)
+            .collect();
+        let log = root.join("kelp.log");
+        KelpServer {
+            guard: spawn_server(&args, &log),
+            args,
+            log,
+            master: format!("127.0.0.1:{master_port}"),
+            volume_port,
+        }
+    }
+
+    /// Stops it (SIGTERM, waited for).
+    fn stop(&mut self) {
+        self.guard.terminate(Duration::from_secs(10));
+    }
+
+    /// Starts it again with the same flags.
+    fn start_again(&mut self) {
+        self.guard = spawn_server(&self.args, &self.log);
+    }
+}
+
+fn spawn_server(args: &[String], log: &Path) -> ChildGuard {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ChildGuard::spawn_kelp("kelp server", &args, log)
+}
+
 // Proves BatchDelete deletes each file on the core that owns it, answering per file as
 // SeaweedFS does: 202 with the size, "not found" (404) for a file already gone, 404 for a
 // wrong cookie when the cookie is checked, 400 for a malformed id; and deletes with a wrong
@@ -50,27 +104,8 @@ fn with_wrong_cookie(fid: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_delete_answers_per_file() {
     let root = tempfile::tempdir().unwrap();
-    let (master_port, volume_port) = (
-        support::free_port_pair_run(1),
-        support::free_port_pair_run(3),
-    );
-    let dir = root.path().join("kelp");
-    let (m, v) = (master_port.to_string(), volume_port.to_string());
-    let args = [
-        "server",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--master-port",
-        &m,
-        "--volume-port",
-        &v,
-        "--filer-port",
-        "0",
-        "--cores",
-        "2",
-    ];
-    let _server = ChildGuard::spawn_kelp("kelp server", &args, &root.path().join("kelp.log"));
-    let master = format!("127.0.0.1:{master_port}");
+    let server = KelpServer::start(root.path(), &root.path().join("kelp"), 2);
+    let (master, volume_port) = (server.master.clone(), server.volume_port);
     let uploads = tokio::task::spawn_blocking(move || {
         let files: Vec<(String, String)> = (0..3)
             .map(|i| upload(&master, &[b'x'; 100][..50 + i]))
@@ -175,28 +210,9 @@ fn unix_now_s() -> u64 {
 #[test]
 fn volumes_report_when_they_were_last_modified() {
     let root = tempfile::tempdir().unwrap();
-    let (master_port, volume_port) = (
-        support::free_port_pair_run(1),
-        support::free_port_pair_run(2),
-    );
     let dir = root.path().join("kelp");
-    let (m, v) = (master_port.to_string(), volume_port.to_string());
-    let args = [
-        "server",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--master-port",
-        &m,
-        "--volume-port",
-        &v,
-        "--filer-port",
-        "0",
-        "--cores",
-        "1",
-    ];
-    let log = root.path().join("kelp.log");
-    let mut server = ChildGuard::spawn_kelp("kelp server", &args, &log);
-    let master = format!("127.0.0.1:{master_port}");
+    let mut server = KelpServer::start(root.path(), &dir, 1);
+    let master = server.master.clone();
     upload(&master, b"first");
     std::thread::sleep(Duration::from_millis(2100));
     let written_from = unix_now_s();
@@ -214,7 +230,7 @@ fn volumes_report_when_they_were_last_modified() {
         let status = get(&master, "/vol/status").unwrap().json().to_string();
         status.contains(&format!("\"ModifiedAtSecond\":{modified}"))
     });
-    server.terminate(Duration::from_secs(10));
+    server.stop();
     let dat = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -230,7 +246,7 @@ fn volumes_report_when_they_were_last_modified() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let _server = ChildGuard::spawn_kelp("kelp server", &args, &log);
+    server.start_again();
     let mut reopened = None;
     support::wait_until("the volume server again", Duration::from_secs(15), || {
         reopened = get(&url, "/status")
@@ -262,27 +278,8 @@ async fn volume_client(address: &str) -> VolumeServerClient<tonic::transport::Ch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volume_copy_refuses_a_volume_without_room() {
     let root = tempfile::tempdir().unwrap();
-    let (master_port, source_port) = (
-        support::free_port_pair_run(1),
-        support::free_port_pair_run(2),
-    );
-    let (m, v) = (master_port.to_string(), source_port.to_string());
-    let source_dir = root.path().join("source");
-    let args = [
-        "server",
-        "--dir",
-        source_dir.to_str().unwrap(),
-        "--master-port",
-        &m,
-        "--volume-port",
-        &v,
-        "--filer-port",
-        "0",
-        "--cores",
-        "1",
-    ];
-    let _server = ChildGuard::spawn_kelp("kelp server", &args, &root.path().join("kelp.log"));
-    let master = format!("127.0.0.1:{master_port}");
+    let server = KelpServer::start(root.path(), &root.path().join("source"), 1);
+    let (master, source_port) = (server.master.clone(), server.volume_port);
     let uploaded = tokio::task::spawn_blocking(move || upload(&master, &[b'y'; 5000]));
     let (fid, _) = uploaded.await.unwrap();
     let volume_id: u32 = fid.split(',').next().unwrap().parse().unwrap();
@@ -290,7 +287,7 @@ async fn volume_copy_refuses_a_volume_without_room() {
     let target_port = support::free_port_pair_run(2);
     let target_dir = root.path().join("target");
     std::fs::create_dir_all(&target_dir).unwrap();
-    let (t, master) = (target_port.to_string(), format!("127.0.0.1:{master_port}"));
+    let (t, master) = (target_port.to_string(), server.master.clone());
     let target_args = [
         "volume",
         "--dir",
@@ -344,30 +341,6 @@ async fn volume_copy_refuses_a_volume_without_room() {
     assert!(left.is_empty(), "files left on the target: {left:?}");
 }
 
-/// `kelp server` (1 core, no filer) in `dir` on free ports; (guard, master, volume port).
-fn start_server(root: &std::path::Path, dir: &std::path::Path) -> (ChildGuard, String, u16) {
-    let (master_port, volume_port) = (
-        support::free_port_pair_run(1),
-        support::free_port_pair_run(2),
-    );
-    let (m, v) = (master_port.to_string(), volume_port.to_string());
-    let args = [
-        "server",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--master-port",
-        &m,
-        "--volume-port",
-        &v,
-        "--filer-port",
-        "0",
-        "--cores",
-        "1",
-    ];
-    let server = ChildGuard::spawn_kelp("kelp server", &args, &root.join("kelp.log"));
-    (server, format!("127.0.0.1:{master_port}"), volume_port)
-}
-
 /// Reads `fid` from `url` (off the async runtime): the status and body.
 async fn read_back(url: &str, fid: &str) -> (u16, Vec<u8>) {
     let (url, path) = (url.to_string(), format!("/{fid}"));
@@ -384,7 +357,8 @@ async fn read_back(url: &str, fid: &str) -> (u16, Vec<u8>) {
 async fn volumes_unmount_mount_and_take_a_new_placement() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("kelp");
-    let (_server, master, volume_port) = start_server(root.path(), &dir);
+    let server = KelpServer::start(root.path(), &dir, 1);
+    let (master, volume_port) = (server.master.clone(), server.volume_port);
     let uploaded = tokio::task::spawn_blocking(move || upload(&master, b"kept through it all"));
     let (fid, url) = uploaded.await.unwrap();
     let volume_id: u32 = fid.split(',').next().unwrap().parse().unwrap();

@@ -333,10 +333,10 @@ mod tests {
                 replica_placement: kelp_engine::format::ReplicaPlacement::default(),
                 ttl: kelp_engine::format::Ttl::EMPTY,
                 compact_revision: 0,
-                modified_at_second: 0,
+                modified_at_second: 1_700_000_000,
             }],
         };
-        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"grpcPort":18080,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0}]}"#;
+        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"grpcPort":18080,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0,"modifiedAtSecond":1700000000}]}"#;
         assert_eq!(serde_json::to_string(&heartbeat).unwrap(), expected);
         let answer: HeartbeatAnswer =
             serde_json::from_str(r#"{"volumeSizeLimit":1024,"pulseSeconds":5,"leader":"m2:9333"}"#)
