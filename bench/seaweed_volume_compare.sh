@@ -3,18 +3,21 @@
 # against a Go volume server (`weed volume`) and against a Kelp volume server (`kelp volume`
 # joined to that master with SeaweedFS's SendHeartbeat), in interleaved rounds (Go then Kelp
 # in odd rounds, Kelp then Go in even ones), each on a fresh master and empty disk. Prints the
-# write and read requests per second of every run, then medians and Kelp / Go ratios.
+# write and read requests per second of every run, each round's Kelp / Go ratio, the medians
+# and the median of the rounds' ratios.
 #
 #   bench/seaweed_volume_compare.sh [--rounds 3] [-n 20000] [-c 16] [--size 1024]
 #                                   [--kelp target/release/kelp] [--cores N]
+#                                   [--timeout-s 600]
 #
 # `weed` is $KELP_PEER_WEED, else ~/.cache/kelp-peer/venv/bin/weed (../shared/tools/peer.sh
-# install). Ports 23600-23620 and their +10000 gRPC twins must be free. Everything started
-# here is stopped by pid and its files removed.
+# install). Ports 23600-23620 and their +10000 gRPC twins must be free (checked). Every wait
+# is bounded (start 60 s, benchmark --timeout-s, stop 10 s then SIGKILL); everything started
+# here is stopped by pid and its files removed, also on failure or interrupt.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-rounds=3 n=20000 conc=16 size=1024 kelp=$repo/target/release/kelp cores=""
+rounds=3 n=20000 conc=16 size=1024 kelp=$repo/target/release/kelp cores="" timeout_s=600
 while (($#)); do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -23,11 +26,12 @@ while (($#)); do
     --size) size=$2; shift 2 ;;
     --kelp) kelp=$2; shift 2 ;;
     --cores) cores=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --timeout-s) timeout_s=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "seaweed_volume_compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for number in "$rounds" "$n" "$conc" "$size"; do
+for number in "$rounds" "$n" "$conc" "$size" "$timeout_s"; do
   [[ $number =~ ^[1-9][0-9]*$ ]] || { echo "seaweed_volume_compare.sh: $number is not a positive integer" >&2; exit 2; }
 done
 weed=${KELP_PEER_WEED:-$HOME/.cache/kelp-peer/venv/bin/weed}
@@ -37,18 +41,43 @@ weed=${KELP_PEER_WEED:-$HOME/.cache/kelp-peer/venv/bin/weed}
 master_port=23600 volume_port=23610
 work=$(mktemp -d "${TMPDIR:-/tmp}/kelp-swvc.XXXXXX")
 pids=()
+# stop_all: SIGTERM to every process started here, at most 10 s for them to go, then SIGKILL.
 stop_all() {
+  local pid tries
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for ((tries = 0; tries < 100; tries++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   pids=()
 }
 trap 'stop_all; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+# fail MESSAGE: prints MESSAGE and the last log lines, then exits (the EXIT trap stops all).
+fail() {
+  echo "seaweed_volume_compare.sh: $1" >&2
+  tail -n 5 "$work"/run/*.log "$work"/run/bench.txt >&2 2>/dev/null || true
+  exit 1
+}
+
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # run_once SYSTEM: a fresh master and one volume server of SYSTEM (go or kelp), then
-# `weed benchmark`; prints "SYSTEM write RPS" and "SYSTEM read RPS".
+# `weed benchmark`; appends "SYSTEM write RPS FAILED" and "SYSTEM read RPS FAILED" to
+# $results. Runs in this shell (not a pipeline's subshell) so `pids` and the traps see
+# every process it starts.
 run_once() {
-  local system=$1 dir=$work/run
+  local system=$1 dir=$work/run port
   rm -rf "$dir"; mkdir -p "$dir/m" "$dir/v"
+  for port in $master_port $volume_port $((master_port + 10000)) $((volume_port + 10000)); do
+    port_free "$port" || fail "port $port is in use (a server left from an earlier run?)"
+  done
   "$weed" master -ip=127.0.0.1 -port=$master_port -mdir="$dir/m" -volumeSizeLimitMB=1024 \
     -peers=none -telemetry=false >"$dir/master.log" 2>&1 & pids+=($!)
   if [[ $system == go ]]; then
@@ -60,18 +89,19 @@ run_once() {
       ${cores:+--cores $cores} >"$dir/volume.log" 2>&1 & pids+=($!)
   fi
   local waited=0
-  until curl -fsS "http://127.0.0.1:$master_port/dir/assign" 2>/dev/null | grep -q '"fid"'; do
+  until curl -fsS -m 5 "http://127.0.0.1:$master_port/dir/assign" 2>/dev/null | grep -q '"fid"'; do
     sleep 0.2; waited=$((waited + 1))
-    ((waited < 300)) || { echo "no assign after 60 s ($system); logs in $dir" >&2; tail -5 "$dir"/*.log >&2; exit 1; }
+    ((waited < 300)) || fail "no assign from the master after 60 s ($system)"
   done
-  "$weed" benchmark -master=127.0.0.1:$master_port -n "$n" -c "$conc" -size "$size" \
-    -collection=bench -list="$dir/list.txt" >"$dir/bench.txt" 2>&1 ||
-    { echo "weed benchmark on $system failed:" >&2; tail -5 "$dir/bench.txt" >&2; exit 1; }
+  timeout -k 5 "$timeout_s" "$weed" benchmark -master=127.0.0.1:$master_port -n "$n" -c "$conc" \
+    -size "$size" -collection=bench -list="$dir/list.txt" >"$dir/bench.txt" 2>&1 ||
+    fail "weed benchmark on $system failed or took over $timeout_s s"
   awk -v server="$system" '
     /^------------ Writing Benchmark/ { kind = "write" }
     /^------------ Randomly Reading Benchmark/ { kind = "read" }
     /Failed requests:/ { failed[kind] = $3 }
-    /Requests per second:/ { print server, kind, $4, failed[kind] }' "$dir/bench.txt"
+    /Requests per second:/ { print server, kind, $4, failed[kind] }' "$dir/bench.txt" |
+    tee -a "$results" >&2
   stop_all
 }
 
@@ -80,7 +110,7 @@ for ((round = 1; round <= rounds; round++)); do
   if ((round % 2)); then order="go kelp"; else order="kelp go"; fi
   for system in $order; do
     echo "round $round/$rounds: $system" >&2
-    run_once "$system" | tee -a "$results" >&2
+    run_once "$system"
   done
 done
 
@@ -92,11 +122,19 @@ for line in open(sys.argv[1]):
     runs.setdefault((system, phase), []).append(float(rps))
     if failed != "0":
         print(f"warning: {system} {phase} had {failed} failed requests")
-print(f"weed benchmark -n {sys.argv[2]} -c {sys.argv[3]} -size {sys.argv[4]}: requests/s, median of {len(runs[('go', 'write')])}")
-print("| phase | Go volume server | Kelp volume server | Kelp / Go |")
-print("|---|---|---|---|")
+rounds = len(runs[("go", "write")])
+print(f"weed benchmark -n {sys.argv[2]} -c {sys.argv[3]} -size {sys.argv[4]}: requests/s, {rounds} rounds")
+print("| phase | round | Go volume server | Kelp volume server | Kelp / Go |")
+print("|---|---|---|---|---|")
 for phase in ("write", "read"):
-    go = statistics.median(runs[("go", phase)])
-    kelp = statistics.median(runs[("kelp", phase)])
-    print(f"| {phase} | {go:.0f} | {kelp:.0f} | {kelp / go:.2f} |")
+    for round, (go, kelp) in enumerate(zip(runs[("go", phase)], runs[("kelp", phase)]), 1):
+        print(f"| {phase} | {round} | {go:.0f} | {kelp:.0f} | {kelp / go:.2f} |")
+print()
+print("| phase | Go median | Kelp median | Kelp / Go of the medians | median of the rounds' Kelp / Go |")
+print("|---|---|---|---|---|")
+for phase in ("write", "read"):
+    go_runs, kelp_runs = runs[("go", phase)], runs[("kelp", phase)]
+    go, kelp = statistics.median(go_runs), statistics.median(kelp_runs)
+    ratios = [k / g for g, k in zip(go_runs, kelp_runs)]
+    print(f"| {phase} | {go:.0f} | {kelp:.0f} | {kelp / go:.2f} | {statistics.median(ratios):.2f} |")
 PY

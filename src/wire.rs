@@ -56,6 +56,10 @@ pub struct VolumeReport {
     pub ttl: Ttl,
     #[serde(default)]
     pub compact_revision: u16,
+    /// When its files last changed, in seconds since the Unix epoch (SeaweedFS's
+    /// `modified_at_second`: the `.dat`'s modification time when opened, or its newest write).
+    #[serde(default)]
+    pub modified_at_second: u64,
 }
 
 impl VolumeReport {
@@ -68,6 +72,7 @@ impl VolumeReport {
             "DeletedByteCount": self.deleted_byte_count, "ReadOnly": self.read_only,
             "ReplicaPlacement": self.replica_placement, "Ttl": self.ttl,
             "CompactRevision": self.compact_revision,
+            "ModifiedAtSecond": self.modified_at_second,
         })
     }
 }

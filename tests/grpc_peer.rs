@@ -14,18 +14,6 @@ use std::time::{Duration, Instant};
 use master_common::{MasterProcess, get, http, launch_together, multipart_file, wait_for_leader};
 use support::{ChildGuard, spawn_weed, wait_until};
 
-/// `count` consecutive free ports whose gRPC companions (+10000) are free too.
-fn free_port_pair_run(count: u16) -> u16 {
-    for _ in 0..200 {
-        let port = support::free_port_run(count);
-        let grpc_free = std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
-        if port < 55_000 && grpc_free {
-            return port;
-        }
-    }
-    panic!("no free ports with free gRPC companions found");
-}
-
 /// A `kelp server` (no filer) on free ports; waits until it assigns.
 struct KelpServer {
     _guard: ChildGuard,
@@ -35,8 +23,8 @@ struct KelpServer {
 
 impl KelpServer {
     fn start(root: &Path) -> KelpServer {
-        let master_port = free_port_pair_run(1);
-        let volume_port = free_port_pair_run(3);
+        let master_port = support::free_port_pair_run(1);
+        let volume_port = support::free_port_pair_run(3);
         let dir = root.join("kelp");
         let (master_text, volume_text) = (master_port.to_string(), volume_port.to_string());
         let args = [
@@ -67,43 +55,6 @@ impl KelpServer {
     }
 }
 
-/// Run `weed <args>` to completion (at most `timeout`); its output.
-fn run_weed(args: &[&str], stdin: &str, timeout: Duration) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(support::weed_binary())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run weed {args:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "weed {args:?} did not finish within {timeout:?}:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 // Proves `weed benchmark` runs its write and read phases against a Kelp master with no
 // failed request: it assigns over gRPC and reads with the volume locations Kelp pushes over
 // KeepConnected.
@@ -124,7 +75,7 @@ fn weed_benchmark_writes_and_reads_through_kelp() {
         "-collection=bench",
         &list_flag,
     ];
-    let output = run_weed(&args, "", Duration::from_secs(120));
+    let output = support::run_weed(&args, "", Duration::from_secs(120));
     let phases: Vec<&str> = output.split("Benchmark ----------").skip(1).collect();
     assert_eq!(phases.len(), 2, "a write and a read phase:\n{output}");
     for phase in phases {
@@ -141,7 +92,7 @@ fn weed_benchmark_writes_and_reads_through_kelp() {
 
 /// Start `weed filer` on Kelp's masters; waits until it answers.
 fn start_weed_filer(root: &Path, masters: &str) -> (ChildGuard, String) {
-    let port = free_port_pair_run(1);
+    let port = support::free_port_pair_run(1);
     let store = root.join("filer-store");
     std::fs::create_dir_all(&store).unwrap();
     let args = vec![
@@ -224,7 +175,7 @@ const S3_IDENTITIES: &str = r#"{"identities":[{"name":"kelp","credentials":[{"ac
 fn s3_round_trip(root: &Path, filer: &str) {
     let python = std::env::var("KELP_S3_PYTHON")
         .expect("KELP_S3_PYTHON must name a python with boto3 (test.sh installs one)");
-    let port = free_port_pair_run(1);
+    let port = support::free_port_pair_run(1);
     let identities = root.join("s3.json");
     std::fs::write(&identities, S3_IDENTITIES).unwrap();
     let args = vec![
@@ -257,7 +208,7 @@ fn s3_round_trip(root: &Path, filer: &str) {
 /// `weed shell` on Kelp's master: `command`'s output.
 fn weed_shell(master: &str, command: &str) -> String {
     let master = format!("-master={master}");
-    run_weed(&["shell", &master], command, Duration::from_secs(60))
+    support::run_weed(&["shell", &master], command, Duration::from_secs(60))
 }
 
 // Proves `weed filer` runs on a Kelp master: files uploaded through it (one chunk, and one of

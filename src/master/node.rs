@@ -528,6 +528,7 @@ impl Master {
                 replica_placement: key.placement,
                 ttl: key.ttl,
                 compact_revision: 0,
+                modified_at_second: 0,
             };
             topology.add_pending_volume(&node, report, now);
         }

@@ -700,6 +700,7 @@ mod tests {
             replica_placement: placement(replication),
             ttl: kelp_engine::format::Ttl::EMPTY,
             compact_revision: 0,
+            modified_at_second: 0,
         }
     }
 

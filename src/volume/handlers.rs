@@ -449,15 +449,26 @@ impl std::fmt::Display for RemoveError {
 /// Drops volume `volume_id` and deletes its files (an admin delete, an expired TTL
 /// volume). A compaction still copying it stops at its next step and removes its files.
 pub fn remove_volume(state: &CoreState, volume_id: u32) -> Result<(), RemoveError> {
+    take_out(state, volume_id, |store| store.remove(volume_id))
+}
+
+/// Stops serving volume `volume_id`, keeping its files (`VolumeUnmount`). A compaction
+/// still copying it stops at its next step and removes its own files.
+pub fn unmount_volume(state: &CoreState, volume_id: u32) -> Result<(), RemoveError> {
+    take_out(state, volume_id, |store| store.unmount(volume_id))
+}
+
+/// Takes volume `volume_id` out of service with `out` (which deletes or closes it).
+fn take_out(
+    state: &CoreState,
+    volume_id: u32,
+    out: impl FnOnce(&mut super::store::CoreStore) -> Result<(), StoreError>,
+) -> Result<(), RemoveError> {
     if state.compactions.borrow().is_committing(volume_id) {
         return Err(RemoveError::Committing);
     }
     state.compactions.borrow().cancel(volume_id);
-    state
-        .store
-        .borrow_mut()
-        .remove(volume_id)
-        .map_err(RemoveError::Store)?;
+    out(&mut state.store.borrow_mut()).map_err(RemoveError::Store)?;
     state.compactions.borrow_mut().forget(volume_id);
     release(&state.registry, volume_id);
     Ok(())

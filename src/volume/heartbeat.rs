@@ -6,15 +6,13 @@
 
 use super::admin_guard::MasterAddresses;
 use super::config::MasterKind;
-use super::master_link::{self, Heartbeat, LeaderWatch, MASTER_BACKOFF_MS_MIN, Masters};
+use super::limits::{
+    HEARTBEAT_PULSE_SECONDS_DEFAULT, HEARTBEAT_PULSE_SECONDS_MAX, MASTER_BACKOFF_MS_MIN,
+};
+use super::master_link::{self, Heartbeat, LeaderWatch, Masters};
 use super::state::{CoreState, all_snapshots, broadcast_size_limit};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// Pulse used until the master says otherwise (SeaweedFS's default).
-pub const PULSE_SECONDS_DEFAULT: u64 = 5;
-/// A master asking for a longer pulse than this is capped (it would think us dead).
-pub const PULSE_SECONDS_MAX: u64 = 60;
 
 pub async fn heartbeat_loop(state: Rc<CoreState>) {
     let mut masters = Masters::new(state.config.masters.clone());
@@ -33,7 +31,7 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
         state.seaweed_link.use_seaweedfs();
         return;
     }
-    let mut pulse_s = PULSE_SECONDS_DEFAULT;
+    let mut pulse_s = HEARTBEAT_PULSE_SECONDS_DEFAULT;
     let mut backoff_ms = 0;
     let mut size_limit_bytes = 0;
     loop {
@@ -49,7 +47,7 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
                     backoff_ms = 0;
                 }
                 if answer.pulse_seconds > 0 {
-                    pulse_s = answer.pulse_seconds.min(PULSE_SECONDS_MAX);
+                    pulse_s = answer.pulse_seconds.min(HEARTBEAT_PULSE_SECONDS_MAX);
                 }
                 let new_limit =
                     answer.volume_size_limit > 0 && answer.volume_size_limit != size_limit_bytes;
@@ -86,7 +84,10 @@ async fn master_kind(masters: &mut Masters, flag: MasterKind) -> MasterKind {
             Ok(LeaderWatch::Unsupported) => return seaweedfs_or_kelp(masters).await,
             Ok(_) => return MasterKind::Kelp,
             Err(error) => {
-                backoff_ms = master_link::next_backoff_ms(backoff_ms, PULSE_SECONDS_DEFAULT * 1000);
+                backoff_ms = master_link::next_backoff_ms(
+                    backoff_ms,
+                    HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000,
+                );
                 tracing::warn!(
                     "heartbeat failed, retrying within {backoff_ms} ms: no master answers \
                      yet to tell whether it is Kelp or SeaweedFS ({error})"

@@ -9,6 +9,34 @@ pub const MASTER_RESOLVE_RETRY_MS: u64 = 5_000;
 
 const _: () = assert!(MASTER_RESOLVE_RETRY_MS <= MASTER_RESOLVE_INTERVAL_MS);
 
+/// The heartbeat's pulse until the master says otherwise (SeaweedFS's default); the pulse
+/// to a SeaweedFS master.
+pub const HEARTBEAT_PULSE_SECONDS_DEFAULT: u64 = 5;
+/// A master asking for a longer pulse than this is capped (it would think us dead).
+pub const HEARTBEAT_PULSE_SECONDS_MAX: u64 = 60;
+/// Backoff between tries while no master takes the heartbeat: doubles from this, and is never
+/// longer than one pulse (see `master_link::next_backoff_ms`), so a new leader hears from
+/// every volume server within a pulse of its election (sooner through `/cluster/watch`).
+pub const MASTER_BACKOFF_MS_MIN: u64 = 100;
+/// Calls to the master: connecting, and a whole request (it is on the same network; a slow
+/// one is a dead one).
+pub const MASTER_CONNECT_MS_MAX: u64 = 2_000;
+pub const MASTER_REQUEST_MS_MAX: u64 = 5_000;
+/// Heartbeats waiting to go out on the `SendHeartbeat` stream (one is built per pulse or
+/// change).
+pub const HEARTBEATS_QUEUED_MAX: usize = 2;
+/// A change that must reach the master before the next step (a volume's new placement)
+/// waits at most this long for a heartbeat to go out (two pulses).
+pub const HEARTBEAT_SENT_MS_MAX: u64 = 2 * HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000;
+/// How long a `/dir/lookup` answer is trusted.
+pub const LOOKUP_CACHE_MS_MAX: u64 = 10_000;
+/// Most volume ids in one core's lookup cache; the cache is cleared when full (lookups are
+/// rare).
+pub const LOOKUP_CACHE_ENTRIES_MAX: usize = 4096;
+
+const _: () = assert!(HEARTBEAT_PULSE_SECONDS_DEFAULT <= HEARTBEAT_PULSE_SECONDS_MAX);
+const _: () = assert!(MASTER_BACKOFF_MS_MIN < HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000);
+
 /// A core measures the free space of the volume directory again at least this often...
 pub const FREE_SPACE_MEASURE_MS_MAX: u64 = 1_000;
 /// ... and after letting this many bytes be written since its last measurement.

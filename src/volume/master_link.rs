@@ -2,28 +2,20 @@
 //! `/cluster/watch` to hear at once when the leader goes away or a new one is elected, and
 //! `/dir/lookup` for fids this server does not hold, cached for a short time.
 
+use super::limits::{
+    LOOKUP_CACHE_ENTRIES_MAX, LOOKUP_CACHE_MS_MAX, MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_MS_MAX,
+    MASTER_REQUEST_MS_MAX,
+};
 pub use crate::wire::{Heartbeat, VolumeReport};
 use kelp_net::http::client::{Client, ClientError, ClientOptions};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long a lookup answer is trusted.
-pub const LOOKUP_CACHE_TTL_MS: u64 = 10_000;
-/// Most volume ids cached per core; the cache is cleared when full (lookups are rare).
-pub const LOOKUP_CACHE_ENTRIES_MAX: usize = 4096;
-/// Backoff between tries while no master takes the heartbeat: doubles from this, and is never
-/// longer than one pulse (see `next_backoff_ms`), so a new leader hears from every volume
-/// server within a pulse of its election (sooner through `/cluster/watch`).
-pub const MASTER_BACKOFF_MS_MIN: u64 = 100;
-/// Timeouts for calls to the master (it is on the same network; a slow one is a dead one).
-pub const MASTER_CONNECT_TIMEOUT_MS: u64 = 2_000;
-pub const MASTER_REQUEST_TIMEOUT_MS: u64 = 5_000;
-
 pub fn master_client_options() -> ClientOptions {
     ClientOptions {
-        connect_timeout_ms: MASTER_CONNECT_TIMEOUT_MS,
-        request_timeout_ms: MASTER_REQUEST_TIMEOUT_MS,
+        connect_timeout_ms: MASTER_CONNECT_MS_MAX,
+        request_timeout_ms: MASTER_REQUEST_MS_MAX,
         body_bytes_max: 64 << 20,
     }
 }
@@ -162,7 +154,7 @@ impl Masters {
         wait_ms: u64,
     ) -> Result<LeaderWatch, ClientError> {
         let addr = self.current().to_string();
-        let request_timeout_ms = wait_ms + MASTER_REQUEST_TIMEOUT_MS;
+        let request_timeout_ms = wait_ms + MASTER_REQUEST_MS_MAX;
         if self
             .watch_client
             .as_ref()
@@ -270,7 +262,7 @@ impl LookupCache {
     pub fn get(&self, volume_id: u32, now: Instant) -> Option<&[Location]> {
         let (fetched_at, locations) = self.entries.get(&volume_id)?;
         let age = now.saturating_duration_since(*fetched_at);
-        (age < Duration::from_millis(LOOKUP_CACHE_TTL_MS)).then_some(locations.as_slice())
+        (age < Duration::from_millis(LOOKUP_CACHE_MS_MAX)).then_some(locations.as_slice())
     }
 
     pub fn put(&mut self, volume_id: u32, locations: Vec<Location>, now: Instant) {
@@ -341,9 +333,10 @@ mod tests {
                 replica_placement: kelp_engine::format::ReplicaPlacement::default(),
                 ttl: kelp_engine::format::Ttl::EMPTY,
                 compact_revision: 0,
+                modified_at_second: 1_700_000_000,
             }],
         };
-        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"grpcPort":18080,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0}]}"#;
+        let expected = r#"{"ip":"127.0.0.1","port":8080,"publicUrl":"127.0.0.1:8080","dataCenter":"dc1","rack":"rack1","maxVolumeCount":8,"maxFileKey":1234,"grpcPort":18080,"volumes":[{"id":3,"port":8081,"size":1234,"collection":"","fileCount":10,"deleteCount":1,"deletedByteCount":100,"readOnly":false,"replicaPlacement":"000","ttl":"","compactRevision":0,"modifiedAtSecond":1700000000}]}"#;
         assert_eq!(serde_json::to_string(&heartbeat).unwrap(), expected);
         let answer: HeartbeatAnswer =
             serde_json::from_str(r#"{"volumeSizeLimit":1024,"pulseSeconds":5,"leader":"m2:9333"}"#)
@@ -423,7 +416,7 @@ mod tests {
         let start = Instant::now();
         cache.put(3, locations, start);
         assert!(cache.get(3, start).is_some());
-        let later = start + Duration::from_millis(LOOKUP_CACHE_TTL_MS + 1);
+        let later = start + Duration::from_millis(LOOKUP_CACHE_MS_MAX + 1);
         assert!(cache.get(3, later).is_none());
     }
 }

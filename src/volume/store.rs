@@ -147,6 +147,10 @@ struct LocalVolume {
     /// A TTL volume's clock: the newest append time of its writes (0: none), read from the
     /// needles at open and raised by each write since (see `expiry`).
     newest_write_ns: u64,
+    /// When its files last changed as SeaweedFS reports it (`modified_at_second`): the
+    /// `.dat`'s modification time when opened, raised by each write since (see
+    /// `modified_at_second`).
+    opened_modified_s: u64,
 }
 
 impl LocalVolume {
@@ -495,22 +499,24 @@ impl CoreStore {
             size_limit_bytes: kelp_engine::limits::VOLUME_BYTES_MAX_OFFSET5,
         };
         let volume = FileVolume::create(&self.dir, config).map_err(failed)?;
-        self.insert(volume, settings.collection.clone(), 0)
+        let now_s = super::handlers::now_unix_ns() / 1_000_000_000;
+        self.insert(volume, settings.collection.clone(), 0, now_s)
     }
 
     /// Serves `volume` (opened from files copied here) from now on; `newest_write_ns` is a
-    /// TTL volume's clock (see `expiry`).
+    /// TTL volume's clock (see `expiry`), `dat_modified_s` its `.dat`'s modification time.
     pub fn mount(
         &mut self,
         volume: FileVolume,
         collection: String,
         newest_write_ns: u64,
+        dat_modified_s: u64,
     ) -> Result<(), StoreError> {
         let volume_id = volume.id();
         if self.volumes.contains_key(&volume_id) {
             return Err(StoreError::AlreadyExists { volume_id });
         }
-        self.insert(volume, collection, newest_write_ns)
+        self.insert(volume, collection, newest_write_ns, dat_modified_s)
     }
 
     /// The files and state of `volume_id`, for a copy of it: (paths, collection).
@@ -524,6 +530,7 @@ impl CoreStore {
         volume: FileVolume,
         collection: String,
         newest_write_ns: u64,
+        opened_modified_s: u64,
     ) -> Result<(), StoreError> {
         let idx_for_ring = open_idx_for_ring(&volume.paths().idx)
             .map_err(|context| StoreError::Failed { context })?;
@@ -536,6 +543,7 @@ impl CoreStore {
             dat_map: None,
             residency: ResidencyCache::default(),
             newest_write_ns,
+            opened_modified_s,
         };
         let volume_id = local.volume.id();
         let replaced = self.volumes.insert(volume_id, local);
@@ -550,6 +558,17 @@ impl CoreStore {
             .remove(&volume_id)
             .ok_or(StoreError::VolumeNotHere { volume_id })?;
         local.volume.destroy().map_err(failed)
+    }
+
+    /// Stops serving volume `volume_id` and closes its files, which stay where they are
+    /// (`VolumeUnmount`). A write in flight on it fails as for a deleted volume.
+    pub fn unmount(&mut self, volume_id: u32) -> Result<(), StoreError> {
+        let local = self
+            .volumes
+            .remove(&volume_id)
+            .ok_or(StoreError::VolumeNotHere { volume_id })?;
+        drop(local); // closes the files: they stay linked, so no blocks are freed here
+        Ok(())
     }
 
     /// The volume `volume_id`, to read its state (a compaction plans from it).
@@ -624,6 +643,7 @@ impl CoreStore {
             dat_map: None,
             residency: ResidencyCache::default(),
             newest_write_ns: local.newest_write_ns,
+            opened_modified_s: local.opened_modified_s,
         };
         Retired(std::mem::replace(local, new))
     }
@@ -688,6 +708,7 @@ impl CoreStore {
             replica_placement: superblock.placement,
             ttl: superblock.ttl,
             compact_revision: superblock.compaction_revision,
+            modified_at_second: modified_at_second(local),
         }
     }
 
@@ -973,11 +994,34 @@ fn open_share(config: &Config, share: Vec<(String, u32)>) -> Result<CoreStore, S
         } else {
             0
         };
+        let dat_modified_s = dat_modified_s(volume.paths())?;
         store
-            .insert(volume, collection, newest_write_ns)
+            .insert(volume, collection, newest_write_ns, dat_modified_s)
             .map_err(|e| e.to_string())?;
     }
     Ok(store)
+}
+
+/// What a heartbeat reports as the volume's `modified_at_second`, as SeaweedFS does: the
+/// `.dat`'s modification time when it was opened, or the append time of its newest write
+/// since, whichever is later (deletes leave it; SeaweedFS's `volume.check.disk` takes a
+/// volume modified within two pulses for one still being written).
+fn modified_at_second(local: &LocalVolume) -> u64 {
+    let newest_write_s = local.newest_write_ns / 1_000_000_000;
+    local.opened_modified_s.max(newest_write_s)
+}
+
+/// The modification time of a volume's `.dat`, in seconds since the Unix epoch (a blocking
+/// `stat`: at open, never on a core's loop).
+pub fn dat_modified_s(paths: &kelp_engine::volume::VolumePaths) -> Result<u64, String> {
+    let dat = &paths.dat;
+    let modified = std::fs::metadata(dat)
+        .and_then(|metadata| metadata.modified())
+        .map_err(|e| format!("modification time of {}: {e}", dat.display()))?;
+    let since_epoch = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("modification time of {}: {e}", dat.display()))?;
+    Ok(since_epoch.as_secs())
 }
 
 /// Hands the pages freed while loading (each volume's `.idx` is read whole, then dropped)
@@ -994,7 +1038,7 @@ fn release_freed_memory() {
 /// last `_`, as SeaweedFS does). Other `.dat` names are not volumes and are left alone; a
 /// volume whose collection name breaks the rule is an error naming the file, so that it is
 /// renamed rather than served under a name the master refuses.
-fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
+pub fn volume_files(dir: &Path) -> Result<Vec<(String, u32)>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
     let mut found = Vec::new();
     for entry in entries {

@@ -59,6 +59,19 @@ pub fn free_port_run(count: u16) -> u16 {
     panic!("no run of {count} free loopback ports found");
 }
 
+/// `count` consecutive free loopback ports below 55000 (a Kelp volume server takes its port
+/// and one per core) whose first port's gRPC companion (+10000) is free too.
+pub fn free_port_pair_run(count: u16) -> u16 {
+    for _ in 0..200 {
+        let port = free_port_run(count);
+        let grpc_free = TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+        if port < 55_000 && grpc_free {
+            return port;
+        }
+    }
+    panic!("no run of {count} free ports with a free gRPC companion found");
+}
+
 /// A spawned process, killed (SIGKILL, by pid) and reaped when dropped. When dropped by a
 /// failing test, the end of its log is printed, so a CI failure shows why the server misbehaved.
 pub struct ChildGuard {
@@ -198,6 +211,41 @@ pub fn spawn_weed(name: &str, args: &[String], log_path: &Path) -> ChildGuard {
     let log = std::fs::File::create(log_path)
         .unwrap_or_else(|e| panic!("create log {}: {e}", log_path.display()));
     ChildGuard::spawn_logged(name, Command::new(weed_binary()).args(args), log, log_path)
+}
+
+/// Run `weed <args>` with `stdin` to completion (killed after `timeout`, by pid); its stdout
+/// and stderr.
+pub fn run_weed(args: &[&str], stdin: &str, timeout: Duration) -> String {
+    use std::io::Write;
+    let mut child = Command::new(weed_binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run weed {args:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "weed {args:?} did not finish within {timeout:?}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// The free disk space below which the peer's volume server turns read-only: a little more than

@@ -66,7 +66,7 @@ pub fn volume_message(volume: &VolumeReport) -> VolumeInformationMessage {
         version: Version::V3 as u32,
         ttl: ttl_number(volume.ttl),
         compact_revision: u32::from(volume.compact_revision),
-        modified_at_second: 0,
+        modified_at_second: i64::try_from(volume.modified_at_second).unwrap_or(i64::MAX),
         disk_type: DISK_TYPE.into(),
     }
 }
@@ -274,6 +274,7 @@ mod tests {
             replica_placement: ReplicaPlacement::parse("001").unwrap(),
             ttl: Ttl::parse("3d").unwrap(),
             compact_revision: 2,
+            modified_at_second: 0,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod seaweed_master;
 pub mod service;
 pub mod volume_admin;
 pub mod volume_copy;
+pub mod volume_mount;
 pub mod volume_tail;
 pub mod volume_vacuum;
 

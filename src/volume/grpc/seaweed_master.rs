@@ -11,30 +11,47 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::super::config::Config;
-use super::super::heartbeat::PULSE_SECONDS_DEFAULT;
-use super::super::master_link::{
-    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_TIMEOUT_MS, next_backoff_ms,
+use super::super::limits::{
+    HEARTBEAT_PULSE_SECONDS_DEFAULT, HEARTBEAT_SENT_MS_MAX, HEARTBEATS_QUEUED_MAX,
+    MASTER_BACKOFF_MS_MIN, MASTER_CONNECT_MS_MAX,
 };
+use super::super::master_link::next_backoff_ms;
 use super::inbox::{CoreCall, CoreReport, Sender};
 use crate::master::grpc::topology_info::{DISK_TYPE, volume_message};
 use crate::pb::master_pb::seaweed_client::SeaweedClient;
 use crate::pb::master_pb::{Heartbeat, HeartbeatResponse, VolumeInformationMessage};
 use crate::pb::{grpc_address, http_address};
 
-/// Heartbeats waiting to go out on the stream (one is built per pulse or change).
-pub const HEARTBEATS_QUEUED_MAX: usize = 2;
-
 /// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
 /// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
-#[derive(Default)]
 pub struct MasterLink {
     start: Notify,
     beat_now: Notify,
+    /// The `SendHeartbeat` stream runs (the masters are SeaweedFS).
+    joined: AtomicBool,
+    /// Heartbeats begun, and the number of the latest one handed to the stream: who must
+    /// know the master heard of a change waits for one begun after it (`beat_and_wait`).
+    begun: AtomicU64,
+    sent: watch::Sender<u64>,
+}
+
+impl Default for MasterLink {
+    fn default() -> MasterLink {
+        MasterLink {
+            start: Notify::new(),
+            beat_now: Notify::new(),
+            joined: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
+            sent: watch::Sender::new(0),
+        }
+    }
 }
 
 impl MasterLink {
@@ -47,6 +64,25 @@ impl MasterLink {
     pub fn volumes_changed(&self) {
         self.beat_now.notify_one();
     }
+
+    /// Heartbeat now and wait until a heartbeat begun after this call went out on the
+    /// stream (at most `HEARTBEAT_SENT_MS_MAX`; at once when not joined to a SeaweedFS
+    /// master). A volume taken out and put back with another placement must be missed by
+    /// one heartbeat: a SeaweedFS master files a volume under its placement when it first
+    /// hears of it, and moves it only when it is gone and comes back.
+    pub async fn beat_and_wait(&self) {
+        if !self.joined.load(Ordering::Acquire) {
+            return;
+        }
+        let target = self.begun.load(Ordering::Acquire) + 1;
+        let mut sent = self.sent.subscribe();
+        self.beat_now.notify_one();
+        let bound = Duration::from_millis(HEARTBEAT_SENT_MS_MAX);
+        let heard = tokio::time::timeout(bound, sent.wait_for(|number| *number >= target));
+        if heard.await.is_err() {
+            tracing::warn!("heartbeat: none went out within {HEARTBEAT_SENT_MS_MAX} ms");
+        }
+    }
 }
 
 /// Heartbeat to the SeaweedFS masters for as long as the process runs, once core 0 found
@@ -54,7 +90,8 @@ impl MasterLink {
 /// follower's leader is followed at once.
 pub async fn run(config: Arc<Config>, cores: Vec<Sender>, link: Arc<MasterLink>) {
     link.start.notified().await;
-    let pulse_ms = PULSE_SECONDS_DEFAULT * 1000;
+    link.joined.store(true, Ordering::Release);
+    let pulse_ms = HEARTBEAT_PULSE_SECONDS_DEFAULT * 1000;
     let mut next_master = 0;
     let mut leader: Option<String> = None;
     let mut backoff_ms = 0;
@@ -94,7 +131,7 @@ async fn beat_to(
     let address = grpc_address(master)?;
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| format!("gRPC address {address}: {e}"))?
-        .connect_timeout(Duration::from_millis(MASTER_CONNECT_TIMEOUT_MS))
+        .connect_timeout(Duration::from_millis(MASTER_CONNECT_MS_MAX))
         .http2_keep_alive_interval(Duration::from_millis(
             crate::grpc_listener::KEEPALIVE_INTERVAL_MS,
         ))
@@ -105,18 +142,14 @@ async fn beat_to(
         .await
         .map_err(|e| format!("connect to {address}: {e}"))?;
     let (outbound, queued) = mpsc::channel(HEARTBEATS_QUEUED_MAX);
-    let first = build(config, cores).await?;
-    outbound
-        .send(first)
-        .await
-        .map_err(|_| "the heartbeat stream closed".to_string())?;
+    beat(link, &outbound, config, cores).await?;
     let mut answers = SeaweedClient::new(channel)
         .send_heartbeat(ReceiverStream::new(queued))
         .await
         .map_err(|status| format!("SendHeartbeat: {}", status.message()))?
         .into_inner();
     tracing::info!("heartbeat: joined SeaweedFS master {master}");
-    let mut pulse = tokio::time::interval(Duration::from_secs(PULSE_SECONDS_DEFAULT));
+    let mut pulse = tokio::time::interval(Duration::from_secs(HEARTBEAT_PULSE_SECONDS_DEFAULT));
     pulse.tick().await; // the first tick is now: the first heartbeat went out above
     loop {
         tokio::select! {
@@ -129,17 +162,31 @@ async fn beat_to(
                 Ok(None) => return Err("the master closed the heartbeat stream".into()),
                 Err(status) => return Err(format!("heartbeat stream: {}", status.message())),
             },
-            _ = pulse.tick() => send(&outbound, build(config, cores).await?).await?,
-            _ = link.beat_now.notified() => send(&outbound, build(config, cores).await?).await?,
+            _ = pulse.tick() => beat(link, &outbound, config, cores).await?,
+            _ = link.beat_now.notified() => beat(link, &outbound, config, cores).await?,
         }
     }
 }
 
-async fn send(outbound: &mpsc::Sender<Heartbeat>, heartbeat: Heartbeat) -> Result<(), String> {
+/// Build a heartbeat and hand it to the stream, counted in `link`.
+async fn beat(
+    link: &MasterLink,
+    outbound: &mpsc::Sender<Heartbeat>,
+    config: &Config,
+    cores: &[Sender],
+) -> Result<(), String> {
+    let number = link.begun.fetch_add(1, Ordering::AcqRel) + 1;
+    let heartbeat = build(config, cores).await?;
     outbound
         .send(heartbeat)
         .await
-        .map_err(|_| "the heartbeat stream closed".to_string())
+        .map_err(|_| "the heartbeat stream closed".to_string())?;
+    link.sent.send_if_modified(|sent| {
+        let newer = number > *sent;
+        *sent = (*sent).max(number);
+        newer
+    });
+    Ok(())
 }
 
 /// Apply a master's answer: the size limit goes to every core; a leader other than `master`

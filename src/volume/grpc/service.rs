@@ -142,6 +142,37 @@ impl VolumeServer for VolumeService {
         Ok(Response::new(VolumeMarkWritableResponse {}))
     }
 
+    async fn volume_mount(
+        &self,
+        request: Request<VolumeMountRequest>,
+    ) -> GrpcResult<VolumeMountResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        self.mount(request.into_inner().volume_id).await?;
+        Ok(Response::new(VolumeMountResponse {}))
+    }
+
+    async fn volume_unmount(
+        &self,
+        request: Request<VolumeUnmountRequest>,
+    ) -> GrpcResult<VolumeUnmountResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        self.unmount(request.into_inner().volume_id).await?;
+        Ok(Response::new(VolumeUnmountResponse {}))
+    }
+
+    async fn volume_configure(
+        &self,
+        request: Request<VolumeConfigureRequest>,
+    ) -> GrpcResult<VolumeConfigureResponse> {
+        self.check_allowed(&request, "volume administration calls")?;
+        let request = request.into_inner();
+        self.configure(request.volume_id, &request.replication)
+            .await?;
+        Ok(Response::new(VolumeConfigureResponse {
+            error: String::new(),
+        }))
+    }
+
     async fn volume_status(
         &self,
         request: Request<VolumeStatusRequest>,

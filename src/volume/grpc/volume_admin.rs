@@ -23,6 +23,8 @@ pub enum AdminCall {
     Allocate(VolumeSettings),
     /// Drop it and its files; with `only_empty`, only when it holds no live file.
     Delete { only_empty: bool },
+    /// Stop serving it and close its files, which stay (`VolumeUnmount`).
+    Unmount,
     /// Refuse writes (true) or take writes again (false).
     MarkReadOnly(bool),
     /// Its size and counts.
@@ -34,6 +36,7 @@ pub enum AdminCall {
         volume: Box<FileVolume>,
         collection: String,
         newest_write_ns: u64,
+        dat_modified_s: u64,
     },
     /// Append a record copied from another server (its tail, a replica's repair); a record
     /// without data deletes its key.
@@ -97,6 +100,7 @@ pub async fn serve(state: &Rc<CoreState>, volume_id: u32, call: AdminCall) -> Ad
             .map(|()| AdminDone::Done)
             .map_err(|(status, message)| status_of_http(status, message)),
         AdminCall::Delete { only_empty } => delete(state, volume_id, only_empty),
+        AdminCall::Unmount => removal_answer(volume_id, handlers::unmount_volume(state, volume_id)),
         AdminCall::MarkReadOnly(read_only) => {
             let marked = state
                 .store
@@ -117,7 +121,11 @@ pub async fn serve(state: &Rc<CoreState>, volume_id: u32, call: AdminCall) -> Ad
             volume,
             collection,
             newest_write_ns,
-        } => mount(state, *volume, collection, newest_write_ns).map(|()| AdminDone::Done),
+            dat_modified_s,
+        } => {
+            let clocks = (newest_write_ns, dat_modified_s);
+            mount(state, *volume, collection, clocks).map(|()| AdminDone::Done)
+        }
         AdminCall::WriteRecord { record } => write_record(state, volume_id, &record)
             .await
             .map(|()| AdminDone::Done),
@@ -172,7 +180,7 @@ fn mount(
     state: &CoreState,
     volume: FileVolume,
     collection: String,
-    newest_write_ns: u64,
+    (newest_write_ns, dat_modified_s): (u64, u64),
 ) -> Result<(), Status> {
     let volume_id = volume.id();
     let superblock = volume.core().config().superblock;
@@ -183,10 +191,11 @@ fn mount(
     };
     handlers::claim(state, volume_id, &settings)
         .map_err(|(status, message)| status_of_http(status, message))?;
-    let mounted = state
-        .store
-        .borrow_mut()
-        .mount(volume, collection, newest_write_ns);
+    let mounted =
+        state
+            .store
+            .borrow_mut()
+            .mount(volume, collection, newest_write_ns, dat_modified_s);
     mounted.map_err(|error| {
         handlers::unclaim(state, volume_id);
         status_of_store(&error)
@@ -247,7 +256,11 @@ fn delete(state: &CoreState, volume_id: u32, only_empty: bool) -> AdminAnswer {
             )));
         }
     }
-    match handlers::remove_volume(state, volume_id) {
+    removal_answer(volume_id, handlers::remove_volume(state, volume_id))
+}
+
+fn removal_answer(volume_id: u32, removed: Result<(), RemoveError>) -> AdminAnswer {
+    match removed {
         Ok(()) => Ok(AdminDone::Done),
         Err(RemoveError::Committing) => Err(Status::unavailable(format!(
             "volume {volume_id} is committing a compaction; retry in a moment"

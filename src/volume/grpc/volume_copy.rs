@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use kelp_engine::format::check_collection;
-use kelp_engine::volume::{FileVolume, OpenOptions, VolumePaths};
+use kelp_engine::volume::{StdStorage, Storage, VolumePaths};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -233,6 +233,7 @@ impl VolumeService {
         check_collection(&status.collection).map_err(|e| {
             Status::invalid_argument(format!("volume {volume_id} on {source}: {e}"))
         })?;
+        self.check_room_for_copy(&status, source)?;
         if self.admin(volume_id, AdminCall::Status).await.is_ok() {
             let delete = AdminCall::Delete { only_empty: false };
             self.admin(volume_id, delete).await?;
@@ -245,13 +246,41 @@ impl VolumeService {
             return Err(error);
         }
         let collection = status.collection.clone();
-        let mounted = self.open_and_mount(volume_id, &paths, collection).await;
+        let mounted = self.open_and_mount(volume_id, collection, None).await;
         if mounted.is_err() {
             remove_volume_files(&paths).await;
         }
         let last_append_at_ns = mounted?;
         self.link.volumes_changed();
         Ok(last_append_at_ns)
+    }
+
+    /// Refuses a copy this disk has no room for (before anything is written or replaced):
+    /// the source's `.dat` and `.idx` must fit in the free space less the reserve
+    /// (`--min-free-space-mb`), as SeaweedFS checks before a VolumeCopy.
+    fn check_room_for_copy(
+        &self,
+        status: &ReadVolumeFileStatusResponse,
+        source: &str,
+    ) -> Result<(), Status> {
+        let dir = &self.config.dir;
+        let free_bytes = StdStorage.free_bytes(dir).map_err(|e| {
+            Status::internal(format!("free space of {}: statvfs: {e}", dir.display()))
+        })?;
+        let needed_bytes = status.dat_file_size.saturating_add(status.idx_file_size);
+        let reserve_bytes = self.config.min_free_space_bytes;
+        if copy_fits(needed_bytes, free_bytes, reserve_bytes) {
+            return Ok(());
+        }
+        Err(Status::resource_exhausted(format!(
+            "no room for volume {} from {source}: it needs {needed_bytes} bytes ({} of .dat, \
+             {} of .idx); the disk of {} has {free_bytes} free and keeps {reserve_bytes} free \
+             (--min-free-space-mb)",
+            status.volume_id,
+            status.dat_file_size,
+            status.idx_file_size,
+            dir.display()
+        )))
     }
 
     /// The source's `.dat`, `.idx` and `.vif` into `<file>.copying` next to where they go,
@@ -319,37 +348,6 @@ impl VolumeService {
         }
         Ok(())
     }
-
-    /// Opens the copied files (on a blocking thread: recovery reads them) and hands the
-    /// volume to its core; the append time of its newest live record.
-    async fn open_and_mount(
-        &self,
-        volume_id: u32,
-        paths: &VolumePaths,
-        collection: String,
-    ) -> Result<u64, Status> {
-        let dir = self.config.dir.clone();
-        let name = collection.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let (volume, _report) =
-                FileVolume::open(&dir, &name, volume_id, &OpenOptions::default())
-                    .map_err(|e| format!("open the copied volume {volume_id}: {e}"))?;
-            let newest_write_ns = volume.newest_live_append_ns();
-            Ok::<_, String>((volume, newest_write_ns))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("opening volume {volume_id}: {e}")))?;
-        let (volume, newest_write_ns) = opened
-            .map_err(|error| Status::data_loss(format!("{error} ({})", paths.dat.display())))?;
-        let has_ttl = !volume.core().config().superblock.ttl.is_empty();
-        let call = AdminCall::Mount {
-            volume: Box::new(volume),
-            collection,
-            newest_write_ns: if has_ttl { newest_write_ns } else { 0 },
-        };
-        self.admin(volume_id, call).await?;
-        Ok(newest_write_ns)
-    }
 }
 
 /// Receive one CopyFile stream into `path` (created or truncated, synced; when not
@@ -413,6 +411,11 @@ async fn receive_file(
     Ok(written)
 }
 
+/// Do `needed_bytes` fit in `free_bytes` with `reserve_bytes` left over?
+fn copy_fits(needed_bytes: u64, free_bytes: u64, reserve_bytes: u64) -> bool {
+    needed_bytes <= free_bytes.saturating_sub(reserve_bytes)
+}
+
 fn copying_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".copying");
@@ -439,4 +442,18 @@ pub fn peer_failure(server: &str, call: &str, status: &Status) -> Status {
         status.code(),
         format!("{call} on {server}: {}", status.message()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves a copy fits only with the reserve left free, counting to the byte.
+    #[test]
+    fn a_copy_fits_above_the_reserve() {
+        assert!(copy_fits(100, 1_100, 1_000));
+        assert!(!copy_fits(101, 1_100, 1_000));
+        assert!(!copy_fits(1, 500, 1_000), "less free than the reserve");
+        assert!(copy_fits(0, 0, 0));
+    }
 }
