@@ -77,8 +77,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub security: Option<PathBuf>,
     /// Addresses and CIDR networks allowed to make the destructive calls (`/col/delete`,
-    /// `/vol/grow`, `/vol/vacuum`, `/submit`, membership changes), as SeaweedFS's
-    /// `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
+    /// `/vol/grow`, `/vol/vacuum`, `/vol/fix_replication`, `/submit`, membership changes), as
+    /// SeaweedFS's `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
     #[arg(long, default_value = "")]
     pub white_list: String,
     /// A volume short of copies this long (its server gone, or its `.dat` lost) is copied to
