@@ -161,6 +161,9 @@ async fn pull(
         ));
     }
     let paths = VolumePaths::new(&args.dir, &args.collection, volume_id);
+    for path in [&paths.vif, &paths.idx, &paths.dat] {
+        remove_if_there(&temp_path(path))?; // what a run cut short left
+    }
     let local = local_state(&paths, args, status)?;
     let Some(since_ns) = local else {
         let bytes = copy_whole(client, source, status, &paths).await?;
@@ -234,9 +237,7 @@ async fn copy_whole(
             is_ec_volume: false,
             ignore_source_file_not_found: !required,
         };
-        let temp = temp_path(path);
-        remove_if_there(&temp)?;
-        let written = receive(client, source, request, &temp, *required).await?;
+        let written = receive(client, source, request, &temp_path(path), *required).await?;
         if *required && written != *stop_offset {
             return Err(format!(
                 "{source} sent {written} bytes of volume {}'s {ext}, it has {stop_offset}",

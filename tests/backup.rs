@@ -132,6 +132,27 @@ fn backup_full_incremental_and_after_compaction() {
     assert_eq!(count_of(&fourth, "needles appended"), 1, "{fourth}");
 
     eprintln!("{first}{second}{quiet}{third}{fourth}");
+
+    // What a whole copy cut short leaves: the old .idx removed, partial .backup files.
+    std::fs::remove_file(dir.join(format!("{volume}.idx"))).unwrap();
+    std::fs::write(dir.join(format!("{volume}.dat.backup")), b"partial").unwrap();
+    std::fs::write(dir.join(format!("{volume}.idx.backup")), b"partial").unwrap();
+    let resumed = backup(&m, &dir, volume);
+    assert!(resumed.contains("brought up to date"), "{resumed}");
+    assert!(
+        dir.join(format!("{volume}.idx")).exists(),
+        "the open rebuilt the .idx"
+    );
+    assert!(!dir.join(format!("{volume}.dat.backup")).exists());
+    let unknown = std::process::Command::new(support::kelp_bin())
+        .args(["backup", "--master", &m, "--dir"])
+        .arg(&dir)
+        .args(["--volume-id", "999"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success() && said.contains("999"), "{said}");
+
     let export = std::process::Command::new(support::kelp_bin())
         .args(["export", "--dir"])
         .arg(&dir)
