@@ -38,15 +38,9 @@ pub struct Args {
     /// The master (`host:port`) that says where the volume is.
     #[arg(long)]
     pub master: String,
-    /// Directory of the local copy.
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// The volume to back up.
-    #[arg(long = "volume-id")]
-    pub volume_id: u32,
-    /// The volume's collection ("" for the default one); checked against the source's.
-    #[arg(long, default_value = "")]
-    pub collection: String,
+    /// The local copy (its collection is checked against the source's).
+    #[command(flatten)]
+    pub volume: crate::tools::VolumeFiles,
 }
 
 /// What one run did.
@@ -59,16 +53,16 @@ struct Pulled {
 }
 
 pub fn run(args: Args) -> CliResult {
-    kelp_engine::format::check_collection(&args.collection)
+    kelp_engine::format::check_collection(&args.volume.collection)
         .map_err(|e| format!("--collection: {e}"))?;
-    std::fs::create_dir_all(&args.dir)
-        .map_err(|e| format!("create --dir {}: {e}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.volume.dir)
+        .map_err(|e| format!("create --dir {}: {e}", args.volume.dir.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("start the tokio runtime: {e}"))?;
     let (source, pulled) = runtime.block_on(backup(&args))?;
-    let volume_id = args.volume_id;
+    let volume_id = args.volume.volume_id;
     let how = if pulled.whole_copy {
         "copied whole"
     } else {
@@ -77,7 +71,7 @@ pub fn run(args: Args) -> CliResult {
     println!(
         "backup: volume {volume_id} {how} from {source} into {}: {} bytes pulled, {} needles \
          appended, {} deletes applied",
-        args.dir.display(),
+        args.volume.dir.display(),
         pulled.bytes,
         pulled.needles_appended,
         pulled.deletes_applied
@@ -86,7 +80,7 @@ pub fn run(args: Args) -> CliResult {
 }
 
 async fn backup(args: &Args) -> Result<(String, Pulled), String> {
-    let volume_id = args.volume_id;
+    let volume_id = args.volume.volume_id;
     let servers = locate(&args.master, volume_id).await?;
     let mut failures = Vec::new();
     for server in servers {
@@ -153,14 +147,14 @@ async fn pull(
     source: &str,
     status: &ReadVolumeFileStatusResponse,
 ) -> Result<Pulled, String> {
-    let volume_id = args.volume_id;
-    if status.collection != args.collection {
+    let volume_id = args.volume.volume_id;
+    if status.collection != args.volume.collection {
         return Err(format!(
             "volume {volume_id} on {source} is in collection {:?}, not {:?} (--collection)",
-            status.collection, args.collection
+            status.collection, args.volume.collection
         ));
     }
-    let paths = VolumePaths::new(&args.dir, &args.collection, volume_id);
+    let paths = VolumePaths::new(&args.volume.dir, &args.volume.collection, volume_id);
     for path in [&paths.vif, &paths.idx, &paths.dat] {
         remove_if_there(&temp_path(path))?; // what a run cut short left
     }
@@ -186,11 +180,15 @@ fn local_state(
     status: &ReadVolumeFileStatusResponse,
 ) -> Result<Option<u64>, String> {
     if !paths.dat.exists() {
-        println!("backup: no local copy of volume {}", args.volume_id);
+        println!("backup: no local copy of volume {}", args.volume.volume_id);
         return Ok(None);
     }
-    let dat = DatFile::open(&args.dir, &args.collection, args.volume_id)
-        .map_err(|e| format!("the local copy: {e}"))?;
+    let dat = DatFile::open(
+        &args.volume.dir,
+        &args.volume.collection,
+        args.volume.volume_id,
+    )
+    .map_err(|e| format!("the local copy: {e}"))?;
     let revision = u32::from(dat.superblock.compaction_revision);
     if revision != status.compaction_revision {
         println!(
@@ -311,9 +309,9 @@ fn remove_if_there(path: &Path) -> Result<(), String> {
 /// Opens the local copy (recovering it: an `.idx` missing after a cut-short run is rebuilt).
 fn open_local(args: &Args) -> Result<FileVolume, String> {
     let opened = FileVolume::open(
-        &args.dir,
-        &args.collection,
-        args.volume_id,
+        &args.volume.dir,
+        &args.volume.collection,
+        args.volume.volume_id,
         &OpenOptions::default(),
     );
     let (volume, _report) = opened.map_err(|e| format!("open the local copy: {e}"))?;
@@ -327,7 +325,7 @@ async fn tail(
     source: &str,
     since_ns: u64,
 ) -> Result<Pulled, String> {
-    let volume_id = args.volume_id;
+    let volume_id = args.volume.volume_id;
     let mut volume = open_local(args)?;
     let version = volume.core().version();
     let request = VolumeTailSenderRequest {

@@ -69,6 +69,8 @@ struct Watch {
     copy_seen: HashMap<(u32, String), Instant>,
     /// The copies this leader made (up to date when made, unlike a returning server's).
     made: std::collections::HashSet<(u32, String)>,
+    /// The reason last logged for each volume nothing can be done for (logged once).
+    reasons_logged: HashMap<u32, String>,
 }
 
 /// What the leader knows of one copy's past, as a sort key: copies it made first, then the
@@ -636,6 +638,7 @@ pub async fn auto_fix(master: Arc<Master>) {
             .replication
             .blocked_volumes
             .store(blocked as u64, Ordering::Relaxed);
+        log_new_reasons(&master, &plans);
         if leader_for(&master).is_none_or(|led| led < absence) {
             continue;
         }
@@ -645,13 +648,27 @@ pub async fn auto_fix(master: Arc<Master>) {
     }
 }
 
+/// Logs why nothing can be done for a volume, once per volume and reason.
+fn log_new_reasons(master: &Master, plans: &[VolumePlan]) {
+    let mut watch = master.replication.watch.lock().expect("replica watch lock");
+    watch.reasons_logged.retain(|id, _| {
+        plans
+            .iter()
+            .any(|p| p.volume_id == *id && p.reason.is_some())
+    });
+    for plan in plans {
+        let Some(reason) = &plan.reason else { continue };
+        if watch.reasons_logged.get(&plan.volume_id) != Some(reason) {
+            tracing::warn!("replication: volume {}: {reason}", plan.volume_id);
+            watch.reasons_logged.insert(plan.volume_id, reason.clone());
+        }
+    }
+}
+
 /// Starts `plan`'s job in the background when it is due and a job slot is free.
 fn start_job(master: &Arc<Master>, mut plan: VolumePlan, absence: Duration) {
     let now = Instant::now();
     let volume_id = plan.volume_id;
-    if let Some(reason) = &plan.reason {
-        tracing::warn!("replication: volume {volume_id}: {reason}");
-    }
     let short_for = {
         let watch = master.replication.watch.lock().expect("replica watch lock");
         watch.short_since.get(&volume_id).map(|since| now - *since)
