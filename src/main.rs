@@ -1,6 +1,7 @@
 //! The `kelp` binary: one CLI for the master, the volume server, the filer, all in one
 //! process (`kelp server`), the benchmark and the offline volume tools.
 
+mod backup;
 mod config_file;
 mod filer;
 mod generate_volumes;
@@ -68,6 +69,9 @@ enum Command {
     Benchmark(kelp_bench::Args),
     /// Charts (SVG) from saved results: latency curves of benchmark reports, ratio bars.
     Plot(kelp_bench::plot_command::PlotArgs),
+    /// Keep a local copy of a volume up to date, pulling only what changed (like `weed
+    /// backup`).
+    Backup(backup::Args),
     /// List (or tar) the live needles of a volume, like `weed export`.
     Export(tools::ExportArgs),
     /// Rebuild a volume's `.idx` from its `.dat`, like `weed fix`.
@@ -144,6 +148,7 @@ fn main() {
         Command::Cluster(args) => ("cluster", master::admin_cli::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Plot(args) => ("plot", kelp_bench::plot_command::run(args)),
+        Command::Backup(args) => ("backup", backup::run(args)),
         Command::Export(args) => ("export", tools::export(args)),
         Command::Fix(args) => ("fix", tools::fix(args)),
         Command::Compact(args) => ("compact", tools::compact(args)),

@@ -77,6 +77,13 @@ pub struct Args {
     /// calls, as SeaweedFS's `-whiteList`. Empty: anyone.
     #[arg(long, default_value = "")]
     pub white_list: String,
+    /// The master copies a volume short of copies this long to servers that keep its
+    /// placement; 0: no automatic re-replication or trimming.
+    #[arg(long, default_value_t = 1800)]
+    pub replica_absence_max_seconds: u64,
+    /// The master trims an extra copy of a volume only once it is this old.
+    #[arg(long, default_value_t = 600)]
+    pub replica_trim_delay_seconds: u64,
 }
 
 /// How long `kelp server` waits for its volume server to join the master before it says it
@@ -110,6 +117,8 @@ pub fn run(args: Args) -> CliResult {
         grpc_port: args.master_grpc_port,
         security: args.security.clone(),
         white_list: args.white_list.clone(),
+        replica_absence_max_seconds: args.replica_absence_max_seconds,
+        replica_trim_delay_seconds: args.replica_trim_delay_seconds,
     };
     let config = MasterConfig::from_args(&master_args).map_err(|e| format!("bad flags: {e}"))?;
     let master = start_master_thread(config)?;

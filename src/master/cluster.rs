@@ -20,6 +20,7 @@ pub fn spawn_background(master: Arc<Master>) {
     tokio::spawn(watch_leadership(master.clone()));
     tokio::spawn(super::quorum::probe_peers(master.clone()));
     tokio::spawn(super::vacuum::auto_vacuum(master.clone()));
+    tokio::spawn(super::replication::auto_fix(master.clone()));
     tokio::spawn(reap_dead_nodes(master));
 }
 

@@ -19,7 +19,12 @@ pub struct PeerAddress(pub SocketAddr);
 pub fn is_destructive(path: &str) -> bool {
     matches!(
         path,
-        "/col/delete" | "/vol/grow" | "/vol/vacuum" | "/submit" | "/cluster/join"
+        "/col/delete"
+            | "/vol/grow"
+            | "/vol/vacuum"
+            | "/vol/fix_replication"
+            | "/submit"
+            | "/cluster/join"
     ) || path.starts_with("/cluster/raft/")
 }
 

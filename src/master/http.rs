@@ -160,7 +160,13 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/dir/lookup" => "GET, HEAD, POST",
         "/submit" => "POST, PUT",
         "/col/delete" => "GET, POST, DELETE",
-        "/heartbeat" | "/cluster/join" | "/raft/append" | "/raft/vote" | "/raft/snapshot" => "POST",
+        "/heartbeat"
+        | "/cluster/join"
+        | "/raft/append"
+        | "/raft/vote"
+        | "/raft/snapshot"
+        | "/vol/fix_replication" => "POST",
+        "/vol/replication" => "GET, HEAD",
         "/cluster/status" | "/healthz" | "/metrics" | "/vol/status" | "/dir/status" | "/"
         | "/ui/index.html" => "GET, HEAD",
         _ if is_fid_path(path) => "GET, HEAD, POST, PUT, DELETE",
@@ -224,6 +230,8 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/submit" => submit(&master, &query, request).await,
         "/vol/grow" => grow(&master, &query).await,
         "/vol/vacuum" => vacuum(&master, &query).await,
+        "/vol/fix_replication" => fix_replication(&master, &query).await,
+        "/vol/replication" => super::status::replication_status(&master, pretty),
         "/vol/status" => super::status::volume_status(&master, pretty),
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
@@ -568,6 +576,31 @@ async fn proxy_to_leader(master: &Master, request: Request<Incoming>) -> HttpRes
         None => format!("the leader {leader} does not answer"),
     };
     master_error(&super::quorum::leader_unavailable(master, &what))
+}
+
+/// `POST /vol/fix_replication[?volumeId=N][&apply=true]`: the plans for the volumes whose copy
+/// count differs from their placement's, carried out with `apply` (see replication.rs).
+async fn fix_replication(master: &Arc<Master>, query: &Query) -> HttpResponse {
+    let volume_id = match query.get("volumeId") {
+        None | Some("") => None,
+        Some(text) => match text.parse::<u32>() {
+            Ok(id) => Some(id),
+            Err(_) => return bad_request(format!("volumeId {text:?} is not a volume id")),
+        },
+    };
+    let apply = match query.text("apply") {
+        "" | "false" | "0" => false,
+        "true" | "1" => true,
+        other => return bad_request(format!("apply must be true or false, not {other:?}")),
+    };
+    match super::replication::fix(master, volume_id, apply).await {
+        Ok(plans) => json(
+            200,
+            &serde_json::json!({ "volumes": plans }),
+            query.is_pretty(),
+        ),
+        Err(failure) => master_error(&failure),
+    }
 }
 
 #[cfg(test)]

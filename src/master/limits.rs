@@ -140,3 +140,24 @@ pub const VOLUME_LIST_STREAM_BATCH_MAX: usize = 1024;
 
 /// Largest `count` of a `ListClusterNodes` answer when the client names no limit.
 pub const CLUSTER_NODES_LISTED_MAX: usize = 10_000;
+
+/// Re-replication jobs (copies and trims of one volume each) running at once.
+pub const REPLICA_JOBS_MAX: usize = 2;
+
+/// Combinations of servers tried when planning one volume's copies or trims.
+pub const REPLICA_PLAN_COMBINATIONS_MAX: usize = 100_000;
+
+/// A VolumeCopy that sends nothing (not even a progress report) for this long is given up.
+pub const REPLICA_COPY_STALL_MS_MAX: u64 = 600_000;
+
+/// A failed re-replication job is retried after this, doubled at each failure up to the max.
+pub const REPLICA_RETRY_MS_MIN: u64 = 1_000;
+pub const REPLICA_RETRY_MS_MAX: u64 = 300_000;
+
+/// After a copy or trim, the server's heartbeat must show it within this many pulses (and the
+/// volume is not planned again meanwhile).
+pub const REPLICA_SETTLE_PULSES: u64 = 3;
+
+/// `/vol/fix_replication` answers 503 for this many pulses after an election, until every
+/// live volume server has heartbeated to the new leader.
+pub const REPLICA_WARM_UP_PULSES: u64 = 2;

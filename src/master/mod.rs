@@ -21,6 +21,7 @@ pub mod node;
 pub mod params;
 pub mod quorum;
 pub mod raft;
+pub mod replication;
 pub mod status;
 pub mod status_page;
 pub mod topology;
@@ -76,10 +77,17 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub security: Option<PathBuf>,
     /// Addresses and CIDR networks allowed to make the destructive calls (`/col/delete`,
-    /// `/vol/grow`, `/vol/vacuum`, `/submit`, membership changes), as SeaweedFS's
-    /// `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
+    /// `/vol/grow`, `/vol/vacuum`, `/vol/fix_replication`, `/submit`, membership changes), as
+    /// SeaweedFS's `-whiteList`; joined with the security file's `[guard] white_list`. Empty: anyone.
     #[arg(long, default_value = "")]
     pub white_list: String,
+    /// A volume short of copies this long (its server gone, or its `.dat` lost) is copied to
+    /// servers that keep its placement; 0: no automatic re-replication or trimming.
+    #[arg(long, default_value_t = 1800)]
+    pub replica_absence_max_seconds: u64,
+    /// An extra copy of a volume (beyond its placement) is trimmed only once it is this old.
+    #[arg(long, default_value_t = 600)]
+    pub replica_trim_delay_seconds: u64,
 }
 
 /// A checked master configuration.
@@ -104,6 +112,9 @@ pub struct MasterConfig {
     pub grpc_port: u16,
     /// Keys and allow-list; `None`: no tokens, no allow-list.
     pub security: Option<std::sync::Arc<crate::security::Security>>,
+    /// `None`: no automatic re-replication or trimming.
+    pub replica_absence_max: Option<std::time::Duration>,
+    pub replica_trim_delay: std::time::Duration,
 }
 
 impl MasterConfig {
@@ -161,6 +172,9 @@ impl MasterConfig {
             vacuum_interval,
             grpc_port,
             security,
+            replica_absence_max: (args.replica_absence_max_seconds > 0)
+                .then(|| std::time::Duration::from_secs(args.replica_absence_max_seconds)),
+            replica_trim_delay: std::time::Duration::from_secs(args.replica_trim_delay_seconds),
         })
     }
 }
@@ -243,6 +257,8 @@ mod tests {
             grpc_port: None,
             security: None,
             white_list: String::new(),
+            replica_absence_max_seconds: 1800,
+            replica_trim_delay_seconds: 600,
         };
         let config = MasterConfig::from_args(&args).unwrap();
         assert_eq!(config.self_address, "localhost:9333");

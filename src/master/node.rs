@@ -119,6 +119,8 @@ pub struct Master {
     pub counters: Counters,
     /// The vacuum's lock and counters.
     pub vacuum: super::vacuum::VacuumState,
+    /// Re-replication and trimming: what the leader watched, jobs, counters.
+    pub replication: super::replication::ReplicationState,
     /// The leader lease and which masters answer.
     pub quorum: QuorumView,
     /// Membership changes are applied one at a time.
@@ -182,6 +184,7 @@ impl Master {
             own_volume_ids_above: Mutex::new(None),
             counters: Counters::default(),
             vacuum: Default::default(),
+            replication: Default::default(),
             quorum: QuorumView::new(lease_ms),
             membership_lock: tokio::sync::Mutex::new(()),
         });
@@ -213,6 +216,7 @@ impl Master {
         let mut topology = self.lock_topology();
         *topology = Topology::new(topology.volume_size_limit_bytes, topology.pulse);
         *self.leader_since.lock().expect("leader_since lock") = leading.then(Instant::now);
+        self.replication.reset();
         *self
             .own_volume_ids_above
             .lock()

@@ -98,6 +98,7 @@ pub fn metrics(master: &Master) -> HttpResponse {
     let mut rows = request_rows(master);
     rows.extend(topology_rows(master));
     rows.extend(vacuum_rows(master));
+    rows.extend(replication_rows(master));
     let mut text = String::new();
     for (name, kind, help, value) in rows {
         let _ = writeln!(
@@ -213,6 +214,57 @@ fn vacuum_rows(master: &Master) -> Vec<MetricRow> {
             load(&vacuum.bytes_reclaimed),
         ),
     ]
+}
+
+fn replication_rows(master: &Master) -> Vec<MetricRow> {
+    let state = &master.replication;
+    vec![
+        (
+            "kelp_master_replica_copies_total",
+            "counter",
+            "Volume copies re-replication made",
+            load(&state.copies),
+        ),
+        (
+            "kelp_master_replica_copy_failures_total",
+            "counter",
+            "Volume copies re-replication tried and failed",
+            load(&state.copy_failures),
+        ),
+        (
+            "kelp_master_replica_trims_total",
+            "counter",
+            "Extra volume copies trimmed",
+            load(&state.trims),
+        ),
+        (
+            "kelp_master_replica_trim_failures_total",
+            "counter",
+            "Extra volume copies whose trim failed",
+            load(&state.trim_failures),
+        ),
+        (
+            "kelp_master_replica_blocked_volumes",
+            "gauge",
+            "Volumes with a copy count off their placement that no action can fix now",
+            load(&state.blocked_volumes),
+        ),
+    ]
+}
+
+/// `/vol/replication`: the re-replication jobs running or waiting for a retry, and the
+/// counters.
+pub fn replication_status(master: &Master, pretty: bool) -> HttpResponse {
+    let state = &master.replication;
+    let answer = serde_json::json!({
+        "jobs": state.jobs(),
+        "copies": load(&state.copies),
+        "copyFailures": load(&state.copy_failures),
+        "trims": load(&state.trims),
+        "trimFailures": load(&state.trim_failures),
+        "blockedVolumes": load(&state.blocked_volumes),
+    });
+    json(200, &answer, pretty)
 }
 
 fn free_and_max(nodes: &[&super::topology::DataNode]) -> (u64, u64) {

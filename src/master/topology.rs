@@ -484,6 +484,32 @@ impl Topology {
             .collect()
     }
 
+    /// Every volume (or the one `volume_id`) with its copies, by volume id.
+    pub fn volume_copies(&self, volume_id: Option<u32>) -> Vec<VolumeCopies> {
+        let mut volumes: BTreeMap<u32, VolumeCopies> = BTreeMap::new();
+        for node in self.nodes.values() {
+            let chosen = node
+                .all_volumes()
+                .filter(|volume| volume_id.is_none_or(|id| volume.id == id));
+            for volume in chosen {
+                let entry = volumes.entry(volume.id).or_insert_with(|| VolumeCopies {
+                    volume_id: volume.id,
+                    placement: volume.replica_placement,
+                    copies: Vec::new(),
+                });
+                entry.copies.push(VolumeCopy {
+                    node_url: node.url.clone(),
+                    data_center: node.data_center.clone(),
+                    rack: node.rack.clone(),
+                    size: volume.size,
+                    file_count: volume.file_count,
+                    compact_revision: volume.compact_revision,
+                });
+            }
+        }
+        volumes.into_values().collect()
+    }
+
     /// Nodes with room for another volume.
     pub fn node_slots(&self) -> Vec<NodeSlot> {
         self.nodes
@@ -510,6 +536,52 @@ impl Topology {
         }
         volumes.into_iter().collect()
     }
+}
+
+/// Whether copies at these (data center, rack) places, one per distinct node, make placement
+/// `xyz`: `x + 1` data centers, the main one with `y + 1` racks, its main rack with `z + 1`
+/// copies, every other rack and data center with one copy (what [`plan_placement`] picks).
+pub fn placement_met(placement: ReplicaPlacement, places: &[(&str, &str)]) -> bool {
+    if places.len() != placement.copy_count() {
+        return false;
+    }
+    let mut by_dc: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (dc, rack) in places {
+        by_dc.entry(dc).or_default().push(rack);
+    }
+    let other_racks = usize::from(placement.other_racks);
+    let same_rack = usize::from(placement.same_rack);
+    // With the copy count right, a main data center holding y + z + 1 copies leaves exactly
+    // one copy for each of the x others.
+    by_dc.len() == usize::from(placement.other_data_centers) + 1
+        && by_dc.values().any(|racks| {
+            let mut per_rack: BTreeMap<&str, usize> = BTreeMap::new();
+            for rack in racks {
+                *per_rack.entry(rack).or_default() += 1;
+            }
+            racks.len() == other_racks + same_rack + 1
+                && per_rack.len() == other_racks + 1
+                && per_rack.values().any(|count| *count == same_rack + 1)
+        })
+}
+
+/// One copy of a volume as the leader sees it (for re-replication and trimming).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeCopy {
+    pub node_url: String,
+    pub data_center: String,
+    pub rack: String,
+    pub size: u64,
+    pub file_count: u64,
+    pub compact_revision: u16,
+}
+
+/// A volume with every copy the live nodes report (or a grow just made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeCopies {
+    pub volume_id: u32,
+    pub placement: ReplicaPlacement,
+    pub copies: Vec<VolumeCopy>,
 }
 
 /// Pick nodes for the replicas of one new volume following placement `xyz`: `z + 1` nodes in
@@ -561,6 +633,7 @@ pub fn plan_placement(
         }
         assert_eq!(chosen.len(), placement.copy_count());
         debug_assert!(distinct(&chosen), "replicas on distinct nodes: {chosen:?}");
+        debug_assert!(placement_met(placement, &places_of(slots, &chosen)));
         return Ok(chosen);
     }
     Err(NOT_ENOUGH_NODES)
@@ -605,6 +678,14 @@ fn plan_in_data_center(
         return Some(chosen);
     }
     None
+}
+
+/// The (data center, rack) of each of `urls` among `slots`.
+fn places_of<'a>(slots: &'a [NodeSlot], urls: &[String]) -> Vec<(&'a str, &'a str)> {
+    urls.iter()
+        .filter_map(|url| slots.iter().find(|s| s.url == *url))
+        .map(|s| (s.data_center.as_str(), s.rack.as_str()))
+        .collect()
 }
 
 fn distinct(urls: &[String]) -> bool {
@@ -663,6 +744,26 @@ mod tests {
         );
         let in_dc2 = plan_placement(&slots, placement("000"), "dc2", "", 0).unwrap();
         assert_eq!(in_dc2, vec!["d:1"]);
+    }
+
+    // Proves the placement check takes exactly the layouts xyz describes: right data
+    // centers, racks and copies per rack, and nothing weaker or merely larger.
+    #[test]
+    fn placement_met_checks_layouts() {
+        let met = |text: &str, places: &[(&str, &str)]| placement_met(placement(text), places);
+        assert!(met("000", &[("dc1", "r1")]));
+        assert!(met("001", &[("dc1", "r1"), ("dc1", "r1")]));
+        assert!(!met("001", &[("dc1", "r1"), ("dc1", "r2")]));
+        assert!(met("010", &[("dc1", "r1"), ("dc1", "r2")]));
+        assert!(!met("010", &[("dc1", "r1"), ("dc1", "r1")]));
+        assert!(!met("010", &[("dc1", "r1"), ("dc2", "r2")]));
+        assert!(met("100", &[("dc1", "r1"), ("dc2", "r1")]));
+        assert!(!met("100", &[("dc1", "r1")]), "one copy is not two");
+        assert!(met("110", &[("dc2", "r9"), ("dc1", "r1"), ("dc1", "r2")]));
+        assert!(!met("110", &[("dc1", "r1"), ("dc1", "r2"), ("dc1", "r3")]));
+        assert!(met("200", &[("a", "r"), ("b", "r"), ("c", "r")]));
+        assert!(met("011", &[("a", "r1"), ("a", "r1"), ("a", "r2")]));
+        assert!(!met("011", &[("a", "r1"), ("a", "r2"), ("a", "r3")]));
     }
 
     proptest::proptest! {

@@ -486,12 +486,24 @@ impl<S: Storage> FileVolume<S> {
     /// Deletes `key` if `cookie` matches: appends a delete marker and a tombstone `.idx`
     /// entry. Returns the deleted needle's `size` field.
     pub fn delete(&mut self, key: u64, cookie: u32, fsync: bool) -> Result<u32, DeleteError> {
+        self.delete_at(key, cookie, now_ns(), fsync)
+    }
+
+    /// `delete` with the append time `now_ns` (raised past the previous append's): a tool
+    /// that replays another copy's deletes with their times.
+    pub fn delete_at(
+        &mut self,
+        key: u64,
+        cookie: u32,
+        now_ns: u64,
+        fsync: bool,
+    ) -> Result<u32, DeleteError> {
         let read = self.core.plan_read(key)?;
         let header = self.read_at(read.offset, needle::HEADER_BYTES as u64)?;
         self.core.check_cookie(&read, &header, cookie)?;
         let plan = self
             .core
-            .plan_delete(key, cookie, now_ns())
+            .plan_delete(key, cookie, now_ns)
             .map_err(DeleteError::Append)?;
         self.append(plan, fsync)?;
         Ok(read.size)

@@ -163,6 +163,8 @@ mod tests {
             grpc_port: Some(grpc_port),
             security: None,
             white_list: String::new(),
+            replica_absence_max_seconds: 1800,
+            replica_trim_delay_seconds: 600,
         };
         MasterConfig::from_args(&args).unwrap()
     }
