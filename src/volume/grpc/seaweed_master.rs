@@ -30,11 +30,16 @@ use crate::pb::{grpc_address, http_address};
 pub const HEARTBEATS_QUEUED_MAX: usize = 2;
 
 /// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
-/// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
+/// turned out to be SeaweedFS; the gRPC calls say when the volumes changed, and which copied
+/// volumes the heartbeats leave out for now (staged).
 #[derive(Default)]
 pub struct MasterLink {
     start: Notify,
     beat_now: Notify,
+    /// Volumes copied here as a move's target that are not caught up yet: served to the
+    /// move's tail, but not told to the master (no reader is sent to a copy that lacks the
+    /// source's newest writes). Marking one read-only or writable, or deleting it, ends that.
+    staged: std::sync::Mutex<std::collections::BTreeSet<u32>>,
 }
 
 impl MasterLink {
@@ -46,6 +51,37 @@ impl MasterLink {
     /// A volume was created, deleted or marked: heartbeat now rather than at the pulse.
     pub fn volumes_changed(&self) {
         self.beat_now.notify_one();
+    }
+
+    /// Leave `volume_id` out of the heartbeats until it is released.
+    pub fn stage(&self, volume_id: u32) {
+        self.staged
+            .lock()
+            .expect("staged volumes")
+            .insert(volume_id);
+    }
+
+    /// Put `volume_id` back in the heartbeats; true when it was staged.
+    pub fn release(&self, volume_id: u32) -> bool {
+        self.staged
+            .lock()
+            .expect("staged volumes")
+            .remove(&volume_id)
+    }
+
+    /// Removes the staged volumes from a heartbeat's list (`id_of` gives an item's volume id).
+    pub fn drop_staged<T>(&self, volumes: &mut Vec<T>, id_of: impl Fn(&T) -> u32) {
+        let staged = self.staged.lock().expect("staged volumes");
+        if !staged.is_empty() {
+            volumes.retain(|volume| !staged.contains(&id_of(volume)));
+        }
+    }
+
+    /// Resolves once `volumes_changed` was called (at once when it was called since the last
+    /// wait): the heartbeat to a Kelp master waits on it beside its pulse, so a copied,
+    /// moved or deleted volume reaches the master's lookups within milliseconds.
+    pub async fn wait_for_change(&self) {
+        self.beat_now.notified().await;
     }
 }
 
@@ -105,7 +141,7 @@ async fn beat_to(
         .await
         .map_err(|e| format!("connect to {address}: {e}"))?;
     let (outbound, queued) = mpsc::channel(HEARTBEATS_QUEUED_MAX);
-    let first = build(config, cores).await?;
+    let first = build(config, cores, link).await?;
     outbound
         .send(first)
         .await
@@ -129,8 +165,8 @@ async fn beat_to(
                 Ok(None) => return Err("the master closed the heartbeat stream".into()),
                 Err(status) => return Err(format!("heartbeat stream: {}", status.message())),
             },
-            _ = pulse.tick() => send(&outbound, build(config, cores).await?).await?,
-            _ = link.beat_now.notified() => send(&outbound, build(config, cores).await?).await?,
+            _ = pulse.tick() => send(&outbound, build(config, cores, link).await?).await?,
+            _ = link.beat_now.notified() => send(&outbound, build(config, cores, link).await?).await?,
         }
     }
 }
@@ -173,7 +209,7 @@ async fn follow(
 }
 
 /// The heartbeat now: every core's volumes (asked side by side), in full.
-async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
+async fn build(config: &Config, cores: &[Sender], link: &MasterLink) -> Result<Heartbeat, String> {
     let mut pending = Vec::with_capacity(cores.len());
     for core in cores {
         let (reply, answer) = oneshot::channel();
@@ -196,6 +232,7 @@ async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
         .iter()
         .flat_map(|r| r.snapshot.volumes.iter().map(volume_message))
         .collect();
+    link.drop_staged(&mut volumes, |v| v.id);
     volumes.sort_by_key(|v| v.id);
     Ok(Heartbeat {
         ip: config.ip.to_string(),
