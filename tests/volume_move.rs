@@ -460,9 +460,9 @@ fn copy_list_mark_delete_and_bad_input() {
         ],
     );
     assert!(marked.contains("is read-only"), "{marked}");
-    assert_ne!(
+    assert_eq!(
         upload("7f00000000aa"),
-        201,
+        409,
         "a read-only copy refuses writes"
     );
     shell_ok(
@@ -612,4 +612,79 @@ fn fix_replication_and_check_disk_print_the_masters_answer() {
         "volume 5 on a:1: copied 2 deleted 1 skipped 0\nvolume 5 on b:1: failed: b:1 unreachable\n"
     );
     assert!(err.contains("1 replicas could not be repaired"), "{err}");
+}
+
+// Proves a move that fails after the source turned read-only is undone: the target killed
+// during the final tail makes volume.move fail saying the source keeps serving, writable,
+// and how to remove the copy left on the target; the source takes writes again, and the
+// command it names removes the copy once the target is back.
+#[test]
+fn failed_move_leaves_the_source_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (master, source) = cluster_with_volumes(dir.path(), 1, 1);
+    let mut target =
+        RealVolumeServer::start_at(&dir.path().join("b"), &master.address, &DC1_R2, 10, 1);
+    let files: Vec<StoredFile> = (0..10)
+        .map(|i| write_file(&master.address, i).unwrap())
+        .collect();
+    let mut moving = Command::new(support::kelp_bin())
+        .args([
+            "shell",
+            "--master",
+            &master.address,
+            "volume.move",
+            "-volumeId",
+            "1",
+        ])
+        .args(["-source", &source.address, "-target", &target.address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut stdout = std::io::BufReader::new(moving.stdout.take().unwrap());
+    while !said.contains("tails what was written") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(read > 0, "volume.move ended early: {said}");
+        said.push_str(&line);
+    }
+    target.kill();
+    let output = moving.wait_with_output().unwrap();
+    let error = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{said}");
+    assert!(error.contains("VolumeTailReceiver on"), "{error}");
+    let removal = format!("volume.delete -volumeId 1 -node {}", target.address);
+    assert!(error.contains(&removal), "{error}");
+    assert!(
+        error.contains(&format!(
+            "{} keeps serving volume 1, writable",
+            source.address
+        )),
+        "{error}"
+    );
+    let (content_type, body) = multipart_file("f.txt", b"after the failed move");
+    let headers = [("Content-Type", content_type.as_str())];
+    let stored = http("POST", &source.address, "/1,7f00000000cc", &headers, &body).unwrap();
+    assert_eq!(
+        stored.status,
+        201,
+        "the source takes writes again: {}",
+        stored.text()
+    );
+    assert_readable(&master.address, &files);
+
+    target.spawn();
+    wait_until(
+        "the target's copy listed again",
+        Duration::from_secs(20),
+        || listed_volumes(&master.address, &target.address).is_some_and(|v| v.contains(&1)),
+    );
+    let removal: Vec<&str> = removal.split(' ').collect();
+    shell_ok(&master.address, &removal);
+    assert!(dat_files(&target.dir).is_empty());
+    assert_eq!(
+        listed_volumes(&master.address, &source.address).unwrap(),
+        vec![1]
+    );
 }
