@@ -139,6 +139,8 @@ struct Load {
     failed_reads: Arc<Mutex<Vec<String>>>,
     refused_writes: Arc<AtomicUsize>,
     reads: Arc<AtomicUsize>,
+    /// When each acknowledged write was acknowledged, with its volume.
+    write_times: Arc<Mutex<Vec<(u64, Instant)>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -154,6 +156,7 @@ impl Load {
             failed_reads: Arc::new(Mutex::new(Vec::new())),
             refused_writes: Arc::new(AtomicUsize::new(0)),
             reads: Arc::new(AtomicUsize::new(0)),
+            write_times: Arc::new(Mutex::new(Vec::new())),
             threads: Vec::new(),
         };
         let master_address = master.to_string();
@@ -163,6 +166,7 @@ impl Load {
             load.acknowledged.clone(),
         );
         let refused = load.refused_writes.clone();
+        let write_times = load.write_times.clone();
         load.threads.push(std::thread::spawn(move || {
             let start = Instant::now();
             for index in 0..LOAD_WRITES_MAX {
@@ -170,7 +174,14 @@ impl Load {
                     break;
                 }
                 match write_file(&master, index) {
-                    Some(file) => acknowledged.lock().unwrap().push(file),
+                    Some(file) => {
+                        let volume_id = volume_of(&file.0);
+                        write_times
+                            .lock()
+                            .unwrap()
+                            .push((volume_id, Instant::now()));
+                        acknowledged.lock().unwrap().push(file);
+                    }
                     None => _ = refused.fetch_add(1, Ordering::Relaxed),
                 }
                 std::thread::sleep(Duration::from_millis(2));
@@ -218,6 +229,21 @@ impl Load {
         })
     }
 
+    /// The longest time `volume_id` took no acknowledged write while the load ran.
+    fn longest_write_gap(&self, volume_id: u64) -> Duration {
+        let times = self.write_times.lock().unwrap();
+        let of_volume: Vec<Instant> = times
+            .iter()
+            .filter(|(id, _)| *id == volume_id)
+            .map(|(_, at)| *at)
+            .collect();
+        of_volume
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .unwrap_or_default()
+    }
+
     fn stop(mut self) -> Load {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
@@ -263,15 +289,19 @@ fn move_under_reads_and_writes_loses_nothing() {
         "-ioBytePerSecond",
         "8000000",
     ];
+    let started = Instant::now();
     let moved = shell(&master.address, &args);
+    let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(1500));
     let load = load.stop();
     assert!(moved.0, "volume.move failed:\n{}\n{}", moved.1, moved.2);
     let failed_reads = load.failed_reads.lock().unwrap().clone();
     let files = load.acknowledged.lock().unwrap().clone();
     eprintln!(
-        "{}acknowledged writes {}, refused {}, reads {}, failed reads {}",
+        "{}volume.move took {took:?}; volume 1 took no write for {:?}; acknowledged writes {}, \
+         refused {}, reads {}, failed reads {}",
         moved.1,
+        load.longest_write_gap(1),
         files.len(),
         load.refused_writes.load(Ordering::Relaxed),
         load.reads.load(Ordering::Relaxed),
@@ -284,6 +314,12 @@ fn move_under_reads_and_writes_loses_nothing() {
         assert_eq!(read.status, 200, "{fid} on the target: {}", read.text());
         assert_eq!(&read.body, data);
     }
+    // A reader still sent to the source is redirected to the target.
+    let (fid, _) = files.iter().find(|(fid, _)| volume_of(fid) == 1).unwrap();
+    let redirected = get(&source.address, &format!("/{fid}")).unwrap();
+    assert_eq!(redirected.status, 301, "{}", redirected.text());
+    let location = redirected.header("location").unwrap_or("");
+    assert!(location.contains(DC1_R2.ip), "{location}");
     assert!(!dat_files(&source.dir).contains(&"1.dat".to_string()));
     assert!(dat_files(&target.dir).contains(&"1.dat".to_string()));
     assert!(
@@ -686,5 +722,116 @@ fn failed_move_leaves_the_source_serving() {
     assert_eq!(
         listed_volumes(&master.address, &source.address).unwrap(),
         vec![1]
+    );
+}
+
+/// `weed <args>` as a child of this thread (so in its network namespace).
+fn spawn_weed_at(root: &Path, name: &str, args: &[String]) -> support::ChildGuard {
+    support::spawn_weed(name, args, &root.join(format!("{name}.log")))
+}
+
+// Measures SeaweedFS 4.48's own `weed shell volume.move` under the move test's load (a
+// writer and two readers through the master, a volume of ~8 MB): prints the failed reads and
+// the acknowledged writes that no longer read back (the numbers in BENCHMARKS.md), and proves
+// the move happened. In a network namespace: SeaweedFS's VolumeCopy will not dial a source on
+// loopback.
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED) and a network namespace (root, ip netns)"]
+fn netns_peer_weed_volume_move_under_load() {
+    let root = tempfile::tempdir().unwrap();
+    let _network = support::PrivateNetwork::enter();
+    let ip = support::PrivateNetwork::ADDRESS;
+    let (master_port, a_port, b_port) = (free_port(), free_port(), free_port());
+    let master = format!("{ip}:{master_port}");
+    let mdir = root.path().join("m");
+    std::fs::create_dir_all(&mdir).unwrap();
+    let master_args: Vec<String> = vec![
+        "master".into(),
+        format!("-ip={ip}"),
+        format!("-port={master_port}"),
+        format!("-mdir={}", mdir.display()),
+        "-volumeSizeLimitMB=64".into(),
+        "-peers=none".into(),
+        "-telemetry=false".into(),
+    ];
+    let _master = spawn_weed_at(root.path(), "master", &master_args);
+    let volume_args = |port: u16, name: &str, rack: &str| -> Vec<String> {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        vec![
+            "volume".into(),
+            format!("-ip={ip}"),
+            format!("-port={port}"),
+            format!("-dir={}", dir.display()),
+            "-max=10".into(),
+            "-preStopSeconds=0".into(),
+            format!("-master={master}"),
+            "-minFreeSpace=64MiB".into(),
+            "-dataCenter=dc1".into(),
+            format!("-rack={rack}"),
+        ]
+    };
+    let _a = spawn_weed_at(root.path(), "a", &volume_args(a_port, "a", "r1"));
+    let bulk = vec![b'k'; 1 << 20];
+    let mut bulk_fids = Vec::new();
+    wait_until("weed to take a file", Duration::from_secs(60), || {
+        assign_and_upload(&master, &bulk)
+            .map(|fid| bulk_fids.push(fid))
+            .is_some()
+    });
+    while bulk_fids.len() < 24 {
+        bulk_fids.push(assign_and_upload(&master, &bulk).expect("a bulk file stored"));
+    }
+    let volume_id = volume_of(&bulk_fids[0]);
+    let _b = spawn_weed_at(root.path(), "b", &volume_args(b_port, "b", "r2"));
+    std::thread::sleep(Duration::from_secs(3)); // b's first heartbeat
+    let load = Load::start(&master, 2);
+    wait_until("writes to the volume", Duration::from_secs(60), || {
+        let files = load.acknowledged.lock().unwrap();
+        files
+            .iter()
+            .filter(|(fid, _)| volume_of(fid) == volume_id)
+            .count()
+            >= 30
+    });
+    let command = format!(
+        "lock\nvolume.move -volumeId {volume_id} -source {ip}:{a_port} -target {ip}:{b_port} \
+         -ioBytePerSecond 8000000\nunlock\n"
+    );
+    let started = Instant::now();
+    let said = support::run_weed(
+        &["shell", &format!("-master={master}")],
+        &command,
+        Duration::from_secs(120),
+    );
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let load = load.stop();
+    let files = load.acknowledged.lock().unwrap().clone();
+    let lost: Vec<&String> = files
+        .iter()
+        .filter(|(fid, data)| {
+            get_following(&master, &format!("/{fid}"))
+                .map_or(true, |r| r.status != 200 || &r.body != data)
+        })
+        .map(|(fid, _)| fid)
+        .collect();
+    let failed_reads = load.failed_reads.lock().unwrap().clone();
+    eprintln!(
+        "weed volume.move of volume {volume_id} took {took:?}; it took no write for {:?}; \
+         acknowledged writes {}, refused {}, reads {}, failed reads {}, acknowledged writes lost \
+         {}\n{said}\nfailed reads: {failed_reads:?}\nlost: {lost:?}",
+        load.longest_write_gap(volume_id),
+        files.len(),
+        load.refused_writes.load(Ordering::Relaxed),
+        load.reads.load(Ordering::Relaxed),
+        failed_reads.len(),
+        lost.len()
+    );
+    let lookup = get(&master, &format!("/dir/lookup?volumeId={volume_id}")).unwrap();
+    assert!(
+        lookup.text().contains(&format!(":{b_port}")),
+        "not moved: {}\n{said}",
+        lookup.text()
     );
 }
