@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{MasterProcess, get, http, launch_together, multipart_file, wait_for_leader};
-use support::{ChildGuard, spawn_weed, wait_until};
+use support::{ChildGuard, run_weed, spawn_weed, wait_until};
 
 /// `count` consecutive free ports whose gRPC companions (+10000) are free too.
 fn free_port_pair_run(count: u16) -> u16 {
@@ -65,43 +65,6 @@ impl KelpServer {
             volume_port,
         }
     }
-}
-
-/// Run `weed <args>` to completion (at most `timeout`); its output.
-fn run_weed(args: &[&str], stdin: &str, timeout: Duration) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(support::weed_binary())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run weed {args:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "weed {args:?} did not finish within {timeout:?}:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 // Proves `weed benchmark` runs its write and read phases against a Kelp master with no
