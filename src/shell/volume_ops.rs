@@ -192,19 +192,20 @@ pub async fn transfer(
         "copying volume {volume_id} from {} to {} (the source serves reads and writes)",
         source.url, target.url
     );
-    let since_ns = copy_staged(&mut target_client, &source_address, volume_id, pace).await;
-    let since_ns = since_ns.map_err(|e| {
-        format!(
-            "{e}; {} keeps serving volume {volume_id}; nothing is left on {}",
-            source.url, target.url
-        )
-    })?;
     let steps = Steps {
         shell,
         volume_id,
         source,
         target,
         was_read_only,
+    };
+    let copied = copy_staged(&mut target_client, &source_address, volume_id, pace).await;
+    let since_ns = match copied {
+        Ok(since_ns) => since_ns,
+        Err(error) => {
+            let undone = steps.undo(&mut source_client, &mut target_client).await;
+            return Err(format!("{error}; {undone}"));
+        }
     };
     let caught_up = steps
         .catch_up(&mut source_client, &mut target_client, since_ns)
@@ -293,8 +294,8 @@ impl Steps<'_> {
         Ok(())
     }
 
-    /// After a failure in `catch_up`: the target's copy deleted, the source writable again
-    /// (when it was); what was done, as a sentence.
+    /// After a failure in the copy or `catch_up`: the target's copy deleted, the source
+    /// writable again (when it was); what was done, as a sentence.
     async fn undo(&self, source_client: &mut Client, target_client: &mut Client) -> String {
         let (volume_id, source, target) = (self.volume_id, &self.source.url, &self.target.url);
         let deleted = target_client
@@ -306,6 +307,7 @@ impl Steps<'_> {
             .await;
         let mut said = match deleted {
             Ok(_) => format!("the partial copy on {target} was removed"),
+            Err(e) if e.code() == tonic::Code::NotFound => format!("nothing is left on {target}"),
             Err(e) => format!(
                 "the partial copy on {target} could not be removed ({}): remove it with \
                  volume.delete -volumeId {volume_id} -node {target}",
