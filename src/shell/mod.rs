@@ -101,7 +101,11 @@ async fn run_lines(shell: &Shell) -> CliResult {
             continue;
         }
         if let Err(error) = execute(shell, &words).await {
-            eprintln!("{}: {error}", words[0]);
+            if error.starts_with(words[0].as_str()) {
+                eprintln!("{error}");
+            } else {
+                eprintln!("{}: {error}", words[0]);
+            }
             failed += 1;
         }
     }
