@@ -10,6 +10,7 @@ mod master;
 mod pb;
 mod security;
 mod server;
+mod shell;
 mod tools;
 mod ui;
 mod volume;
@@ -65,6 +66,9 @@ enum Command {
     FilerBenchmark(filer::benchmark::Args),
     /// List, add and remove the masters of a cluster (like weed shell's cluster.raft.*).
     Cluster(master::admin_cli::Args),
+    /// Admin commands on the cluster's volumes, as `weed shell`: volume.list, volume.move,
+    /// volume.copy, volume.balance, volume.server.evacuate... (`kelp shell help`).
+    Shell(shell::Args),
     /// Load generator: assign + upload n files, then read them back (like `weed benchmark`).
     Benchmark(kelp_bench::Args),
     /// Charts (SVG) from saved results: latency curves of benchmark reports, ratio bars.
@@ -146,6 +150,7 @@ fn main() {
         Command::Filer(args) => ("filer", filer::run(args)),
         Command::FilerBenchmark(args) => ("filer-benchmark", filer::benchmark::run(args)),
         Command::Cluster(args) => ("cluster", master::admin_cli::run(args)),
+        Command::Shell(args) => ("shell", shell::run(args)),
         Command::Benchmark(args) => ("benchmark", kelp_bench::run(args)),
         Command::Plot(args) => ("plot", kelp_bench::plot_command::run(args)),
         Command::Backup(args) => ("backup", backup::run(args)),

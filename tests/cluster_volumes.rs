@@ -8,24 +8,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use master_common::{
-    MasterProcess, RealVolumeServer, get, get_following, http, multipart_file, wait_for_leader,
+    MasterProcess, RealVolumeServer, assign_and_upload, get, get_following, wait_for_leader,
 };
 use support::{free_port, wait_until};
 
 /// Assign through any master and upload `data`; None while the cluster cannot take it.
 fn upload(masters: &[String], round: usize, data: &[u8]) -> Option<String> {
-    let master = &masters[round % masters.len()];
-    let assigned = get(master, "/dir/assign").ok()?;
-    if assigned.status != 200 {
-        return None;
-    }
-    let json = assigned.json();
-    let fid = json["fid"].as_str()?.to_string();
-    let url = json["url"].as_str()?.to_string();
-    let (content_type, body) = multipart_file("f.txt", data);
-    let headers = [("Content-Type", content_type.as_str())];
-    let stored = http("POST", &url, &format!("/{fid}"), &headers, &body).ok()?;
-    (stored.status == 201).then_some(fid)
+    assign_and_upload(&masters[round % masters.len()], data)
 }
 
 fn upload_some(masters: &[String], files: &mut BTreeMap<String, Vec<u8>>, count: usize) {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{Answer, get, http, multipart_file};
-use support::{ChildGuard, spawn_weed, wait_until};
+use support::{ChildGuard, PrivateNetwork, run_weed, spawn_weed, wait_until};
 
 /// `weed master` + `weed volume` + `kelp volume` (2 cores), all on 127.0.0.1.
 struct MixedCluster {
@@ -389,74 +389,6 @@ fn weed_shell_moves_a_volume_from_go_to_kelp_under_reads() {
     let files = write_files(&cluster.go_volume, volume_id, 0x100, 30);
     let moves = [(&cluster.go_volume, &cluster.kelp_volume)];
     move_under_reads(&cluster, volume_id, &files, &moves);
-}
-
-unsafe extern "C" {
-    fn setns(fd: i32, nstype: i32) -> i32;
-}
-
-/// A network namespace with a private address on a veth interface (SeaweedFS 4.48's
-/// VolumeCopy refuses to dial a source on loopback); the calling thread, and the threads
-/// and processes it starts, live in it until drop.
-struct PrivateNetwork {
-    name: String,
-    home: std::fs::File,
-}
-
-impl PrivateNetwork {
-    const ADDRESS: &'static str = "10.231.0.1";
-
-    fn enter() -> PrivateNetwork {
-        use std::os::fd::AsRawFd;
-        let ip = |args: &[&str]| {
-            let output = std::process::Command::new("ip")
-                .args(args)
-                .output()
-                .expect("run ip");
-            assert!(
-                output.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        let home = std::fs::File::open("/proc/thread-self/ns/net").expect("own namespace");
-        let name = format!("kelpsw{}", std::process::id());
-        ip(&["netns", "add", &name]);
-        let network = PrivateNetwork { name, home };
-        let name = network.name.as_str();
-        ip(&["-n", name, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
-        ]);
-        ip(&[
-            "-n",
-            name,
-            "addr",
-            "add",
-            &format!("{}/24", Self::ADDRESS),
-            "dev",
-            "v0",
-        ]);
-        ip(&["-n", name, "link", "set", "v0", "up"]);
-        ip(&["-n", name, "link", "set", "v1", "up"]);
-        let path = format!("/var/run/netns/{name}");
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        // SAFETY: setns(2) on a namespace file held open; it changes only this thread.
-        let done = unsafe { setns(file.as_raw_fd(), 0x4000_0000) };
-        assert_eq!(done, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        network
-    }
-}
-
-impl Drop for PrivateNetwork {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) back into the namespace this thread started in.
-        unsafe { setns(self.home.as_raw_fd(), 0x4000_0000) };
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
 }
 
 // Proves a volume moves from the Go volume server to Kelp and back with `weed shell

@@ -6,11 +6,13 @@
 
 use super::admin_guard::MasterAddresses;
 use super::config::MasterKind;
+use super::grpc::seaweed_master::MasterLink;
 use super::limits::{
     HEARTBEAT_PULSE_SECONDS_DEFAULT, HEARTBEAT_PULSE_SECONDS_MAX, MASTER_BACKOFF_MS_MIN,
 };
 use super::master_link::{self, Heartbeat, LeaderWatch, Masters};
 use super::state::{CoreState, all_snapshots, broadcast_size_limit};
+use futures_util::future::Either;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -60,7 +62,8 @@ pub async fn heartbeat_loop(state: Rc<CoreState>) {
                 if new_limit && state.config.volumes_max == 0 {
                     continue;
                 }
-                wait_for_pulse(&mut masters, &answer.leader, pulse_s * 1000).await;
+                let link = &state.seaweed_link;
+                wait_for_pulse(&mut masters, link, &answer.leader, pulse_s * 1000).await;
             }
             Err(error) => {
                 backoff_ms = master_link::next_backoff_ms(backoff_ms, pulse_s * 1000);
@@ -132,8 +135,9 @@ fn refresh_admin_masters(state: &CoreState, current_master: &str) {
 }
 
 /// Wait one pulse, cut short when the leader the master names is no longer `leader` or the
-/// connection to it breaks (the leader died).
-async fn wait_for_pulse(masters: &mut Masters, leader: &str, pulse_ms: u64) {
+/// connection to it breaks (the leader died), or when a gRPC call changed the volumes (a
+/// copy mounted, a volume deleted or marked: the master hears of it at once).
+async fn wait_for_pulse(masters: &mut Masters, link: &MasterLink, leader: &str, pulse_ms: u64) {
     let start = Instant::now();
     let deadline = start + Duration::from_millis(pulse_ms);
     loop {
@@ -143,7 +147,19 @@ async fn wait_for_pulse(masters: &mut Masters, leader: &str, pulse_ms: u64) {
         if left_ms == 0 {
             return;
         }
-        match masters.watch_leader(leader, left_ms).await {
+        let watched = {
+            let watch = std::pin::pin!(masters.watch_leader(leader, left_ms));
+            let changed = std::pin::pin!(link.wait_for_change());
+            match futures_util::future::select(watch, changed).await {
+                Either::Left((watched, _)) => Some(watched),
+                Either::Right(((), _)) => None,
+            }
+        };
+        let Some(watched) = watched else {
+            masters.drop_watch_connection();
+            return;
+        };
+        match watched {
             Ok(LeaderWatch::Unchanged) => {}
             Ok(LeaderWatch::Changed(now)) => {
                 tracing::info!("heartbeat: the leader is now {now:?} (was {leader})");
@@ -198,6 +214,7 @@ async fn build(state: &CoreState) -> Result<Heartbeat, String> {
     let snapshots = all_snapshots(state).await?;
     let max_file_key = snapshots.iter().map(|s| s.max_file_key).max().unwrap_or(0);
     let mut volumes: Vec<_> = snapshots.into_iter().flat_map(|s| s.volumes).collect();
+    state.seaweed_link.drop_staged(&mut volumes, |v| v.id);
     volumes.sort_by_key(|v| v.id);
     let config = &state.config;
     let volumes_now = state.registry.lock().expect("registry").volumes.len();

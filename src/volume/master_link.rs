@@ -177,6 +177,12 @@ impl Masters {
         }
     }
 
+    /// Forgets the connection of a watch given up half way (its answer must not be read as the
+    /// next one's).
+    pub fn drop_watch_connection(&mut self) {
+        self.watch_client = None;
+    }
+
     /// One request to the current master, moving on to the next one on a connection error;
     /// every master is tried once.
     pub async fn request(

@@ -532,34 +532,66 @@ pub struct RealVolumeServer {
     pub dir: std::path::PathBuf,
     pub log: std::path::PathBuf,
     args: Vec<String>,
+    cores: u16,
     pub guard: Option<ChildGuard>,
+}
+
+/// Where a volume server stands: its own address, data center and rack.
+pub struct Site<'a> {
+    pub ip: &'a str,
+    pub data_center: &'a str,
+    pub rack: &'a str,
 }
 
 impl RealVolumeServer {
     pub fn start(dir: &Path, masters: &str, data_center: &str, max: u32) -> RealVolumeServer {
+        let site = Site {
+            ip: "127.0.0.1",
+            data_center,
+            rack: "",
+        };
+        RealVolumeServer::start_at(dir, masters, &site, max, 2)
+    }
+
+    /// On `site.ip` with its data center and rack, `cores` cores.
+    pub fn start_at(
+        dir: &Path,
+        masters: &str,
+        site: &Site,
+        max: u32,
+        cores: u16,
+    ) -> RealVolumeServer {
         std::fs::create_dir_all(dir).unwrap();
-        let port = crate::support::free_port_run(3);
-        let args = vec![
-            "volume".to_string(),
-            "--dir".into(),
-            dir.display().to_string(),
-            "--port".into(),
-            port.to_string(),
-            "--cores".into(),
-            "2".into(),
-            "--master".into(),
-            masters.to_string(),
-            "--data-center".into(),
-            data_center.to_string(),
-            "--max".into(),
-            max.to_string(),
-        ];
+        let port = crate::support::free_port_run(cores + 1);
+        let mut args: Vec<String> = [
+            "volume",
+            "--dir",
+            &dir.display().to_string(),
+            "--ip",
+            site.ip,
+            "--port",
+            &port.to_string(),
+            "--cores",
+            &cores.to_string(),
+            "--master",
+            masters,
+            "--data-center",
+            site.data_center,
+            "--max",
+            &max.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        if !site.rack.is_empty() {
+            args.extend(["--rack".to_string(), site.rack.to_string()]);
+        }
         let mut server = RealVolumeServer {
             port,
-            address: format!("127.0.0.1:{port}"),
+            address: format!("{}:{port}", site.ip),
             dir: dir.to_path_buf(),
             log: dir.with_extension("log"),
             args,
+            cores,
             guard: None,
         };
         server.spawn();
@@ -570,14 +602,20 @@ impl RealVolumeServer {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let name = format!("volume {}", self.address);
         self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
-        let ports: Vec<u16> = (self.port..self.port + 3).collect();
+        let ip = self
+            .address
+            .rsplit_once(':')
+            .expect("ip:port")
+            .0
+            .to_string();
+        let ports: Vec<u16> = (self.port..=self.port + self.cores).collect();
         wait_until(
             "kelp volume to answer /healthz",
             Duration::from_secs(20),
             || {
-                ports.iter().all(|p| {
-                    get(&format!("127.0.0.1:{p}"), "/healthz").is_ok_and(|a| a.status == 200)
-                })
+                ports
+                    .iter()
+                    .all(|p| get(&format!("{ip}:{p}"), "/healthz").is_ok_and(|a| a.status == 200))
             },
         );
     }
@@ -599,6 +637,22 @@ pub fn multipart_file(name: &str, data: &[u8]) -> (String, Vec<u8>) {
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Assign through `master` and upload `data`; the fid once stored (201), None while the
+/// cluster cannot take it.
+pub fn assign_and_upload(master: &str, data: &[u8]) -> Option<String> {
+    let assigned = get(master, "/dir/assign").ok()?;
+    if assigned.status != 200 {
+        return None;
+    }
+    let json = assigned.json();
+    let fid = json["fid"].as_str()?.to_string();
+    let url = json["url"].as_str()?.to_string();
+    let (content_type, body) = multipart_file("f.txt", data);
+    let headers = [("Content-Type", content_type.as_str())];
+    let stored = http("POST", &url, &format!("/{fid}"), &headers, &body).ok()?;
+    (stored.status == 201).then_some(fid)
 }
 
 /// `curl -L`: follow redirects (up to 5) and return the final answer.

@@ -324,3 +324,105 @@ pub fn spawn_kelp_in_netns(netns: &str, name: &str, args: &[&str], log_path: &Pa
         .args(args);
     ChildGuard::spawn_logged(name, &mut command, log, log_path)
 }
+
+unsafe extern "C" {
+    fn setns(fd: i32, nstype: i32) -> i32;
+}
+
+/// A network namespace with a private address on a veth interface (SeaweedFS 4.48's
+/// VolumeCopy refuses to dial a source on loopback); the calling thread, and the threads
+/// and processes it starts, live in it until drop.
+pub struct PrivateNetwork {
+    name: String,
+    home: std::fs::File,
+}
+
+impl PrivateNetwork {
+    pub const ADDRESS: &'static str = "10.231.0.1";
+
+    pub fn enter() -> PrivateNetwork {
+        use std::os::fd::AsRawFd;
+        let ip = |args: &[&str]| {
+            let output = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("run ip");
+            assert!(
+                output.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let home = std::fs::File::open("/proc/thread-self/ns/net").expect("own namespace");
+        let name = format!("kelpsw{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let network = PrivateNetwork { name, home };
+        let name = network.name.as_str();
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ]);
+        ip(&[
+            "-n",
+            name,
+            "addr",
+            "add",
+            &format!("{}/24", Self::ADDRESS),
+            "dev",
+            "v0",
+        ]);
+        ip(&["-n", name, "link", "set", "v0", "up"]);
+        ip(&["-n", name, "link", "set", "v1", "up"]);
+        let path = format!("/var/run/netns/{name}");
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns(2) on a namespace file held open; it changes only this thread.
+        let done = unsafe { setns(file.as_raw_fd(), 0x4000_0000) };
+        assert_eq!(done, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        network
+    }
+}
+
+impl Drop for PrivateNetwork {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns(2) back into the namespace this thread started in.
+        unsafe { setns(self.home.as_raw_fd(), 0x4000_0000) };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Run `weed <args>` with `stdin` to completion (at most `timeout`); stdout and stderr.
+pub fn run_weed(args: &[&str], stdin: &str, timeout: Duration) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(weed_binary())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run weed {args:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "weed {args:?} did not finish within {timeout:?}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -30,7 +30,8 @@ use crate::pb::master_pb::{Heartbeat, HeartbeatResponse, VolumeInformationMessag
 use crate::pb::{grpc_address, http_address};
 
 /// The link between the cores and the gRPC thread's heartbeat: core 0 says when the master
-/// turned out to be SeaweedFS; the gRPC calls say when the volumes changed.
+/// turned out to be SeaweedFS; the gRPC calls say when the volumes changed, and which copied
+/// volumes the heartbeats leave out for now (staged).
 pub struct MasterLink {
     start: Notify,
     beat_now: Notify,
@@ -40,6 +41,10 @@ pub struct MasterLink {
     /// know the master heard of a change waits for one begun after it (`beat_and_wait`).
     begun: AtomicU64,
     sent: watch::Sender<u64>,
+    /// Volumes copied here as a move's target that are not caught up yet: served to the
+    /// move's tail, but not told to the master (no reader is sent to a copy that lacks the
+    /// source's newest writes). Marking one read-only or writable, or deleting it, ends that.
+    staged: std::sync::Mutex<std::collections::BTreeSet<u32>>,
 }
 
 impl Default for MasterLink {
@@ -50,6 +55,7 @@ impl Default for MasterLink {
             joined: AtomicBool::new(false),
             begun: AtomicU64::new(0),
             sent: watch::Sender::new(0),
+            staged: std::sync::Mutex::default(),
         }
     }
 }
@@ -82,6 +88,37 @@ impl MasterLink {
         if heard.await.is_err() {
             tracing::warn!("heartbeat: none went out within {HEARTBEAT_SENT_MS_MAX} ms");
         }
+    }
+
+    /// Leave `volume_id` out of the heartbeats until it is released.
+    pub fn stage(&self, volume_id: u32) {
+        self.staged
+            .lock()
+            .expect("staged volumes")
+            .insert(volume_id);
+    }
+
+    /// Put `volume_id` back in the heartbeats; true when it was staged.
+    pub fn release(&self, volume_id: u32) -> bool {
+        self.staged
+            .lock()
+            .expect("staged volumes")
+            .remove(&volume_id)
+    }
+
+    /// Removes the staged volumes from a heartbeat's list (`id_of` gives an item's volume id).
+    pub fn drop_staged<T>(&self, volumes: &mut Vec<T>, id_of: impl Fn(&T) -> u32) {
+        let staged = self.staged.lock().expect("staged volumes");
+        if !staged.is_empty() {
+            volumes.retain(|volume| !staged.contains(&id_of(volume)));
+        }
+    }
+
+    /// Resolves once `volumes_changed` was called (at once when it was called since the last
+    /// wait): the heartbeat to a Kelp master waits on it beside its pulse, so a copied,
+    /// moved or deleted volume reaches the master's lookups within milliseconds.
+    pub async fn wait_for_change(&self) {
+        self.beat_now.notified().await;
     }
 }
 
@@ -176,7 +213,7 @@ async fn beat(
     cores: &[Sender],
 ) -> Result<(), String> {
     let number = link.begun.fetch_add(1, Ordering::AcqRel) + 1;
-    let heartbeat = build(config, cores).await?;
+    let heartbeat = build(config, cores, link).await?;
     outbound
         .send(heartbeat)
         .await
@@ -220,7 +257,7 @@ async fn follow(
 }
 
 /// The heartbeat now: every core's volumes (asked side by side), in full.
-async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
+async fn build(config: &Config, cores: &[Sender], link: &MasterLink) -> Result<Heartbeat, String> {
     let mut pending = Vec::with_capacity(cores.len());
     for core in cores {
         let (reply, answer) = oneshot::channel();
@@ -243,6 +280,7 @@ async fn build(config: &Config, cores: &[Sender]) -> Result<Heartbeat, String> {
         .iter()
         .flat_map(|r| r.snapshot.volumes.iter().map(volume_message))
         .collect();
+    link.drop_staged(&mut volumes, |v| v.id);
     volumes.sort_by_key(|v| v.id);
     Ok(Heartbeat {
         ip: config.ip.to_string(),

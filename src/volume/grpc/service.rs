@@ -115,6 +115,7 @@ impl VolumeServer for VolumeService {
             only_empty: request.only_empty,
         };
         self.admin(request.volume_id, call).await?;
+        self.link.release(request.volume_id);
         self.link.volumes_changed();
         Ok(Response::new(VolumeDeleteResponse {}))
     }
@@ -126,6 +127,7 @@ impl VolumeServer for VolumeService {
         self.check_allowed(&request, "volume administration calls")?;
         let volume_id = request.into_inner().volume_id;
         self.admin(volume_id, AdminCall::MarkReadOnly(true)).await?;
+        self.link.release(volume_id);
         self.link.volumes_changed();
         Ok(Response::new(VolumeMarkReadonlyResponse {}))
     }
@@ -138,6 +140,7 @@ impl VolumeServer for VolumeService {
         let volume_id = request.into_inner().volume_id;
         self.admin(volume_id, AdminCall::MarkReadOnly(false))
             .await?;
+        self.link.release(volume_id);
         self.link.volumes_changed();
         Ok(Response::new(VolumeMarkWritableResponse {}))
     }
@@ -214,9 +217,14 @@ impl VolumeServer for VolumeService {
         request: Request<VolumeCopyRequest>,
     ) -> GrpcResult<Self::VolumeCopyStream> {
         self.check_allowed(&request, "volume administration calls")?;
+        let staged = request
+            .metadata()
+            .get(super::volume_copy::STAGED_COPY_METADATA)
+            .is_some_and(|value| value == "true");
         Ok(Response::new(VolumeService::volume_copy(
             self,
             request.into_inner(),
+            staged,
         )))
     }
 

@@ -36,6 +36,10 @@ pub const COPY_PROGRESS_BYTES: u64 = 128 << 20;
 pub const PEER_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// A message of another volume server's gRPC may be this large (a record of a big file).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 64 << 20;
+/// VolumeCopy request metadata (a Kelp extension SeaweedFS never sends): with "true", the
+/// copy is staged: left out of the heartbeats until it is marked read-only or writable (a
+/// move's target is told to the master only once its tail caught up with the source).
+pub const STAGED_COPY_METADATA: &str = "kelp-staged-copy";
 /// CopyFile's compaction revision meaning "any".
 const ANY_REVISION: u32 = u32::MAX;
 
@@ -192,13 +196,21 @@ async fn modified_ns(path: &Path) -> u64 {
 
 impl VolumeService {
     /// Copy `request.volume_id` here from `request.source_data_node`; progress reports, then
-    /// the append time of its newest record.
-    pub fn volume_copy(&self, request: VolumeCopyRequest) -> VolumeCopyStream {
+    /// the append time of its newest record. A `staged` copy is left out of the heartbeats
+    /// (see `STAGED_COPY_METADATA`).
+    pub fn volume_copy(&self, request: VolumeCopyRequest, staged: bool) -> VolumeCopyStream {
         let (sender, receiver) = mpsc::channel(COPY_MESSAGES_QUEUED_MAX);
         let service = self.clone();
         tokio::spawn(async move {
             let volume_id = request.volume_id;
-            let answer = match service.copy_volume_here(&request, &sender).await {
+            if staged {
+                service.link.stage(volume_id);
+            }
+            let copied = service.copy_volume_here(&request, &sender).await;
+            if copied.is_err() && staged {
+                service.link.release(volume_id);
+            }
+            let answer = match copied {
                 Ok(last_append_at_ns) => Ok(VolumeCopyResponse {
                     last_append_at_ns,
                     processed_bytes: 0,
@@ -240,7 +252,8 @@ impl VolumeService {
             self.link.volumes_changed();
         }
         let paths = VolumePaths::new(&self.config.dir, &status.collection, volume_id);
-        let copied = self.pull_files(&mut client, source, &status, &paths, progress);
+        let pace = u64::try_from(request.io_byte_per_second).unwrap_or(0);
+        let copied = self.pull_files(&mut client, source, &status, &paths, (progress, pace));
         if let Err(error) = copied.await {
             remove_copies(&paths).await;
             return Err(error);
@@ -285,14 +298,15 @@ impl VolumeService {
 
     /// The source's `.dat`, `.idx` and `.vif` into `<file>.copying` next to where they go,
     /// checked against the lengths the source gave, then renamed into place (`.dat` last:
-    /// a volume is a `.dat`, so a copy cut short is never taken for one).
+    /// a volume is a `.dat`, so a copy cut short is never taken for one). `.dat` progress
+    /// goes to the sender given, at most at the bytes per second given (0: unpaced).
     async fn pull_files(
         &self,
         client: &mut VolumeServerClient<Channel>,
         source: &str,
         status: &ReadVolumeFileStatusResponse,
         paths: &VolumePaths,
-        progress: &mpsc::Sender<Result<VolumeCopyResponse, Status>>,
+        (progress, pace): (&mpsc::Sender<Result<VolumeCopyResponse, Status>>, u64),
     ) -> Result<(), Status> {
         let files = [
             (".vif", &paths.vif, VIF_BYTES_MAX, None),
@@ -320,7 +334,7 @@ impl VolumeService {
                 ignore_source_file_not_found: expected.is_none(),
             };
             let temp = copying_path(path);
-            let reports = (*ext == ".dat").then_some(progress);
+            let reports = (*ext == ".dat").then_some((progress, pace));
             let required = expected.is_some();
             let written = receive_file(client, source, request, &temp, required, reports).await?;
             if let Some(expected) = expected
@@ -352,15 +366,17 @@ impl VolumeService {
 
 /// Receive one CopyFile stream into `path` (created or truncated, synced; when not
 /// `required`, made only if the source sends something); the bytes written. A `.dat`'s
-/// progress goes to `progress`.
+/// progress goes to `progress`, and its bytes come at most at its pace (bytes per second,
+/// 0: unpaced; VolumeCopy's `io_byte_per_second`).
 async fn receive_file(
     client: &mut VolumeServerClient<Channel>,
     source: &str,
     request: CopyFileRequest,
     path: &Path,
     required: bool,
-    progress: Option<&mpsc::Sender<Result<VolumeCopyResponse, Status>>>,
+    progress: Option<(&mpsc::Sender<Result<VolumeCopyResponse, Status>>, u64)>,
 ) -> Result<u64, Status> {
+    let started = tokio::time::Instant::now();
     let ext = request.ext.clone();
     let mut stream = client
         .copy_file(request)
@@ -393,7 +409,13 @@ async fn receive_file(
             .await
             .map_err(|e| io_error("write", e))?;
         written += message.file_content.len() as u64;
-        if let Some(progress) = progress
+        if let Some((_, pace)) = progress
+            && pace > 0
+        {
+            let due = std::time::Duration::from_secs_f64(written as f64 / pace as f64);
+            tokio::time::sleep_until(started + due).await;
+        }
+        if let Some((progress, _)) = progress
             && written >= next_report
         {
             next_report = written + COPY_PROGRESS_BYTES;
