@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{MasterProcess, get, http, launch_together, multipart_file, wait_for_leader};
-use support::{ChildGuard, run_weed, spawn_weed, wait_until};
+use support::{ChildGuard, spawn_weed, wait_until};
 
 /// A `kelp server` (no filer) on free ports; waits until it assigns.
 struct KelpServer {

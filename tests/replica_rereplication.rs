@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use master_common::{Answer, MasterProcess, get, http, multipart_file};
-use support::{ChildGuard, free_port, free_port_run, wait_until};
+use support::{ChildGuard, free_port, free_port_run, kelp_shell_ok, wait_until};
 
 /// `kelp volume` on its own address, data center and rack.
 struct Host {
@@ -370,11 +370,19 @@ fn lost_dat_copied_back_by_apply() {
         "a plan copies nothing"
     );
 
-    let applied = fix_replication(&m, &format!("volumeId={volume}&apply=true"));
-    assert_eq!(applied.status, 200, "{}", applied.text());
-    let action = &applied.json()["volumes"][0]["actions"][0];
-    assert_eq!(action["done"], true, "{action}");
-    assert_eq!(action["error"], serde_json::Value::Null);
+    // The shell's volume.fix.replication says the same, and makes the copy with -apply.
+    let id = volume.to_string();
+    let copy = format!("copy {} -> {}", a.address, b.address);
+    let planned = kelp_shell_ok(&m, &["volume.fix.replication", "-volumeId", &id]);
+    assert!(planned.contains(&format!("{copy}: planned")), "{planned}");
+    assert!(planned.contains("run with -apply"), "{planned}");
+    assert_eq!(
+        holders(&m, volume),
+        vec![a.ip.clone()],
+        "a plan copies nothing"
+    );
+    let applied = kelp_shell_ok(&m, &["volume.fix.replication", "-volumeId", &id, "-apply"]);
+    assert!(applied.contains(&format!("{copy}: done")), "{applied}");
     assert_eq!(holders(&m, volume), vec![a.ip.clone(), b.ip.clone()]);
     assert_readable(&m, &on_volume, &b.ip);
     let again = fix_replication(&m, &format!("volumeId={volume}&apply=true"));

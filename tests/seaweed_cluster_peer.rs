@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use master_common::{Answer, get, http, multipart_file};
-use support::{ChildGuard, PrivateNetwork, run_weed, spawn_weed, wait_until};
+use support::{ChildGuard, PrivateNetwork, spawn_weed, wait_until};
 
 /// `weed master` + `weed volume` + `kelp volume` (2 cores), all on 127.0.0.1.
 struct MixedCluster {

@@ -20,7 +20,7 @@ use master_common::{
     MasterProcess, RealVolumeServer, Site, assign_and_upload, get, get_following, http,
     multipart_file,
 };
-use support::{free_port, wait_until};
+use support::{free_port, kelp_shell as shell, kelp_shell_ok as shell_ok, wait_until};
 
 const DC1_R1: Site = Site {
     ip: "127.0.0.2",
@@ -80,24 +80,6 @@ fn listed_volumes(master: &str, server: &str) -> Option<Vec<u64>> {
         }
     }
     None
-}
-
-/// `kelp shell --master M ARGS...`: (success, stdout, stderr).
-fn shell(master: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(support::kelp_bin())
-        .args(["shell", "--master", master])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.success(), stdout, stderr)
-}
-
-fn shell_ok(master: &str, args: &[&str]) -> String {
-    let (ok, stdout, stderr) = shell(master, args);
-    assert!(ok, "kelp shell {args:?} failed:\n{stdout}\n{stderr}");
-    stdout
 }
 
 /// Assign and upload file number `index`; (fid, bytes) when acknowledged (201).

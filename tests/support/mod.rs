@@ -393,36 +393,21 @@ impl Drop for PrivateNetwork {
     }
 }
 
-/// Run `weed <args>` with `stdin` to completion (at most `timeout`); stdout and stderr.
-pub fn run_weed(args: &[&str], stdin: &str, timeout: Duration) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(weed_binary())
+/// `kelp shell --master MASTER ARGS...`: (success, stdout, stderr).
+pub fn kelp_shell(master: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(kelp_bin())
+        .args(["shell", "--master", master])
         .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run weed {args:?}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "weed {args:?} did not finish within {timeout:?}:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+        .output()
+        .expect("run kelp shell");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stdout, stderr)
+}
+
+/// `kelp_shell` that must succeed: its stdout.
+pub fn kelp_shell_ok(master: &str, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = kelp_shell(master, args);
+    assert!(ok, "kelp shell {args:?} failed:\n{stdout}\n{stderr}");
+    stdout
 }
