@@ -103,8 +103,12 @@ async fn collect_ids(
     }
 }
 
+/// A single master, once it leads: a KeepConnected to a master that knows no leader yet is
+/// refused (the client retries), which is not what these tests are about.
 fn start_master(root: &std::path::Path) -> MasterProcess {
-    MasterProcess::start(root, "m", free_port_pair(), "", &[])
+    let master = MasterProcess::start(root, "m", free_port_pair(), "", &[]);
+    master_common::wait_for_leader(&[&master], 1, Duration::from_secs(30));
+    master
 }
 
 // Proves KeepConnected tells a new client the leader first (with no volume yet), then pushes
