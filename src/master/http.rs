@@ -157,6 +157,7 @@ async fn read_body(
 fn allowed_methods(path: &str) -> Option<&'static str> {
     let allow = match path {
         "/dir/assign" | "/vol/grow" | "/vol/vacuum" => "GET, POST",
+        "/vol/repair" => "POST",
         "/dir/lookup" => "GET, HEAD, POST",
         "/submit" => "POST, PUT",
         "/col/delete" => "GET, POST, DELETE",
@@ -224,6 +225,7 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/submit" => submit(&master, &query, request).await,
         "/vol/grow" => grow(&master, &query).await,
         "/vol/vacuum" => vacuum(&master, &query).await,
+        "/vol/repair" => repair(&master, &query).await,
         "/vol/status" => super::status::volume_status(&master, pretty),
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
@@ -453,6 +455,18 @@ async fn vacuum(master: &Arc<Master>, query: &Query) -> HttpResponse {
     let mut answer = super::status::topology_answer(master);
     answer["Vacuum"] = serde_json::to_value(&summary).expect("a summary serializes");
     json(200, &answer, query.is_pretty())
+}
+
+/// `/vol/repair[?volumeId=N]`: one repair pass on every replica (see `repair.rs`).
+async fn repair(master: &Master, query: &Query) -> HttpResponse {
+    let volume_id = match super::repair::volume_param(query) {
+        Ok(volume_id) => volume_id,
+        Err(text) => return bad_request(text),
+    };
+    match super::repair::repair(master, volume_id).await {
+        Ok(answer) => json(200, &answer, query.is_pretty()),
+        Err(text) => error(404, &text),
+    }
 }
 
 async fn delete_collection(master: &Master, query: &Query) -> HttpResponse {
