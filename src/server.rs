@@ -48,6 +48,9 @@ pub struct Args {
     /// 0: only on demand.
     #[arg(long, default_value_t = 600)]
     pub repair_interval_seconds: u64,
+    /// A compaction keeps the deletes younger than this many seconds for the repair.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub delete_retention_seconds: u64,
     /// Replication used when a request names none.
     #[arg(long, default_value = "000")]
     pub default_replication: String,
@@ -179,6 +182,8 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
         args.compaction_mb_per_second.to_string(),
         "--repair-interval-seconds".into(),
         args.repair_interval_seconds.to_string(),
+        "--delete-retention-seconds".into(),
+        args.delete_retention_seconds.to_string(),
     ];
     if let Some(cores) = args.cores {
         line.extend(["--cores".into(), cores.to_string()]);

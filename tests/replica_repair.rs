@@ -27,8 +27,8 @@ struct Cluster {
 }
 
 /// A master and two volume servers (dc1, dc2) repairing every `interval` seconds (0: only
-/// on demand).
-fn cluster(interval: u64) -> Option<Cluster> {
+/// on demand), with the volume flags `extra`.
+fn cluster(interval: u64, extra: &[&str]) -> Option<Cluster> {
     if !std::path::Path::new("/proc/sys/net/ipv4").exists() {
         eprintln!("ignored: no IPv4 loopback to bind 127.0.0.2/3 on");
         return None;
@@ -38,9 +38,10 @@ fn cluster(interval: u64) -> Option<Cluster> {
     master.spawn(&["--default-replication", "100"]);
     let address = master.address.clone();
     let interval = interval.to_string();
-    let extra = ["--repair-interval-seconds", interval.as_str()];
-    let dc1 = Server::start(dir.path(), "127.0.0.2", "dc1", &address, &extra);
-    let dc2 = Server::start(dir.path(), "127.0.0.3", "dc2", &address, &extra);
+    let mut flags = vec!["--repair-interval-seconds", interval.as_str()];
+    flags.extend(extra);
+    let dc1 = Server::start(dir.path(), "127.0.0.2", "dc1", &address, &flags);
+    let dc2 = Server::start(dir.path(), "127.0.0.3", "dc2", &address, &flags);
     wait_until("both servers to join", Duration::from_secs(20), || {
         get(&address, "/dir/status").is_ok_and(|a| {
             let text = a.text();
@@ -123,7 +124,7 @@ fn assign(master: &str) -> String {
 // passes are counted in /metrics.
 #[test]
 fn one_sided_write_and_delete_reach_both_replicas() {
-    let Some(cluster) = cluster(INTERVAL_SECONDS) else {
+    let Some(cluster) = cluster(INTERVAL_SECONDS, &[]) else {
         return;
     };
     let (dc1, dc2) = (&cluster.dc1.address, &cluster.dc2.address);
@@ -155,7 +156,7 @@ fn one_sided_write_and_delete_reach_both_replicas() {
 // restarts.
 #[test]
 fn cut_dat_and_deleted_idx_are_repaired() {
-    let Some(mut cluster) = cluster(INTERVAL_SECONDS) else {
+    let Some(mut cluster) = cluster(INTERVAL_SECONDS, &[]) else {
         return;
     };
     let files: Vec<(String, Vec<u8>)> = (0..24)
@@ -197,7 +198,7 @@ fn cut_dat_and_deleted_idx_are_repaired() {
 // does not hold).
 #[test]
 fn master_repair_answers_per_replica() {
-    let Some(cluster) = cluster(0) else {
+    let Some(cluster) = cluster(0, &[]) else {
         return;
     };
     let (dc1, dc2) = (&cluster.dc1.address, &cluster.dc2.address);
@@ -256,4 +257,86 @@ fn master_repair_answers_per_replica() {
     );
     let absent = post(dc1, "/admin/volume/repair?volume=9999", b"").unwrap();
     assert_eq!(absent.status, 404, "{}", absent.text());
+}
+
+/// `/vol/repair?volumeId=N`: (copied, deleted, skipped) of the replica on `host` (its ip).
+fn repair_counts(master: &str, volume_id: u32, host: &str) -> (u64, u64, u64) {
+    let answer = post(master, &format!("/vol/repair?volumeId={volume_id}"), b"").unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let json = answer.json();
+    let replicas = json["volumes"][0]["replicas"].as_array().unwrap();
+    let replica = replicas
+        .iter()
+        .find(|r| r["url"].as_str().unwrap().starts_with(host))
+        .unwrap_or_else(|| panic!("no replica on {host}: {json}"));
+    assert!(replica["error"].is_null(), "{replica}");
+    let count = |name: &str| replica[name].as_u64().unwrap();
+    (count("copied"), count("deleted"), count("skipped"))
+}
+
+/// A file on both replicas whose delete reached dc1 only, then a vacuum of its volume (dc1's
+/// delete marker is compacted away): the fid and its volume.
+fn forgotten_delete(cluster: &Cluster) -> (String, u32) {
+    let fid = submit(&cluster.master, "undead.txt", b"deleted on dc1 only");
+    let volume_id: u32 = fid.split(',').next().unwrap().parse().unwrap();
+    delete_one(&cluster.dc1.address, &fid);
+    let path = format!("/vol/vacuum?garbageThreshold=0.0001&volumeId={volume_id}");
+    let vacuum = get(&cluster.master, &path).unwrap();
+    assert_eq!(vacuum.status, 200, "{}", vacuum.text());
+    let dat = cluster.dc1.data.join(format!("{volume_id}.dat"));
+    let bytes = std::fs::read(&dat).unwrap();
+    let data = b"deleted on dc1 only";
+    let left = bytes.windows(data.len()).any(|w| w == data);
+    assert!(
+        !left,
+        "the vacuum dropped the file's record from dc1's {dat:?}"
+    );
+    (fid, volume_id)
+}
+
+// Proves a delete that reached one replica only and was then compacted away there is still
+// applied on the other replica (the compaction kept it, `<base>.deletes`): gone from both.
+#[test]
+fn delete_compacted_away_is_still_applied() {
+    let Some(cluster) = cluster(0, &[]) else {
+        return;
+    };
+    let (fid, volume_id) = forgotten_delete(&cluster);
+    let kept = cluster.dc1.data.join(format!("{volume_id}.deletes"));
+    assert!(kept.exists(), "the compaction kept the delete in {kept:?}");
+    assert_eq!(
+        repair_counts(&cluster.master, volume_id, "127.0.0.3"),
+        (0, 1, 0)
+    );
+    for server in [&cluster.dc1.address, &cluster.dc2.address] {
+        assert_eq!(read(server, &fid).status, 404, "{server}");
+    }
+    assert_eq!(
+        repair_counts(&cluster.master, volume_id, "127.0.0.2"),
+        (0, 0, 0)
+    );
+}
+
+// Proves that with no deletes kept (retention 0) a needle whose delete was compacted away is
+// never copied back to the replica that deleted it: it is skipped and counted.
+#[test]
+fn delete_compacted_away_never_resurrects() {
+    let Some(cluster) = cluster(0, &["--delete-retention-seconds", "0"]) else {
+        return;
+    };
+    let (fid, volume_id) = forgotten_delete(&cluster);
+    assert_eq!(
+        repair_counts(&cluster.master, volume_id, "127.0.0.2"),
+        (0, 0, 1)
+    );
+    assert_eq!(read(&cluster.dc1.address, &fid).status, 404);
+    assert_eq!(
+        repair_counts(&cluster.master, volume_id, "127.0.0.2"),
+        (0, 0, 1)
+    );
+    assert_eq!(
+        read(&cluster.dc1.address, &fid).status,
+        404,
+        "still not resurrected"
+    );
 }

@@ -31,6 +31,11 @@ pub struct Args {
     /// (README "Replicas and failures"); 0: only on demand.
     #[arg(long, default_value_t = 600)]
     pub repair_interval_seconds: u64,
+    /// A compaction keeps the deletes younger than this many seconds (`<base>.deletes`), so a
+    /// replica that missed one still learns of it; older needles absent here are never copied
+    /// (README "Replicas and failures").
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub delete_retention_seconds: u64,
     /// Master addresses `host:port[,host:port...]`; the leader is followed.
     #[arg(long, default_value = "127.0.0.1:9333")]
     pub master: String,
@@ -122,6 +127,7 @@ pub struct Config {
     pub ttl_removal_delay_max: std::time::Duration,
     /// 0: no scheduled repair passes.
     pub repair_interval_ms: u64,
+    pub delete_retention_ns: u64,
     pub compaction_commit_delay_ms: u64,
     /// 0: no gRPC.
     pub grpc_port: u16,
@@ -192,6 +198,7 @@ impl Config {
                 args.ttl_removal_delay_max_seconds,
             ),
             repair_interval_ms: args.repair_interval_seconds.saturating_mul(1000),
+            delete_retention_ns: args.delete_retention_seconds.saturating_mul(1_000_000_000),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
             grpc_port,
             security,
@@ -241,6 +248,7 @@ impl Config {
             min_free_space_bytes: 0,
             ttl_removal_delay_max: std::time::Duration::from_secs(600),
             repair_interval_ms: 0,
+            delete_retention_ns: 7 * 24 * 3600 * 1_000_000_000,
             grpc_port: 0,
             master_kind: MasterKind::Kelp,
             security: None,

@@ -29,7 +29,7 @@ pub fn base_name(collection: &str, id: u32) -> String {
 
 /// The three files of a volume, and the three a compaction makes next to them (see
 /// `compact`): the new `.dat` and `.idx` being built, and the commit marker; and the delete
-/// horizon a replica repair keeps (FORMAT.md "Delete horizon").
+/// horizon and the kept deletes a replica repair uses (FORMAT.md "Delete horizon").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumePaths {
     pub dat: PathBuf,
@@ -39,6 +39,7 @@ pub struct VolumePaths {
     pub cpx: PathBuf,
     pub cpc: PathBuf,
     pub horizon: PathBuf,
+    pub deletes: PathBuf,
 }
 
 impl VolumePaths {
@@ -53,6 +54,7 @@ impl VolumePaths {
             cpx: file("cpx"),
             cpc: file("cpc"),
             horizon: file("horizon"),
+            deletes: file("deletes"),
         }
     }
 
@@ -613,6 +615,7 @@ impl<S: Storage> FileVolume<S> {
         let paths = &self.paths;
         for path in [
             &paths.horizon,
+            &paths.deletes,
             &paths.cpc,
             &paths.cpd,
             &paths.cpx,

@@ -9,7 +9,8 @@ use super::records::KeyState;
 pub enum Action {
     /// This replica agrees, or is the newer one (its peers fix themselves).
     Nothing,
-    /// Copy the record of peer `peer` (a needle, or the delete marker of a key live here).
+    /// Copy the record of peer `peer`: a needle, or the delete of a key live here (a marker
+    /// with the peer's delete time).
     Copy { peer: usize },
     /// Not decided safely: a needle absent here older than what this replica can still tell
     /// apart from a forgotten delete, or a delete whose time is unknown.
@@ -30,7 +31,7 @@ pub fn decide(local: Option<&KeyState>, peers: &[(usize, KeyState)], copy_after_
     let (peer, newest) = (*peer, *newest);
     match (local, newest.is_deleted()) {
         (Some(local), true) if !local.is_deleted() => {
-            if newest.append_at_ns == 0 || newest.offset_units == 0 {
+            if newest.append_at_ns == 0 {
                 Action::Skip
             } else if newest.append_at_ns > local.append_at_ns {
                 Action::Copy { peer }

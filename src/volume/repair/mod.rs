@@ -10,6 +10,7 @@
 
 pub mod decide;
 pub mod horizon;
+pub mod kept;
 pub mod records;
 pub mod serve;
 
@@ -323,6 +324,9 @@ async fn apply(
         .find(|(index, _)| *index == peer)
         .map(|(_, key_state)| *key_state)
         .expect("the action names a peer of the key");
+    if wanted.is_deleted() {
+        return delete_here(state, volume_id, &wanted, local, report).await;
+    }
     let addr = &peers[peer];
     let path = format!(
         "/replica/record?volume={volume_id}&key={}&offset={}&size={}",
@@ -338,7 +342,7 @@ async fn apply(
     copy_here(state, volume_id, &record, &wanted, local, report).await
 }
 
-/// Appends the copied `record` (the state `wanted` of its key on a peer) here.
+/// Appends here the copied `record` (the state `wanted` of its key on a peer).
 async fn copy_here(
     state: &CoreState,
     volume_id: u32,
@@ -353,8 +357,38 @@ async fn copy_here(
     if needle.key != wanted.key || needle.append_at_ns != wanted.append_at_ns {
         return Ok(()); // changed on the peer since its listing: the next pass decides
     }
+    append_here(state, volume_id, &needle, local, report).await
+}
+
+/// Deletes here the key live here that a peer deleted later (`wanted`): a delete marker with
+/// the peer's delete time (its own marker may be compacted away: a kept delete).
+async fn delete_here(
+    state: &CoreState,
+    volume_id: u32,
+    wanted: &KeyState,
+    local: Option<&KeyState>,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    assert!(wanted.is_deleted() && wanted.append_at_ns > 0);
+    let cookie = state.store.borrow_mut().live_cookie(volume_id, wanted.key);
+    let Some(cookie) = cookie.map_err(|error| (error.status(), error.to_string()))? else {
+        return Ok(()); // deleted here meanwhile
+    };
+    let marker = Needle::tombstone(wanted.key, cookie, wanted.append_at_ns);
+    append_here(state, volume_id, &marker, local, report).await
+}
+
+/// Appends `needle` (a copied needle, or a delete marker) here if the key is still as
+/// `local` says, and counts it.
+async fn append_here(
+    state: &CoreState,
+    volume_id: u32,
+    needle: &Needle<'_>,
+    local: Option<&KeyState>,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     let expected = local.and_then(KeyState::live_value);
-    match store::copy_record(&state.store, volume_id, &needle, expected).await {
+    match store::copy_record(&state.store, volume_id, needle, expected).await {
         Ok(true) if needle.data.is_empty() => report.deleted += 1,
         Ok(true) => report.copied += 1,
         Ok(false) | Err(StoreError::NotFound { .. }) => {} // changed here meanwhile

@@ -55,6 +55,9 @@ pub struct Source {
     pub dat_bytes: u64,
     pub width: OffsetWidth,
     pub version: Version,
+    /// The volume's compaction revision, and its kept deletes' file (`kept`).
+    pub revision: u16,
+    pub deletes_path: PathBuf,
 }
 
 /// One page of a listing: the keys above the asked one, ascending; `more` when keys above
@@ -69,15 +72,36 @@ pub struct Page {
 const IDX_CHUNK_BYTES: usize = 1 << 20;
 
 /// The states of at most `limit` keys above `after` (all keys when None), read from the
-/// `.idx` and the `.dat` (blocking: run it on a blocking thread). Memory: `limit` states.
+/// kept deletes, the `.idx` and the `.dat` (blocking: run it on a blocking thread). Memory:
+/// `limit` states (and the kept deletes above `after`).
 pub fn list(source: &Source, after: Option<u64>, limit: usize) -> Result<Page, String> {
     assert!(limit > 0);
+    let mut kept = super::kept::read(&source.deletes_path, source.revision)?;
+    if let Some(after) = after {
+        kept = kept.split_off(&after);
+        kept.remove(&after);
+    }
     let idx = File::open(&source.idx_path)
         .map_err(|e| format!("open {}: {e}", source.idx_path.display()))?;
     let entry_bytes = source.width.entry_bytes();
     let chunk_bytes = IDX_CHUNK_BYTES / entry_bytes * entry_bytes;
     let mut last: BTreeMap<u64, IdxEntry> = BTreeMap::new();
     let mut more = false;
+    for key in kept.keys() {
+        let size = TOMBSTONE_SIZE;
+        last.insert(
+            *key,
+            IdxEntry {
+                key: *key,
+                offset_units: 0,
+                size,
+            },
+        );
+        if last.len() > limit {
+            last.pop_last();
+            more = true;
+        }
+    }
     let mut buffer = vec![0u8; chunk_bytes];
     let mut at = 0u64;
     while at < source.idx_bytes {
@@ -102,14 +126,18 @@ pub fn list(source: &Source, after: Option<u64>, limit: usize) -> Result<Page, S
     }
     let states = last
         .into_values()
-        .map(|entry| state_of(source, entry))
+        .map(|entry| state_of(source, &kept, entry))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page { states, more })
 }
 
 /// The state of `entry`'s key: its record's append time, read after checking the record's
 /// header names the key (a compaction that swapped the files meanwhile fails the check).
-fn state_of(source: &Source, entry: IdxEntry) -> Result<KeyState, String> {
+fn state_of(
+    source: &Source,
+    kept: &BTreeMap<u64, u64>,
+    entry: IdxEntry,
+) -> Result<KeyState, String> {
     let mut state = KeyState {
         key: entry.key,
         offset_units: entry.offset_units,
@@ -117,6 +145,8 @@ fn state_of(source: &Source, entry: IdxEntry) -> Result<KeyState, String> {
         append_at_ns: 0,
     };
     if entry.offset_units == 0 {
+        // A kept delete (its marker compacted away), or an old-style delete of unknown time.
+        state.append_at_ns = kept.get(&entry.key).copied().unwrap_or(0);
         return Ok(state);
     }
     let offset = entry.offset_units * PADDING_BYTES;

@@ -106,6 +106,8 @@ pub fn source_of(state: &CoreState, volume_id: u32) -> Result<Source, StoreError
         dat_bytes: core.dat_bytes(),
         width: core.config().offset_width,
         version: core.version(),
+        revision: core.config().superblock.compaction_revision,
+        deletes_path: volume.paths().deletes.clone(),
     })
 }
 
