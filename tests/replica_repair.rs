@@ -113,6 +113,29 @@ fn counter(server: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} not in the metrics of {server}"))
 }
 
+/// `count` fids of one volume (`/dir/assign?count=`: keys from the one assigned on), and
+/// the server to upload them to.
+fn assign_many(master: &str, count: u64) -> (Vec<String>, String) {
+    let query = format!("replication=100&count={count}");
+    let assigned = master_common::assign_retrying(master, &query, Duration::from_secs(20));
+    let fid = assigned["fid"].as_str().unwrap();
+    let (volume, rest) = fid.split_once(',').unwrap();
+    let (key, cookie) = rest.split_at(rest.len() - 8);
+    let key = u64::from_str_radix(key, 16).unwrap();
+    let fids = (0..count)
+        .map(|i| format!("{volume},{:x}{cookie}", key + i))
+        .collect();
+    (fids, assigned["url"].as_str().unwrap().to_string())
+}
+
+/// An upload of `fid` to `server`, which copies it to the other replica.
+fn upload_replicated(server: &str, fid: &str, name: &str, data: &[u8]) {
+    let (content_type, body) = multipart_file(name, data);
+    let headers = [("Content-Type", content_type.as_str())];
+    let answer = http("POST", server, &format!("/{fid}"), &headers, &body).unwrap();
+    assert_eq!(answer.status, 201, "{}", answer.text());
+}
+
 fn assign(master: &str) -> String {
     let assigned =
         master_common::assign_retrying(master, "replication=100", Duration::from_secs(20));
@@ -120,33 +143,39 @@ fn assign(master: &str) -> String {
 }
 
 // Proves a delete that reached dc1 only is applied on dc2, and an upload that reached dc2 only
-// is copied to dc1 (read back identical: bytes, name, type), within one repair interval; the
-// passes are counted in /metrics.
+// is copied to dc1 (read back identical: bytes, name, type), within one repair interval, and
+// nothing else moves; the passes are counted in /metrics.
 #[test]
 fn one_sided_write_and_delete_reach_both_replicas() {
     let Some(cluster) = cluster(INTERVAL_SECONDS, &[]) else {
         return;
     };
     let (dc1, dc2) = (&cluster.dc1.address, &cluster.dc2.address);
-    let gone = submit(&cluster.master, "gone.txt", b"deleted on dc1 only");
-    let kept = submit(&cluster.master, "kept.txt", b"untouched");
-    let lonely = assign(&cluster.master);
-    delete_one(dc1, &gone);
-    upload_one(dc2, &lonely, "lonely.txt", b"written on dc2 only");
-    assert_eq!(read(dc2, &gone).status, 200);
-    assert_eq!(read(dc1, &lonely).status, 404);
+    // Three fids of one volume, so that its walk meets a file both replicas hold.
+    let (fids, url) = assign_many(&cluster.master, 3);
+    let [gone, kept, lonely] = [&fids[0], &fids[1], &fids[2]];
+    upload_replicated(&url, gone, "gone.txt", b"deleted on dc1 only");
+    upload_replicated(&url, kept, "kept.txt", b"untouched");
+    delete_one(dc1, gone);
+    upload_one(dc2, lonely, "lonely.txt", b"written on dc2 only");
+    assert_eq!(read(dc2, gone).status, 200);
+    assert_eq!(read(dc1, lonely).status, 404);
 
     let deadline = Duration::from_secs(2 * INTERVAL_SECONDS + 10);
     wait_until("the replicas to agree", deadline, || {
-        read(dc2, &gone).status == 404 && read(dc1, &lonely).status == 200
+        read(dc2, gone).status == 404 && read(dc1, lonely).status == 200
     });
-    assert_eq!(seen(dc1, &lonely), seen(dc2, &lonely));
-    assert_eq!(read(dc1, &lonely).body, b"written on dc2 only");
+    assert_eq!(seen(dc1, lonely), seen(dc2, lonely));
+    assert_eq!(read(dc1, lonely).body, b"written on dc2 only");
     for server in [dc1, dc2] {
-        assert_eq!(read(server, &kept).body, b"untouched");
+        assert_eq!(read(server, kept).body, b"untouched");
     }
-    assert!(counter(dc2, "kelp_volume_repair_deleted_total") >= 1);
-    assert!(counter(dc1, "kelp_volume_repair_copied_total") >= 1);
+    // Only what differed moved: the copies of one write (each replica stamped its own
+    // append time) are left alone.
+    assert_eq!(counter(dc2, "kelp_volume_repair_deleted_total"), 1);
+    assert_eq!(counter(dc2, "kelp_volume_repair_copied_total"), 0);
+    assert_eq!(counter(dc1, "kelp_volume_repair_copied_total"), 1);
+    assert_eq!(counter(dc1, "kelp_volume_repair_deleted_total"), 0);
     assert!(counter(dc1, "kelp_volume_repair_passes_total") >= 1);
     assert_eq!(counter(dc1, "kelp_volume_repair_failed_total"), 0);
 }

@@ -43,9 +43,16 @@ pub fn decide(local: Option<&KeyState>, peers: &[(usize, KeyState)], copy_after_
         (None, false) if newest.append_at_ns < copy_after_ns => Action::Skip,
         (None, false) => Action::Copy { peer },
         (Some(local), false) if local.is_deleted() && local.append_at_ns == 0 => Action::Skip,
+        // One write's copies (each replica stamped its own time): nothing to copy.
+        (Some(local), false) if same_write(local, &newest) => Action::Nothing,
         (Some(local), false) if newest.append_at_ns > local.append_at_ns => Action::Copy { peer },
         (Some(_), false) => Action::Nothing,
     }
+}
+
+/// Whether two live records hold the same write: same size and data checksum.
+fn same_write(a: &KeyState, b: &KeyState) -> bool {
+    !a.is_deleted() && !b.is_deleted() && (a.size, a.checksum) == (b.size, b.checksum)
 }
 
 #[cfg(test)]
@@ -59,12 +66,14 @@ mod tests {
             offset_units: 3,
             size: 10,
             append_at_ns: at,
+            checksum: at as u32,
         }
     }
 
     fn deleted(at: u64) -> KeyState {
         KeyState {
             size: TOMBSTONE_SIZE,
+            checksum: 0,
             ..live(at)
         }
     }
@@ -99,6 +108,15 @@ mod tests {
             one(Some(deleted(0)), live(150)),
             Action::Skip,
             "unknown time"
+        );
+        let copy_of = |at: u64, stamped: u64| KeyState {
+            append_at_ns: stamped,
+            ..live(at)
+        };
+        assert_eq!(
+            one(Some(live(150)), copy_of(150, 151)),
+            Action::Nothing,
+            "one write, stamped by each replica's clock"
         );
         // Three replicas: the newest event among the peers decides.
         let peers = [(0, live(150)), (1, deleted(160))];

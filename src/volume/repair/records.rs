@@ -24,6 +24,9 @@ pub struct KeyState {
     /// When its record was appended (ns since the Unix epoch); 0 when unknown (an old-style
     /// delete with no marker).
     pub append_at_ns: u64,
+    /// The record's checksum field (CRC of the data; 0 for a delete): with the size, it tells
+    /// one write's copies (each replica stamps its own append time) from another write.
+    pub checksum: u32,
 }
 
 impl KeyState {
@@ -143,6 +146,7 @@ fn state_of(
         offset_units: entry.offset_units,
         size: entry.size,
         append_at_ns: 0,
+        checksum: 0,
     };
     if entry.offset_units == 0 {
         // A kept delete (its marker compacted away), or an old-style delete of unknown time.
@@ -175,10 +179,14 @@ fn state_of(
             entry.key
         ));
     }
-    let stamp_at = offset + needle::HEADER_BYTES as u64 + u64::from(decoded.size) + 4;
-    let mut stamp = [0u8; 8];
-    read(&mut stamp, stamp_at)?;
-    state.append_at_ns = u64::from_be_bytes(stamp);
+    let tail_at = offset + needle::HEADER_BYTES as u64 + u64::from(decoded.size);
+    let mut tail = [0u8; 12];
+    read(&mut tail, tail_at)?;
+    let (checksum, stamp) = tail.split_at(4);
+    state.append_at_ns = u64::from_be_bytes(stamp.try_into().expect("8 bytes"));
+    if !state.is_deleted() {
+        state.checksum = u32::from_be_bytes(checksum.try_into().expect("4 bytes"));
+    }
     Ok(state)
 }
 

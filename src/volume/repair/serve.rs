@@ -3,7 +3,7 @@
 //!
 //! - `/replica/digest`: `{"volumeId","count","digest"}` of the live needles (`records::Digest`);
 //! - `/replica/records?after=K&limit=L`: the last event of each key above K, ascending,
-//!   `{"volumeId","more","records":[[key, offsetUnits, size, appendAtNs], ...]}`;
+//!   `{"volumeId","more","records":[[key, offsetUnits, size, appendAtNs, checksum], ...]}`;
 //! - `/replica/record?key=K&offset=U&size=S`: the raw record an entry of the listing names.
 //!
 //! Taken from addresses the allow-list admits, with a token signed with the write key (its
@@ -145,10 +145,13 @@ async fn records_answer(state: &CoreState, volume_id: u32, query_text: &str) -> 
         return Err((400, text));
     }
     let page = local_page(state, volume_id, after, limit as usize).await?;
-    let rows: Vec<[u64; 4]> = page
+    let rows: Vec<[u64; 5]> = page
         .states
         .iter()
-        .map(|s| [s.key, s.offset_units, u64::from(s.size), s.append_at_ns])
+        .map(|s| {
+            let (size, checksum) = (u64::from(s.size), u64::from(s.checksum));
+            [s.key, s.offset_units, size, s.append_at_ns, checksum]
+        })
         .collect();
     let body = serde_json::json!({"volumeId": volume_id, "more": page.more, "records": rows});
     Ok(Response::json(200, body.to_string()))
@@ -159,18 +162,21 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     #[derive(serde::Deserialize)]
     struct Wire {
         more: bool,
-        records: Vec<(u64, u64, u32, u64)>,
+        records: Vec<(u64, u64, u32, u64, u32)>,
     }
     let wire: Wire = serde_json::from_slice(body).map_err(|e| format!("a records page: {e}"))?;
     let states: Vec<KeyState> = wire
         .records
         .into_iter()
-        .map(|(key, offset_units, size, append_at_ns)| KeyState {
-            key,
-            offset_units,
-            size,
-            append_at_ns,
-        })
+        .map(
+            |(key, offset_units, size, append_at_ns, checksum)| KeyState {
+                key,
+                offset_units,
+                size,
+                append_at_ns,
+                checksum,
+            },
+        )
         .collect();
     if !states.windows(2).all(|pair| pair[0].key < pair[1].key) {
         return Err("a records page whose keys do not ascend".to_string());
@@ -192,6 +198,7 @@ async fn record_answer(state: &CoreState, volume_id: u32, query_text: &str) -> A
         offset_units,
         size,
         append_at_ns: 0,
+        checksum: 0,
     };
     let source = source_of(state, volume_id).map_err(store_error)?;
     let read = compio::runtime::spawn_blocking(move || read_record(&source, &wanted)).await;
