@@ -63,8 +63,10 @@ fn submit(master: &str, name: &str, data: &[u8]) -> String {
     let headers = [("Content-Type", content_type.as_str())];
     let path = "/submit?replication=100";
     let mut stored = None;
-    wait_until("a /submit to succeed", Duration::from_secs(20), || {
-        let answer = http("POST", master, path, &headers, &body).expect("master answers");
+    wait_until("a /submit to succeed", Duration::from_secs(30), || {
+        let Ok(answer) = http("POST", master, path, &headers, &body) else {
+            return false; // not listening yet
+        };
         stored = (answer.status == 201).then(|| answer.json()["fid"].as_str().unwrap().to_string());
         stored.is_some()
     });
@@ -367,5 +369,103 @@ fn delete_compacted_away_never_resurrects() {
         read(&cluster.dc1.address, &fid).status,
         404,
         "still not resurrected"
+    );
+}
+
+/// `weed shell -master=<master>` reading `commands` from stdin: its output.
+fn weed_shell(master: &str, commands: &str) -> String {
+    use std::io::Write;
+    let mut shell = std::process::Command::new(support::weed_binary())
+        .arg("shell")
+        .arg(format!("-master={master}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weed shell starts");
+    let mut stdin = shell.stdin.take().unwrap();
+    stdin.write_all(commands.as_bytes()).unwrap();
+    drop(stdin);
+    let output = shell
+        .wait_with_output()
+        .expect("weed shell ends at the end of its input");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// `weed volume` on `ip` in `data_center`, its gRPC port the port + 10000.
+fn weed_volume(
+    dir: &std::path::Path,
+    ip: &str,
+    data_center: &str,
+    master: &str,
+) -> (String, support::ChildGuard) {
+    let port = free_port();
+    let data = dir.join(data_center);
+    std::fs::create_dir_all(&data).unwrap();
+    let args: Vec<String> = vec![
+        "volume".into(),
+        format!("-ip={ip}"),
+        format!("-port={port}"),
+        format!("-dir={}", data.display()),
+        "-max=5".into(),
+        format!("-dataCenter={data_center}"),
+        "-rack=r1".into(),
+        "-preStopSeconds=0".into(),
+        format!("-master={master}"),
+        "-minFreeSpace=64MiB".into(),
+    ];
+    let log = dir.join(format!("{data_center}.log"));
+    (
+        format!("{ip}:{port}"),
+        support::spawn_weed(data_center, &args, &log),
+    )
+}
+
+// Proves what SeaweedFS 4.48 does in the scenario Kelp repairs on its own (README "Replicas
+// and failures"): a delete sent to dc1 only and an upload sent to dc2 only stay one-sided;
+// `volume.check.disk -apply` changes neither, `-slow -syncDeleted` applies the delete.
+#[test]
+#[ignore = "needs the SeaweedFS peer (KELP_PEER_WEED)"]
+fn seaweedfs_check_disk_side_by_side_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let master_port = free_port();
+    let master = format!("127.0.0.1:{master_port}");
+    let master_args: Vec<String> = vec![
+        "master".into(),
+        "-ip=127.0.0.1".into(),
+        format!("-port={master_port}"),
+        format!("-mdir={}", dir.path().join("m").display()),
+        "-defaultReplication=100".into(),
+        "-peers=none".into(),
+        "-telemetry=false".into(),
+    ];
+    std::fs::create_dir_all(dir.path().join("m")).unwrap();
+    let _master = support::spawn_weed("weed master", &master_args, &dir.path().join("m.log"));
+    let (dc1, _dc1) = weed_volume(dir.path(), "127.0.0.2", "dc1", &master);
+    let (dc2, _dc2) = weed_volume(dir.path(), "127.0.0.3", "dc2", &master);
+    let gone = submit(&master, "gone.txt", b"deleted on dc1 only");
+    let lonely = assign(&master);
+    delete_one(&dc1, &gone);
+    upload_one(&dc2, &lonely, "lonely.txt", b"written on dc2 only");
+    let state = || (read(&dc2, &gone).status, read(&dc1, &lonely).status);
+    assert_eq!(state(), (200, 404));
+    let plain = weed_shell(&master, "lock\nvolume.check.disk -apply\nunlock\n");
+    assert_eq!(
+        state(),
+        (200, 404),
+        "volume.check.disk -apply changed nothing:\n{plain}"
+    );
+    let synced = weed_shell(
+        &master,
+        "lock\nvolume.check.disk -apply -slow -syncDeleted\nunlock\n",
+    );
+    assert_eq!(
+        read(&dc2, &gone).status,
+        404,
+        "-syncDeleted applies the delete:\n{synced}"
+    );
+    eprintln!(
+        "after -syncDeleted, the upload on dc1: {}",
+        read(&dc1, &lonely).status
     );
 }
