@@ -413,24 +413,10 @@ async fn peer_get(state: &CoreState, addr: &str, path: &str) -> Result<bytes::By
         headers.push(("Authorization", format!("Bearer {token}")));
     }
     let header_refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut client = state.peers.take(addr);
-    let answer = client.request("GET", path, &header_refs, &[]).await;
-    match answer {
-        Ok(response) if response.status < 300 => {
-            state.peers.give_back(client);
-            Ok(response.body)
-        }
-        Ok(response) => {
-            state.peers.give_back(client);
-            let body = String::from_utf8_lossy(&response.body);
-            Err(format!(
-                "replica {addr} answered {}: {}",
-                response.status,
-                body.trim()
-            ))
-        }
-        Err(error) => Err(format!("replica {addr}: {error}")),
-    }
+    state
+        .peers
+        .exchange(addr, "GET", path, &header_refs, &[])
+        .await
 }
 
 /// `POST /admin/volume/repair?volume=N`: one pass now.
