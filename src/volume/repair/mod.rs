@@ -400,18 +400,11 @@ async fn append_here(
 /// GET `path` of peer `addr`, with a token for it when a write key is set; the body of a
 /// 2xx answer.
 async fn peer_get(state: &CoreState, addr: &str, path: &str) -> Result<bytes::Bytes, String> {
-    let mut headers: Vec<(&str, String)> = Vec::new();
-    if let Some(key) = state
-        .config
-        .security
-        .as_ref()
-        .and_then(|s| s.write_key.as_ref())
-    {
-        let (route, query) = path.split_once('?').unwrap_or((path, ""));
-        let claim = super::auth::admin_claim(route, query);
-        let token = key.sign(&claim, now_unix_ns() / 1_000_000_000);
-        headers.push(("Authorization", format!("Bearer {token}")));
-    }
+    let security = state.config.security.as_deref();
+    let headers: Vec<(&str, String)> = serve::peer_authorization(security, path)
+        .map(|value| ("Authorization", value))
+        .into_iter()
+        .collect();
     let header_refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     state
         .peers

@@ -10,6 +10,7 @@
 //! claim the request target, as for admin calls) when `[jwt.signing] key` is set.
 
 use super::records::{self, Digest, KeyState, Page, Source};
+use crate::security::Security;
 use crate::volume::state::CoreState;
 use crate::volume::store::StoreError;
 use crate::volume::{auth, fid, query};
@@ -24,7 +25,7 @@ use crate::volume::limits::REPAIR_RECORDS_PAGE_MAX;
 
 /// Answers one of the `/replica/...` calls.
 pub async fn serve_replica(state: &Rc<CoreState>, request: &Request) -> Response {
-    if let Err(refusal) = check_peer(state, request) {
+    if let Err(refusal) = check_peer(state.config.security.as_deref(), request) {
         return refusal;
     }
     let volume_id = match volume_param(&request.query) {
@@ -48,8 +49,8 @@ pub fn volume_param(query_text: &str) -> Result<u32, String> {
     fid::parse_volume_id(&text).map_err(|e| format!("volume={text}: {e}"))
 }
 
-fn check_peer(state: &CoreState, request: &Request) -> Result<(), Response> {
-    let Some(security) = state.config.security.as_deref() else {
+fn check_peer(security: Option<&Security>, request: &Request) -> Result<(), Response> {
+    let Some(security) = security else {
         return Ok(());
     };
     let peer = request.peer.map(|peer| peer.ip());
@@ -58,6 +59,18 @@ fn check_peer(state: &CoreState, request: &Request) -> Result<(), Response> {
         .check(peer, "replica repair calls")
         .map_err(|text| Response::error(403, &text))?;
     auth::check_admin(Some(security), request)
+}
+
+/// The `Authorization` value a replica call to `path_and_query` carries (None without a
+/// write key): a token signed with the write key whose claim is the request target.
+pub fn peer_authorization(security: Option<&Security>, path_and_query: &str) -> Option<String> {
+    let key = security?.write_key.as_ref()?;
+    let (route, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let claim = auth::admin_claim(route, query);
+    let now_s = crate::volume::handlers::now_unix_ns() / 1_000_000_000;
+    Some(format!("Bearer {}", key.sign(&claim, now_s)))
 }
 
 fn store_error(error: StoreError) -> (u16, String) {
@@ -237,4 +250,48 @@ fn read_record(source: &Source, wanted: &KeyState) -> Result<Vec<u8>, (u16, Stri
         return Err((409, text));
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kelp_net::http::{Headers, Method};
+
+    fn request(path: &str, query: &str, authorization: Option<&str>, peer: &str) -> Request {
+        let pairs = authorization.map(|value| ("authorization", value.as_bytes()));
+        Request {
+            method: Method::Get,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: Headers::from_pairs(pairs),
+            body: Default::default(),
+            peer: Some(peer.parse().unwrap()),
+        }
+    }
+
+    // Proves a replica call passes with the token its peer signs for it, and is refused
+    // without one, with a token for another call, or from an address the allow-list lacks.
+    #[test]
+    fn replica_calls_need_the_peers_token_and_address() {
+        let text = "[jwt.signing]\nkey = \"write-secret\"\n[guard]\nwhite_list = \"127.0.0.0/8\"\n";
+        let security = Security::parse(text, std::path::Path::new("security.toml")).unwrap();
+        let security = Some(&security);
+        let target = "/replica/records?volume=3&after=7";
+        let token = peer_authorization(security, target).unwrap();
+        let (path, query) = target.split_once('?').unwrap();
+        let peer = "127.0.0.3:40000";
+        assert!(check_peer(security, &request(path, query, Some(&token), peer)).is_ok());
+        assert_eq!(
+            check_peer(security, &request(path, query, None, peer))
+                .unwrap_err()
+                .status,
+            401
+        );
+        let other = request(path, "volume=4", Some(&token), peer);
+        assert_eq!(check_peer(security, &other).unwrap_err().status, 401);
+        let stranger = request(path, query, Some(&token), "10.0.0.1:1");
+        assert_eq!(check_peer(security, &stranger).unwrap_err().status, 403);
+        assert!(check_peer(None, &request(path, query, None, peer)).is_ok());
+        assert_eq!(peer_authorization(None, target), None);
+    }
 }
