@@ -44,6 +44,13 @@ pub struct Args {
     /// within 1.5x, see BENCHMARKS.md); 0: as fast as the disk goes.
     #[arg(long, default_value_t = 40)]
     pub compaction_mb_per_second: u64,
+    /// Each replicated volume is compared with its other replicas and repaired this often;
+    /// 0: only on demand.
+    #[arg(long, default_value_t = 600)]
+    pub repair_interval_seconds: u64,
+    /// A compaction keeps the deletes younger than this many seconds for the repair.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub delete_retention_seconds: u64,
     /// Replication used when a request names none.
     #[arg(long, default_value = "000")]
     pub default_replication: String,
@@ -182,6 +189,10 @@ fn volume_args(args: &Args) -> Result<crate::volume::Args, String> {
         args.min_free_space_mb.to_string(),
         "--compaction-mb-per-second".into(),
         args.compaction_mb_per_second.to_string(),
+        "--repair-interval-seconds".into(),
+        args.repair_interval_seconds.to_string(),
+        "--delete-retention-seconds".into(),
+        args.delete_retention_seconds.to_string(),
     ];
     if let Some(cores) = args.cores {
         line.extend(["--cores".into(), cores.to_string()]);

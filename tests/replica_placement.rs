@@ -6,73 +6,12 @@
 mod master_common;
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use master_common::{Answer, MasterProcess, assign_retrying, get, http, multipart_file};
-use support::{ChildGuard, free_port, free_port_run, wait_until};
-
-/// `kelp volume` on `ip` with its own data center and rack.
-struct Server {
-    address: String,
-    args: Vec<String>,
-    log: std::path::PathBuf,
-    guard: Option<ChildGuard>,
-}
-
-impl Server {
-    fn start(dir: &Path, ip: &str, data_center: &str, master: &str) -> Server {
-        let data = dir.join(data_center);
-        std::fs::create_dir_all(&data).unwrap();
-        let port = free_port_run(2);
-        let args: Vec<String> = [
-            "volume",
-            "--dir",
-            &data.display().to_string(),
-            "--ip",
-            ip,
-            "--port",
-            &port.to_string(),
-            "--cores",
-            "1",
-            "--master",
-            master,
-            "--data-center",
-            data_center,
-            "--rack",
-            "r1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut server = Server {
-            address: format!("{ip}:{port}"),
-            args,
-            log: dir.join(format!("{data_center}.log")),
-            guard: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let name = format!("volume {}", self.address);
-        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
-        let address = self.address.clone();
-        wait_until(
-            "kelp volume to answer /healthz",
-            Duration::from_secs(20),
-            || get(&address, "/healthz").is_ok_and(|a| a.status == 200),
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            guard.kill();
-        }
-    }
-}
+use master_common::{
+    Answer, MasterProcess, PlacedVolumeServer as Server, assign_retrying, get, http, multipart_file,
+};
+use support::{free_port, wait_until};
 
 fn submit(master: &str, data: &[u8]) -> Answer {
     let (content_type, body) = multipart_file("f.txt", data);
@@ -96,7 +35,8 @@ fn upload(server: &str, fid: &str, data: &[u8]) -> Answer {
 // Proves the placement is never reported met with one copy: with dc2's server killed, a
 // /submit fails with SeaweedFS's wording and leaves no readable file, a delete is refused and
 // the file stays; once the master dropped dc2, an upload to a fid assigned earlier is refused
-// too; after dc2 returns both replicas still hold the file the refused delete named.
+// too; after dc2 returns and a repair interval passed, both replicas hold the file the refused
+// delete named and neither the refused upload.
 #[test]
 fn replica_down_refuses_writes_and_deletes() {
     if !std::path::Path::new("/proc/sys/net/ipv4").exists() {
@@ -108,8 +48,9 @@ fn replica_down_refuses_writes_and_deletes() {
     let mut master = MasterProcess::new(dir.path(), "m", port, "");
     master.spawn(&["--default-replication", "100"]);
     let master_addr = master.address.clone();
-    let _dc1 = Server::start(dir.path(), "127.0.0.2", "dc1", &master_addr);
-    let mut dc2 = Server::start(dir.path(), "127.0.0.3", "dc2", &master_addr);
+    let repair = ["--repair-interval-seconds", "2"];
+    let _dc1 = Server::start(dir.path(), "127.0.0.2", "dc1", &master_addr, &repair);
+    let mut dc2 = Server::start(dir.path(), "127.0.0.3", "dc2", &master_addr, &repair);
 
     let reserved = assign_retrying(&master_addr, "replication=100", Duration::from_secs(20));
     let stored = submit(&master_addr, b"two copies");
@@ -174,7 +115,12 @@ fn replica_down_refuses_writes_and_deletes() {
     );
 
     dc2.spawn();
+    // Within a repair interval (2 s) and a pass, the replicas still agree: the file whose
+    // delete was refused is on both, the refused upload on neither.
+    std::thread::sleep(Duration::from_secs(7));
     for holder in &holders {
         assert_eq!(get(holder, &format!("/{fid}")).unwrap().body, b"two copies");
+        let read = get(holder, &format!("/{lonely_fid}")).unwrap();
+        assert_eq!(read.status, 404, "{holder}: {lonely_fid} {}", read.text());
     }
 }

@@ -23,6 +23,7 @@ pub fn is_destructive(path: &str) -> bool {
             | "/vol/grow"
             | "/vol/vacuum"
             | "/vol/fix_replication"
+            | "/vol/repair"
             | "/submit"
             | "/cluster/join"
     ) || path.starts_with("/cluster/raft/")

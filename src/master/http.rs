@@ -165,7 +165,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         | "/raft/append"
         | "/raft/vote"
         | "/raft/snapshot"
-        | "/vol/fix_replication" => "POST",
+        | "/vol/fix_replication"
+        | "/vol/repair" => "POST",
         "/vol/replication" => "GET, HEAD",
         "/cluster/status" | "/healthz" | "/metrics" | "/vol/status" | "/dir/status" | "/"
         | "/ui/index.html" => "GET, HEAD",
@@ -232,6 +233,7 @@ async fn route(master: Arc<Master>, request: Request<Incoming>) -> HttpResponse 
         "/vol/vacuum" => vacuum(&master, &query).await,
         "/vol/fix_replication" => fix_replication(&master, &query).await,
         "/vol/replication" => super::status::replication_status(&master, pretty),
+        "/vol/repair" => repair(&master, &query).await,
         "/vol/status" => super::status::volume_status(&master, pretty),
         "/dir/status" => super::status::dir_status(&master, pretty),
         "/col/delete" => delete_collection(&master, &query).await,
@@ -461,6 +463,18 @@ async fn vacuum(master: &Arc<Master>, query: &Query) -> HttpResponse {
     let mut answer = super::status::topology_answer(master);
     answer["Vacuum"] = serde_json::to_value(&summary).expect("a summary serializes");
     json(200, &answer, query.is_pretty())
+}
+
+/// `/vol/repair[?volumeId=N]`: one repair pass on every replica (see `repair.rs`).
+async fn repair(master: &Master, query: &Query) -> HttpResponse {
+    let volume_id = match super::repair::volume_param(query) {
+        Ok(volume_id) => volume_id,
+        Err(text) => return bad_request(text),
+    };
+    match super::repair::repair(master, volume_id).await {
+        Ok(answer) => json(200, &answer, query.is_pretty()),
+        Err(text) => error(404, &text),
+    }
 }
 
 async fn delete_collection(master: &Master, query: &Query) -> HttpResponse {

@@ -21,6 +21,7 @@ pub mod node;
 pub mod params;
 pub mod quorum;
 pub mod raft;
+pub mod repair;
 pub mod replication;
 pub mod status;
 pub mod status_page;

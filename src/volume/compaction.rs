@@ -265,7 +265,13 @@ pub async fn start(
         .compaction_slot
         .claim(volume_id)
         .map_err(|holder| AdminRefusal::Busy { volume_id, holder })?;
+    let kept = super::repair::kept::Preparation::of(state, volume_id);
+    let retention_ns = state.config.delete_retention_ns;
+    let now_ns = super::handlers::now_unix_ns();
     let created = compio::runtime::spawn_blocking(move || {
+        if let Some(kept) = kept {
+            kept.prepare(retention_ns, now_ns);
+        }
         CompactIo::create(StdStorage, paths, dat, &start_plan)
     })
     .await;
@@ -504,19 +510,25 @@ async fn commit_now(
     if delay_ms > 0 {
         compio::time::sleep(Duration::from_millis(delay_ms)).await;
     }
-    let (batch, idx_path) = {
+    let (batch, paths, revision) = {
         let store = state.store.borrow();
         let volume = store
             .volume(volume_id)
             .expect("a committing volume is not deleted");
+        let revision = volume.core().config().superblock.compaction_revision;
         (
             compaction.plan_commit(volume.core()),
-            volume.paths().idx.clone(),
+            volume.paths().clone(),
+            revision.wrapping_add(1),
         )
     };
     let committed = compio::runtime::spawn_blocking(move || {
         let done = io.commit(&batch)?;
-        Ok::<_, CompactError>((done, super::store::open_idx_for_ring(&idx_path)))
+        if let Err(error) = super::repair::kept::commit(&paths.deletes, &paths.horizon, revision) {
+            tracing::warn!("volume {volume_id}: compacted, but its kept deletes: {error}");
+        }
+        let idx_path = &paths.idx;
+        Ok::<_, CompactError>((done, super::store::open_idx_for_ring(idx_path)))
     })
     .await;
     let outcome = match committed {

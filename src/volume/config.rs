@@ -27,6 +27,15 @@ pub struct Args {
     /// An expired TTL volume's files are deleted after min(TTL / 10, this many seconds).
     #[arg(long, default_value_t = 600)]
     pub ttl_removal_delay_max_seconds: u64,
+    /// Each replicated volume is compared with its other replicas and repaired this often
+    /// (README "Replicas and failures"); 0: only on demand.
+    #[arg(long, default_value_t = 600)]
+    pub repair_interval_seconds: u64,
+    /// A compaction keeps the deletes younger than this many seconds (`<base>.deletes`), so a
+    /// replica that missed one still learns of it; older needles absent here are never copied
+    /// (README "Replicas and failures").
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub delete_retention_seconds: u64,
     /// Master addresses `host:port[,host:port...]`; the leader is followed.
     #[arg(long, default_value = "127.0.0.1:9333")]
     pub master: String,
@@ -116,6 +125,9 @@ pub struct Config {
     pub compaction_bytes_per_second: u64,
     pub min_free_space_bytes: u64,
     pub ttl_removal_delay_max: std::time::Duration,
+    /// 0: no scheduled repair passes.
+    pub repair_interval_ms: u64,
+    pub delete_retention_ns: u64,
     pub compaction_commit_delay_ms: u64,
     /// 0: no gRPC.
     pub grpc_port: u16,
@@ -185,6 +197,8 @@ impl Config {
             ttl_removal_delay_max: std::time::Duration::from_secs(
                 args.ttl_removal_delay_max_seconds,
             ),
+            repair_interval_ms: args.repair_interval_seconds.saturating_mul(1000),
+            delete_retention_ns: args.delete_retention_seconds.saturating_mul(1_000_000_000),
             compaction_commit_delay_ms: args.compaction_commit_delay_ms,
             grpc_port,
             security,
@@ -233,6 +247,8 @@ impl Config {
             compaction_commit_delay_ms: 0,
             min_free_space_bytes: 0,
             ttl_removal_delay_max: std::time::Duration::from_secs(600),
+            repair_interval_ms: 0,
+            delete_retention_ns: 7 * 24 * 3600 * 1_000_000_000,
             grpc_port: 0,
             master_kind: MasterKind::Kelp,
             security: None,

@@ -147,3 +147,15 @@ pub const INFLATED_BYTES_MAX: u64 = 1 << 30;
 
 // An upload's data (at most `--file-size-limit-mb`) may be a gzip that inflates to all of it.
 const _: () = assert!(FILE_SIZE_LIMIT_MB_MAX << 20 <= INFLATED_BYTES_MAX);
+
+/// A repair's listing (`/replica/records`) gives at most this many keys per page: the
+/// memory a page takes on each side.
+pub const REPAIR_RECORDS_PAGE_MAX: usize = 4_096;
+/// A needle absent here is copied from a peer only if appended at least this long after
+/// the local delete horizon: the most the servers' clocks may differ (a replica stamps its
+/// copy of a write with its own clock).
+pub const REPAIR_CLOCK_SKEW_MAX_NS: u64 = 60 * 1_000_000_000;
+/// The first scheduled repair pass of each core starts this long after the server (or
+/// after `--repair-interval-seconds`, if shorter): time for the heartbeat to reach the
+/// master, whose lookups name the peers.
+pub const REPAIR_FIRST_PASS_DELAY_MS: u64 = 3_000;

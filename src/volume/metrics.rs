@@ -60,6 +60,8 @@ pub struct CoreMetrics {
     pub uncached_reads: BTreeMap<usize, u64>,
     /// Compactions (vacuum), all cores together.
     pub compaction: super::compaction::CompactionMetrics,
+    /// Replica repairs, all cores together.
+    pub repair: super::repair::RepairMetrics,
 }
 
 impl CoreMetrics {
@@ -97,6 +99,7 @@ impl CoreMetrics {
             *self.uncached_reads.entry(*core).or_default() += count;
         }
         self.compaction.merge(&other.compaction);
+        self.repair.merge(&other.repair);
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -123,7 +126,42 @@ impl CoreMetrics {
             &self.uncached_reads,
         );
         self.render_compaction(&mut out);
+        self.render_repair(&mut out);
         out
+    }
+
+    fn render_repair(&self, out: &mut String) {
+        let repair = &self.repair;
+        let rows = [
+            ("passes", "Replica repair passes run.", repair.passes),
+            (
+                "failed",
+                "Replica repair passes that failed.",
+                repair.failed,
+            ),
+            (
+                "copied",
+                "Needles a repair copied from another replica.",
+                repair.copied,
+            ),
+            (
+                "deleted",
+                "Deletes a repair applied from another replica.",
+                repair.deleted,
+            ),
+            (
+                "skipped",
+                "Keys a repair left alone as older than the delete horizon.",
+                repair.skipped,
+            ),
+        ];
+        for (what, help, value) in rows {
+            let name = format!("kelp_volume_repair_{what}_total");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
     }
 
     fn render_compaction(&self, out: &mut String) {

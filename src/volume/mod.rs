@@ -24,6 +24,7 @@ pub mod query;
 pub mod range;
 pub mod read_response;
 pub mod registry;
+pub mod repair;
 pub mod replicate;
 pub mod router;
 pub mod shard;
@@ -264,6 +265,7 @@ async fn serve_core(
     compio::runtime::spawn(router::mesh_loop(state.clone())).detach();
     compio::runtime::spawn(expiry::expiry_loop(state.clone())).detach();
     compio::runtime::spawn(grpc::inbox::serve_calls(state.clone(), grpc_inbox)).detach();
+    compio::runtime::spawn(repair::repair_loop(state.clone())).detach();
     if core_index == 0 {
         compio::runtime::spawn(heartbeat::heartbeat_loop(state.clone())).detach();
         compio::runtime::spawn(stop_on_signal(shutdown.clone())).detach();

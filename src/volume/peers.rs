@@ -26,6 +26,33 @@ impl PeerPool {
         })
     }
 
+    /// One request to peer `addr` on a pooled connection: the body of a 2xx answer; Err names
+    /// the peer and its answer or the failure.
+    pub async fn exchange(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<bytes::Bytes, String> {
+        let mut client = self.take(addr);
+        let answer = client.request(method, path, headers, body).await;
+        match answer {
+            Ok(response) if response.status < 300 => {
+                self.give_back(client);
+                Ok(response.body)
+            }
+            Ok(response) => {
+                self.give_back(client);
+                let body = String::from_utf8_lossy(&response.body);
+                let status = response.status;
+                Err(format!("replica {addr} answered {status}: {}", body.trim()))
+            }
+            Err(error) => Err(format!("replica {addr} failed: {error}")),
+        }
+    }
+
     /// Keeps `client` for the next request to its peer, unless the pool is full.
     pub fn give_back(&self, client: Client) {
         let mut idle = self.idle.borrow_mut();

@@ -176,24 +176,9 @@ async fn send_copy(state: &CoreState, addr: &str, request: &Request) -> Result<(
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let method = request.method.as_str();
-    let mut client = state.peers.take(addr);
-    let answer = client
-        .request(method, &path, &header_refs, &request.body)
-        .await;
-    match answer {
-        Ok(response) if response.status < 300 => {
-            state.peers.give_back(client);
-            Ok(())
-        }
-        Ok(response) => {
-            state.peers.give_back(client);
-            let body = String::from_utf8_lossy(&response.body);
-            Err(format!(
-                "replica {addr} answered {}: {}",
-                response.status,
-                body.trim()
-            ))
-        }
-        Err(error) => Err(format!("replica {addr} failed: {error}")),
-    }
+    state
+        .peers
+        .exchange(addr, method, &path, &header_refs, &request.body)
+        .await
+        .map(|_| ())
 }

@@ -31,10 +31,13 @@ impl Handler for VolumeHandler {
     }
 }
 
-/// Admin calls about one volume (`?volume=N`), served by its owner core.
+/// Admin and replica-repair calls about one volume (`?volume=N`), served by its owner core.
 fn is_volume_admin(path: &str) -> bool {
-    matches!(path, "/admin/volume/create" | "/admin/volume/delete")
-        || path.starts_with("/admin/vacuum/")
+    matches!(
+        path,
+        "/admin/volume/create" | "/admin/volume/delete" | "/admin/volume/repair"
+    ) || path.starts_with("/admin/vacuum/")
+        || path.starts_with("/replica/")
 }
 
 /// Which core serves a request: the owner of its volume, or this one.
@@ -75,6 +78,15 @@ pub async fn serve_local(state: &Rc<CoreState>, request: Request) -> Response {
         (Method::Post, "/admin/volume/delete") => handlers::delete_volume(state, &request),
         (Method::Post, path) if path.starts_with("/admin/vacuum/") => {
             handlers::vacuum_admin(state, &request).await
+        }
+        (Method::Post, "/admin/volume/repair") => {
+            super::repair::repair_admin(state, &request).await
+        }
+        (Method::Get, path) if path.starts_with("/replica/") => {
+            super::repair::serve::serve_replica(state, &request).await
+        }
+        (_, path) if path.starts_with("/replica/") => {
+            Response::error(405, "replica calls take GET")
         }
         (_, path) if is_volume_admin(path) => Response::error(405, "admin volume calls take POST"),
         (Method::Get | Method::Head, _) => handlers::read(state, &request).await,

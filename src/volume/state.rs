@@ -66,6 +66,8 @@ pub struct CoreState {
     pub(super) compaction_slot: Arc<CompactionSlot>,
     /// Starts the gRPC thread's heartbeat when the master is SeaweedFS.
     pub(super) seaweed_link: Arc<super::grpc::seaweed_master::MasterLink>,
+    /// This core's replica repairs (anti-entropy passes).
+    pub(super) repairs: RefCell<super::repair::Repairs>,
 }
 
 /// What a core is made of when it starts; the rest of its state starts empty.
@@ -102,6 +104,7 @@ impl CoreState {
             compactions: Default::default(),
             compaction_slot: parts.compaction_slot,
             seaweed_link: parts.seaweed_link,
+            repairs: Default::default(),
         }
     }
 
@@ -167,6 +170,7 @@ pub fn snapshot(state: &CoreState) -> CoreSnapshot {
         .uncached_reads
         .insert(state.core_index, store.uncached_reads());
     metrics.compaction = state.compactions.borrow().metrics();
+    metrics.repair = state.repairs.borrow().metrics.clone();
     CoreSnapshot {
         metrics,
         volumes,

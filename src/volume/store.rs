@@ -13,6 +13,7 @@ use super::space::FreeSpace;
 use compio::BufResult;
 use kelp_engine::format::needle::{self, Needle};
 use kelp_engine::format::{OffsetWidth, SuperBlock, check_collection, parse_volume_base_name};
+use kelp_engine::needle_map::NeedleValue;
 use kelp_engine::volume::{
     AppendError, AppendKind, AppendPlan, FileVolume, IdxAppend, OpenOptions, ReadError, ReadPlan,
     VolumeConfig,
@@ -820,6 +821,52 @@ pub async fn write_needle(
     };
     let planned = store.borrow_mut().plan_needle(fid, needle, now_ns)?;
     append(store, fid, planned).await
+}
+
+/// Appends `needle`, a record copied from another replica (a repair: a needle, or the delete
+/// marker of a key live here), keeping its append time, if the key's entry here is still
+/// `expected` (what the repair decided on; a write or delete since then wins). Ok(false)
+/// when it is not.
+pub async fn copy_record(
+    store: &RefCell<CoreStore>,
+    volume_id: u32,
+    needle: &Needle<'_>,
+    expected: Option<NeedleValue>,
+) -> Result<bool, StoreError> {
+    wait_for_appends(store, volume_id).await?;
+    let fid = FileId {
+        volume_id,
+        key: needle.key,
+        cookie: needle.cookie,
+    };
+    let planned = {
+        let mut store = store.borrow_mut();
+        let local = store.get_mut(volume_id)?;
+        if local.volume.core().lookup(needle.key) != expected {
+            return Ok(false);
+        }
+        let version = local.volume.core().version();
+        let record_bytes = needle
+            .record_bytes(version)
+            .map_err(|error| bad_upload(fid, error.to_string()))?;
+        let no_space = |no_space: super::space::NoSpace| StoreError::NoSpace {
+            volume_id,
+            reason: no_space.to_string(),
+        };
+        store
+            .space
+            .take(record_bytes, Instant::now())
+            .map_err(no_space)?;
+        let local = store.get_mut(volume_id)?;
+        let plan = local
+            .volume
+            .core_mut()
+            .plan_copy(needle)
+            .map_err(|error| append_error(fid, error))?;
+        planned_on(local, plan)
+    };
+    append(store, fid, planned).await?;
+    Ok(true)
 }
 
 /// Deletes `fid`: the cookie checked against the record's header, then the delete marker and

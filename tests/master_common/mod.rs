@@ -627,6 +627,78 @@ impl RealVolumeServer {
     }
 }
 
+/// `kelp volume` on its own address `ip` (127.0.0.x) with its own data center (rack `r1`),
+/// one core, its data in `<dir>/<data center>`.
+pub struct PlacedVolumeServer {
+    pub address: String,
+    pub data: std::path::PathBuf,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+    guard: Option<ChildGuard>,
+}
+
+impl PlacedVolumeServer {
+    pub fn start(
+        dir: &Path,
+        ip: &str,
+        data_center: &str,
+        master: &str,
+        extra: &[&str],
+    ) -> PlacedVolumeServer {
+        let data = dir.join(data_center);
+        std::fs::create_dir_all(&data).unwrap();
+        let port = crate::support::free_port_run(2);
+        let args: Vec<String> = [
+            "volume",
+            "--dir",
+            &data.display().to_string(),
+            "--ip",
+            ip,
+            "--port",
+            &port.to_string(),
+            "--cores",
+            "1",
+            "--master",
+            master,
+            "--data-center",
+            data_center,
+            "--rack",
+            "r1",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        let mut server = PlacedVolumeServer {
+            address: format!("{ip}:{port}"),
+            data,
+            args,
+            log: dir.join(format!("{data_center}.log")),
+            guard: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let name = format!("volume {}", self.address);
+        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
+        let address = self.address.clone();
+        wait_until(
+            "kelp volume to answer /healthz",
+            Duration::from_secs(20),
+            || get(&address, "/healthz").is_ok_and(|a| a.status == 200),
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+}
+
 /// A `curl -F file=@<name>` body: (content type, bytes).
 pub fn multipart_file(name: &str, data: &[u8]) -> (String, Vec<u8>) {
     let boundary = "------------------------kelpboundary7MA4YWxkTrZu0gW";

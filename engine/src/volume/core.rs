@@ -413,11 +413,58 @@ impl VolumeCore {
         self.plan_append(AppendKind::Delete, &tombstone, now_ns)
     }
 
+    /// Reserves space for `needle`, a record copied from another replica of this volume (a
+    /// repair), keeping its append time: which of two events on a key is the later one is
+    /// decided by append times, so a copy must not look newer than it is. A needle with data
+    /// is written; one without is a delete marker, for a key that is live here.
+    pub fn plan_copy(&mut self, needle: &Needle) -> Result<AppendPlan, AppendError> {
+        let volume_id = self.config.id;
+        assert!(
+            needle.append_at_ns > 0,
+            "a copied record has an append time"
+        );
+        if let Some(reason) = &self.read_only {
+            return Err(AppendError::ReadOnly {
+                volume_id,
+                reason: reason.clone(),
+            });
+        }
+        let kind = match needle.data.is_empty() {
+            true if self.map.get(needle.key).is_none() => {
+                return Err(AppendError::NotFound {
+                    volume_id,
+                    key: needle.key,
+                });
+            }
+            true => AppendKind::Delete,
+            false if self.is_full() => {
+                return Err(AppendError::SizeLimit {
+                    volume_id,
+                    dat_bytes: self.dat_end,
+                    limit_bytes: self.config.size_limit_bytes,
+                });
+            }
+            false => AppendKind::Write,
+        };
+        self.plan_stamped(kind, needle, needle.append_at_ns)
+    }
+
     fn plan_append(
         &mut self,
         kind: AppendKind,
         needle: &Needle,
         now_ns: u64,
+    ) -> Result<AppendPlan, AppendError> {
+        let append_at_ns = now_ns.max(self.last_append_at_ns + 1);
+        self.plan_stamped(kind, needle, append_at_ns)
+    }
+
+    /// Reserves space for `needle` with the append time `append_at_ns` and encodes it.
+    fn plan_stamped(
+        &mut self,
+        kind: AppendKind,
+        needle: &Needle,
+        append_at_ns: u64,
     ) -> Result<AppendPlan, AppendError> {
         let volume_id = self.config.id;
         let record_len = needle
@@ -432,7 +479,6 @@ impl VolumeCore {
                 max_bytes,
             });
         }
-        let append_at_ns = now_ns.max(self.last_append_at_ns + 1);
         let stamped = Needle {
             append_at_ns,
             ..needle.clone()
@@ -454,7 +500,7 @@ impl VolumeCore {
             append_at_ns,
         };
         self.dat_end = end_bytes;
-        self.last_append_at_ns = append_at_ns;
+        self.last_append_at_ns = self.last_append_at_ns.max(append_at_ns);
         self.appends_in_flight += 1;
         Ok(plan)
     }

@@ -28,7 +28,8 @@ pub fn base_name(collection: &str, id: u32) -> String {
 }
 
 /// The three files of a volume, and the three a compaction makes next to them (see
-/// `compact`): the new `.dat` and `.idx` being built, and the commit marker.
+/// `compact`): the new `.dat` and `.idx` being built, and the commit marker; and the delete
+/// horizon and the kept deletes a replica repair uses (FORMAT.md "Delete horizon").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumePaths {
     pub dat: PathBuf,
@@ -37,6 +38,8 @@ pub struct VolumePaths {
     pub cpd: PathBuf,
     pub cpx: PathBuf,
     pub cpc: PathBuf,
+    pub horizon: PathBuf,
+    pub deletes: PathBuf,
 }
 
 impl VolumePaths {
@@ -50,6 +53,8 @@ impl VolumePaths {
             cpd: file("cpd"),
             cpx: file("cpx"),
             cpc: file("cpc"),
+            horizon: file("horizon"),
+            deletes: file("deletes"),
         }
     }
 
@@ -621,7 +626,14 @@ impl<S: Storage> FileVolume<S> {
     pub fn destroy(self) -> Result<(), VolumeIoError> {
         let paths = &self.paths;
         for path in [
-            &paths.cpc, &paths.cpd, &paths.cpx, &paths.dat, &paths.idx, &paths.vif,
+            &paths.horizon,
+            &paths.deletes,
+            &paths.cpc,
+            &paths.cpd,
+            &paths.cpx,
+            &paths.dat,
+            &paths.idx,
+            &paths.vif,
         ] {
             match self.storage.remove(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
