@@ -59,12 +59,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-make_group() { # NAME: prints the cgroup's directory, limited to limit_mb
+made_group=""
+make_group() { # NAME: makes the cgroup (limited to limit_mb), its directory in made_group
   local group=$cgroot/kelp-bench-$1-$$
   mkdir "$group" || { echo "cgroup_reads.sh: cannot make cgroup $group (root?)" >&2; exit 1; }
-  echo $((limit_mb * 1024 * 1024)) >"$group/$limit_file"
   groups+=("$group")
-  echo "$group"
+  echo $((limit_mb * 1024 * 1024)) >"$group/$limit_file"
+  made_group=$group
 }
 
 # start_in GROUP LOG CMD...: runs CMD in GROUP (it joins before exec); its pid goes to pids.
@@ -85,12 +86,14 @@ wait_assign() { # MASTER
 mkdir -p "$work/sw/m" "$work/sw/v" "$work/kelp/m" "$work/kelp/v"
 "$weed" master -ip=127.0.0.1 -port=23900 -mdir="$work/sw/m" -volumeSizeLimitMB=1024 >"$work/sw-master.log" 2>&1 &
 pids+=($!)
-start_in "$(make_group seaweedfs)" "$work/sw-volume.log" "$weed" volume -ip=127.0.0.1 -port=23910 \
+make_group seaweedfs
+start_in "$made_group" "$work/sw-volume.log" "$weed" volume -ip=127.0.0.1 -port=23910 \
   -dir="$work/sw/v" -max=100 -preStopSeconds=0 -master=127.0.0.1:23900
 sw_volume_pid=${pids[-1]}
 "$kelp" master --port 23950 --mdir "$work/kelp/m" --volume-size-limit-mb 1024 >"$work/kelp-master.log" 2>&1 &
 pids+=($!)
-start_in "$(make_group kelp)" "$work/kelp-volume.log" "$kelp" volume --port 23960 \
+make_group kelp
+start_in "$made_group" "$work/kelp-volume.log" "$kelp" volume --port 23960 \
   --dir "$work/kelp/v" --max 100 --master 127.0.0.1:23950
 kelp_volume_pid=${pids[-1]}
 wait_assign 127.0.0.1:23900
