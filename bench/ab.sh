@@ -7,12 +7,14 @@
 # threads, from /proc/PID/stat) per request: on a shared machine throughput swings with
 # whatever else runs, CPU per request much less.
 #
-#   bench/ab.sh A_BIN B_BIN [--rounds 3] [-n 20000] [--workloads "65536 16,65536 64"]
+#   bench/ab.sh A_BIN B_BIN [--rounds 3] [-n 20000] [--workloads "65536 16,65536 64"] [--fsync]
+#
+# --fsync: every write asks for fsync=true (durable before the answer).
 #
 # AB_DELETE_AFTER=1 deletes each run's collection after it (see compare.sh, COMPARE_DELETE_AFTER).
 # Ports: 23400-23499. Everything started here is stopped by pid, and its files are removed.
 set -euo pipefail
-(($# >= 2)) || { sed -n '2,14p' "$0"; exit 2; }
+(($# >= 2)) || { sed -n '2,16p' "$0"; exit 2; }
 declare -A bin=([A]=$(realpath "$1") [B]=$(realpath "$2"))
 shift 2
 rounds=3
@@ -23,6 +25,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     -n) n=$2; shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
+    --fsync) export MEASURE_KELP_FSYNC=1; shift ;;
     *) echo "ab.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

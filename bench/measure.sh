@@ -16,13 +16,13 @@ cpu_ticks() {
 # Scratch files go to WORK. Returns 1 (after saying why on stderr) when a benchmark fails.
 # With MEASURE_JSON_DIR set, each phase's JSON report is also kept there as
 # "SYSTEM LABEL phase.json" (the last one of a label wins), for `kelp plot latency`.
-# With MEASURE_KELP_FSYNC=1 the writes to Kelp ask for fsync=true (durable before the answer;
-# group commit), the writes to SeaweedFS do not.
+# With MEASURE_KELP_FSYNC=1 the writes to Kelp (every SYSTEM but SeaweedFS: also ab.sh's A
+# and B) ask for fsync=true (durable before the answer; group commit); SeaweedFS's do not.
 measure_phases() {
   local kelp=$1 system=$2 label=$3 master=$4 size=$5 conc=$6 files=$7 work=$8 pids=$9
   local delete_after=${10} json=$8/run.json phase
   local durable=()
-  [[ $system == Kelp && ${MEASURE_KELP_FSYNC:-0} == 1 ]] && durable=(--fsync)
+  [[ $system != SeaweedFS && ${MEASURE_KELP_FSYNC:-0} == 1 ]] && durable=(--fsync)
   for phase in write read; do
     local before="" after=""
     [[ -n $pids ]] && before=$(cpu_ticks $pids)

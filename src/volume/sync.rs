@@ -71,13 +71,20 @@ async fn run_syncs(queues: Rc<RefCell<HashMap<u32, VolumeQueue>>>, volume_id: u3
             }
             (std::mem::take(&mut queue.waiters), queue.files.clone())
         };
-        let mut result = Ok(());
-        for file in &files {
-            if let Err(error) = kelp_net::fs::sync_data(file.clone()).await {
-                result = Err(format!("volume {volume_id}: fdatasync failed: {error}"));
-                break;
-            }
-        }
+        // The files are synced at once, not one after the other: a write is acknowledged only
+        // when all of them are on disk, and the order between them gives nothing (the kernel
+        // may write back either file's pages first at any moment; recovery reads both).
+        let syncs = files
+            .iter()
+            .map(|file| kelp_net::fs::sync_data(file.clone()));
+        let failure = futures_util::future::join_all(syncs)
+            .await
+            .into_iter()
+            .find_map(Result::err);
+        let result = match failure {
+            Some(error) => Err(format!("volume {volume_id}: fdatasync failed: {error}")),
+            None => Ok(()),
+        };
         for waiter in batch {
             let _ = waiter.send(result.clone()); // a writer that went away needs no answer
         }
