@@ -25,6 +25,7 @@ use crate::pb::volume_server_pb::{
     CopyFileRequest, ReadVolumeFileStatusRequest, ReadVolumeFileStatusResponse,
     VolumeTailSenderRequest,
 };
+use crate::volume::grpc::volume_copy::copy_file_request;
 
 /// Seconds the source's tail stays open without a new record before the pull ends.
 const TAIL_IDLE_SECONDS: u32 = 1;
@@ -226,15 +227,7 @@ async fn copy_whole(
     ];
     let mut bytes = 0;
     for (ext, path, stop_offset, required) in &files {
-        let request = CopyFileRequest {
-            volume_id: status.volume_id,
-            ext: ext.to_string(),
-            compaction_revision: status.compaction_revision,
-            stop_offset: *stop_offset,
-            collection: status.collection.clone(),
-            is_ec_volume: false,
-            ignore_source_file_not_found: !required,
-        };
+        let request = copy_file_request(status, ext, *stop_offset, *required);
         let written = receive(client, source, request, &temp_path(path), *required).await?;
         if *required && written != *stop_offset {
             return Err(format!(

@@ -324,15 +324,7 @@ impl VolumeService {
             ),
         ];
         for (ext, path, stop_offset, expected) in &files {
-            let request = CopyFileRequest {
-                volume_id: status.volume_id,
-                ext: ext.to_string(),
-                compaction_revision: status.compaction_revision,
-                stop_offset: *stop_offset,
-                collection: status.collection.clone(),
-                is_ec_volume: false,
-                ignore_source_file_not_found: expected.is_none(),
-            };
+            let request = copy_file_request(status, ext, *stop_offset, expected.is_some());
             let temp = copying_path(path);
             let reports = (*ext == ".dat").then_some((progress, pace));
             let required = expected.is_some();
@@ -455,6 +447,25 @@ async fn remove_copies(paths: &VolumePaths) {
 async fn remove_volume_files(paths: &VolumePaths) {
     for path in [&paths.dat, &paths.idx, &paths.vif] {
         let _ = tokio::fs::remove_file(path).await; // absent is fine
+    }
+}
+
+/// The `CopyFile` call for the file `ext` of the volume `status` describes, up to
+/// `stop_offset`; a file that is not `required` may be missing on the source.
+pub fn copy_file_request(
+    status: &ReadVolumeFileStatusResponse,
+    ext: &str,
+    stop_offset: u64,
+    required: bool,
+) -> CopyFileRequest {
+    CopyFileRequest {
+        volume_id: status.volume_id,
+        ext: ext.to_string(),
+        compaction_revision: status.compaction_revision,
+        stop_offset,
+        collection: status.collection.clone(),
+        is_ec_volume: false,
+        ignore_source_file_not_found: !required,
     }
 }
 
