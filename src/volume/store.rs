@@ -332,7 +332,7 @@ impl CoreStore {
                 .or((!superblock.ttl.is_empty()).then_some(superblock.ttl)),
             ..needle.clone()
         };
-        self.plan_needle(fid, &needle, now_ns)
+        self.plan_needle(fid, &needle, Stamp::Now(now_ns))
     }
 
     /// Reserves the `.dat` region for `needle` in `fid`'s volume: refused when the volume is
@@ -341,12 +341,14 @@ impl CoreStore {
         &mut self,
         fid: FileId,
         needle: &Needle<'_>,
-        now_ns: u64,
+        stamp: Stamp,
     ) -> Result<Planned, StoreError> {
         let size_limit_bytes = self.size_limit_bytes;
         let local = self.get_mut(fid.volume_id)?;
         let dat_bytes = local.volume.core().dat_bytes();
-        if dat_bytes >= size_limit_bytes {
+        // A repair's copy goes in even past the size limit: the volume must hold what its
+        // replicas hold.
+        if dat_bytes >= size_limit_bytes && stamp != Stamp::Kept {
             let volume_id = fid.volume_id;
             return Err(StoreError::Full {
                 volume_id,
@@ -364,11 +366,12 @@ impl CoreStore {
                 reason: no_space.to_string(),
             })?;
         let local = self.get_mut(fid.volume_id)?;
-        let plan = local
-            .volume
-            .core_mut()
-            .plan_write(needle, now_ns)
-            .map_err(|error| append_error(fid, error))?;
+        let core = local.volume.core_mut();
+        let plan = match stamp {
+            Stamp::Now(now_ns) => core.plan_write(needle, now_ns),
+            Stamp::Kept => core.plan_copy(needle),
+        }
+        .map_err(|error| append_error(fid, error))?;
         // The free space taken above is what the append writes.
         assert_eq!(plan.record.len() as u64, record_bytes);
         assert_eq!(plan.key, fid.key);
@@ -768,6 +771,15 @@ struct Planned {
     copies: usize,
 }
 
+/// The append time a planned record gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    /// Now: an upload, or a record taken from another server as new.
+    Now(u64),
+    /// The record's own: a repair's copy of another replica's record.
+    Kept,
+}
+
 fn planned_on(local: &LocalVolume, plan: AppendPlan) -> Planned {
     // Records start at multiples of 8 bytes (the `.idx` stores offsets in 8-byte units).
     assert_eq!(plan.offset % 8, 0);
@@ -819,7 +831,9 @@ pub async fn write_needle(
         key: needle.key,
         cookie: needle.cookie,
     };
-    let planned = store.borrow_mut().plan_needle(fid, needle, now_ns)?;
+    let planned = store
+        .borrow_mut()
+        .plan_needle(fid, needle, Stamp::Now(now_ns))?;
     append(store, fid, planned).await
 }
 
@@ -841,29 +855,10 @@ pub async fn copy_record(
     };
     let planned = {
         let mut store = store.borrow_mut();
-        let local = store.get_mut(volume_id)?;
-        if local.volume.core().lookup(needle.key) != expected {
+        if store.get(volume_id)?.volume.core().lookup(needle.key) != expected {
             return Ok(false);
         }
-        let version = local.volume.core().version();
-        let record_bytes = needle
-            .record_bytes(version)
-            .map_err(|error| bad_upload(fid, error.to_string()))?;
-        let no_space = |no_space: super::space::NoSpace| StoreError::NoSpace {
-            volume_id,
-            reason: no_space.to_string(),
-        };
-        store
-            .space
-            .take(record_bytes, Instant::now())
-            .map_err(no_space)?;
-        let local = store.get_mut(volume_id)?;
-        let plan = local
-            .volume
-            .core_mut()
-            .plan_copy(needle)
-            .map_err(|error| append_error(fid, error))?;
-        planned_on(local, plan)
+        store.plan_needle(fid, needle, Stamp::Kept)?
     };
     append(store, fid, planned).await?;
     Ok(true)
