@@ -8,75 +8,43 @@
 mod master_common;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use master_common::{Answer, MasterProcess, get, http, multipart_file};
-use support::{ChildGuard, free_port, free_port_run, kelp_shell_ok, wait_until};
+use master_common::{Answer, MasterProcess, RealVolumeServer, Site, get, http, multipart_file};
+use support::{free_port, kelp_shell_ok, wait_until};
 
-/// `kelp volume` on its own address, data center and rack.
+/// `kelp volume` on its own address, data center and rack (one core, 20 volume slots).
 struct Host {
     ip: String,
-    address: String,
-    dir: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
-    guard: Option<ChildGuard>,
+    server: RealVolumeServer,
 }
 
 impl Host {
     fn start(root: &Path, ip: &str, data_center: &str, rack: &str, master: &str) -> Host {
-        let dir = root.join(ip);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port_run(2).to_string();
-        let args: Vec<String> = [
-            "volume",
-            "--dir",
-            &dir.display().to_string(),
-            "--ip",
+        let site = Site {
             ip,
-            "--port",
-            &port,
-            "--cores",
-            "1",
-            "--master",
-            master,
-            "--data-center",
             data_center,
-            "--rack",
             rack,
-            "--max",
-            "20",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut host = Host {
-            ip: ip.to_string(),
-            address: format!("{ip}:{port}"),
-            log: root.join(format!("{ip}.log")),
-            dir,
-            args,
-            guard: None,
         };
-        host.spawn();
-        host
-    }
-
-    fn spawn(&mut self) {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let name = format!("volume {}", self.address);
-        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
-        let address = self.address.clone();
-        wait_until("kelp volume to answer", Duration::from_secs(20), || {
-            get(&address, "/healthz").is_ok_and(|a| a.status == 200)
-        });
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            guard.kill();
+        let server = RealVolumeServer::start_at(&root.join(ip), master, &site, 20, 1);
+        Host {
+            ip: ip.to_string(),
+            server,
         }
+    }
+}
+
+impl std::ops::Deref for Host {
+    type Target = RealVolumeServer;
+    fn deref(&self) -> &RealVolumeServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut RealVolumeServer {
+        &mut self.server
     }
 }
 
