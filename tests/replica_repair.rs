@@ -11,7 +11,8 @@ mod support;
 use std::time::Duration;
 
 use master_common::{
-    Answer, MasterProcess, PlacedVolumeServer as Server, get, http, multipart_file, post,
+    Answer, MasterProcess, PlacedVolumeServer, RealVolumeServer as Server, get, http,
+    multipart_file, post,
 };
 use support::{free_port, kelp_shell, kelp_shell_ok, wait_until};
 
@@ -40,8 +41,8 @@ fn cluster(interval: u64, extra: &[&str]) -> Option<Cluster> {
     let interval = interval.to_string();
     let mut flags = vec!["--repair-interval-seconds", interval.as_str()];
     flags.extend(extra);
-    let dc1 = Server::start(dir.path(), "127.0.0.2", "dc1", &address, &flags);
-    let dc2 = Server::start(dir.path(), "127.0.0.3", "dc2", &address, &flags);
+    let dc1 = PlacedVolumeServer::start(dir.path(), "127.0.0.2", "dc1", &address, &flags);
+    let dc2 = PlacedVolumeServer::start(dir.path(), "127.0.0.3", "dc2", &address, &flags);
     wait_until("both servers to join", Duration::from_secs(20), || {
         get(&address, "/dir/status").is_ok_and(|a| {
             let text = a.text();
@@ -198,7 +199,7 @@ fn cut_dat_and_deleted_idx_are_repaired() {
         .collect();
     cluster.dc2.kill();
     let mut damaged = 0;
-    for entry in std::fs::read_dir(&cluster.dc2.data).unwrap() {
+    for entry in std::fs::read_dir(&cluster.dc2.dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "dat") {
             let len = std::fs::metadata(&path).unwrap().len();
@@ -331,7 +332,7 @@ fn forgotten_delete(cluster: &Cluster) -> (String, u32) {
     let path = format!("/vol/vacuum?garbageThreshold=0.0001&volumeId={volume_id}");
     let vacuum = get(&cluster.master, &path).unwrap();
     assert_eq!(vacuum.status, 200, "{}", vacuum.text());
-    let dat = cluster.dc1.data.join(format!("{volume_id}.dat"));
+    let dat = cluster.dc1.dir.join(format!("{volume_id}.dat"));
     let bytes = std::fs::read(&dat).unwrap();
     let data = b"deleted on dc1 only";
     let left = bytes.windows(data.len()).any(|w| w == data);
@@ -350,7 +351,7 @@ fn delete_compacted_away_is_still_applied() {
         return;
     };
     let (fid, volume_id) = forgotten_delete(&cluster);
-    let kept = cluster.dc1.data.join(format!("{volume_id}.deletes"));
+    let kept = cluster.dc1.dir.join(format!("{volume_id}.deletes"));
     assert!(kept.exists(), "the compaction kept the delete in {kept:?}");
     assert_eq!(
         repair_counts(&cluster.master, volume_id, "127.0.0.3"),

@@ -561,6 +561,18 @@ impl RealVolumeServer {
         max: u32,
         cores: u16,
     ) -> RealVolumeServer {
+        RealVolumeServer::start_with(dir, masters, site, max, cores, &[])
+    }
+
+    /// `start_at` with more flags.
+    pub fn start_with(
+        dir: &Path,
+        masters: &str,
+        site: &Site,
+        max: u32,
+        cores: u16,
+        extra: &[&str],
+    ) -> RealVolumeServer {
         std::fs::create_dir_all(dir).unwrap();
         let port = crate::support::free_port_run(cores + 1);
         let mut args: Vec<String> = [
@@ -585,6 +597,7 @@ impl RealVolumeServer {
         if !site.rack.is_empty() {
             args.extend(["--rack".to_string(), site.rack.to_string()]);
         }
+        args.extend(extra.iter().map(|flag| flag.to_string()));
         let mut server = RealVolumeServer {
             port,
             address: format!("{}:{port}", site.ip),
@@ -628,14 +641,8 @@ impl RealVolumeServer {
 }
 
 /// `kelp volume` on its own address `ip` (127.0.0.x) with its own data center (rack `r1`),
-/// one core, its data in `<dir>/<data center>`.
-pub struct PlacedVolumeServer {
-    pub address: String,
-    pub data: std::path::PathBuf,
-    args: Vec<String>,
-    log: std::path::PathBuf,
-    guard: Option<ChildGuard>,
-}
+/// one core, the default 8 volume slots, its data in `<dir>/<data center>`.
+pub struct PlacedVolumeServer;
 
 impl PlacedVolumeServer {
     pub fn start(
@@ -644,58 +651,13 @@ impl PlacedVolumeServer {
         data_center: &str,
         master: &str,
         extra: &[&str],
-    ) -> PlacedVolumeServer {
-        let data = dir.join(data_center);
-        std::fs::create_dir_all(&data).unwrap();
-        let port = crate::support::free_port_run(2);
-        let args: Vec<String> = [
-            "volume",
-            "--dir",
-            &data.display().to_string(),
-            "--ip",
+    ) -> RealVolumeServer {
+        let site = Site {
             ip,
-            "--port",
-            &port.to_string(),
-            "--cores",
-            "1",
-            "--master",
-            master,
-            "--data-center",
             data_center,
-            "--rack",
-            "r1",
-        ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
-        let mut server = PlacedVolumeServer {
-            address: format!("{ip}:{port}"),
-            data,
-            args,
-            log: dir.join(format!("{data_center}.log")),
-            guard: None,
+            rack: "r1",
         };
-        server.spawn();
-        server
-    }
-
-    pub fn spawn(&mut self) {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let name = format!("volume {}", self.address);
-        self.guard = Some(ChildGuard::spawn_kelp(&name, &args, &self.log));
-        let address = self.address.clone();
-        wait_until(
-            "kelp volume to answer /healthz",
-            Duration::from_secs(20),
-            || get(&address, "/healthz").is_ok_and(|a| a.status == 200),
-        );
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            guard.kill();
-        }
+        RealVolumeServer::start_with(&dir.join(data_center), master, &site, 8, 1, extra)
     }
 }
 
