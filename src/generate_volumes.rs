@@ -4,7 +4,7 @@
 use crate::CliResult;
 use kelp_engine::format::FileId;
 use kelp_engine::volume::generate::{
-    GenerateSpec, GeneratedNeedle, GeneratedVolume, generate_volume,
+    GenerateSpec, GeneratedNeedle, GeneratedVolume, check_files_free, generate_volume,
 };
 use std::io::Write;
 use std::path::Path;
@@ -58,6 +58,7 @@ pub fn run(args: Args) -> CliResult {
     spec.check()?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| format!("create directory {}: {e}", args.dir.display()))?;
+    check_files_free(&args.dir, &spec)?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

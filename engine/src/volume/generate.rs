@@ -232,14 +232,31 @@ pub fn generate_volume(
     Ok(written)
 }
 
-/// Creates the `.dat` and `.idx` of `paths`; fails, creating nothing, when any of the
-/// volume's files exists.
-fn create_new_files(paths: &VolumePaths) -> Result<(File, File), GenerateError> {
+/// Fails, naming the first in volume order, when a file of any volume of `spec` exists in
+/// `dir`: checked before a run writes anything, so a run writes all its volumes or none.
+pub fn check_files_free(dir: &Path, spec: &GenerateSpec) -> Result<(), GenerateError> {
+    (0..spec.volumes).try_for_each(|volume_index| {
+        check_volume_free(&VolumePaths::new(
+            dir,
+            &spec.collection,
+            spec.volume_id(volume_index),
+        ))
+    })
+}
+
+fn check_volume_free(paths: &VolumePaths) -> Result<(), GenerateError> {
     for path in [&paths.dat, &paths.idx, &paths.vif] {
         if path.exists() {
             return Err(GenerateError::Exists(path.clone()));
         }
     }
+    Ok(())
+}
+
+/// Creates the `.dat` and `.idx` of `paths`; fails, creating nothing, when any of the
+/// volume's files exists.
+fn create_new_files(paths: &VolumePaths) -> Result<(File, File), GenerateError> {
+    check_volume_free(paths)?;
     let create = |path: &Path| {
         OpenOptions::new()
             .write(true)
@@ -328,6 +345,19 @@ mod tests {
         assert!(matches!(error, GenerateError::Exists(_)), "{error}");
         assert!(error.to_string().contains("gen_5.dat"), "{error}");
         assert_eq!(std::fs::read(&dat).unwrap(), before);
+    }
+
+    /// A run whose later volume exists writes none of its volumes, and names the first
+    /// existing file in volume order (whatever order the threads would take them in).
+    #[test]
+    fn a_spec_with_any_existing_volume_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(3, 10);
+        generate_volume(dir.path(), &spec, 2).unwrap();
+        generate_volume(dir.path(), &spec, 1).unwrap();
+        let error = check_files_free(dir.path(), &spec).unwrap_err();
+        assert!(error.to_string().contains("gen_6.dat"), "{error}");
+        assert!(!dir.path().join("gen_5.dat").exists());
     }
 
     #[test]
