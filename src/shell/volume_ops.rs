@@ -310,7 +310,8 @@ impl Steps<'_> {
             Err(e) if e.code() == tonic::Code::NotFound => format!("nothing is left on {target}"),
             Err(e) => format!(
                 "the partial copy on {target} could not be removed ({}): remove it with \
-                 volume.delete -volumeId {volume_id} -node {target}",
+                 volume.delete -volumeId {volume_id} -node {target} (a restart of {target} \
+                 removes it too)",
                 e.message()
             ),
         };

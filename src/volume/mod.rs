@@ -29,6 +29,7 @@ pub mod replicate;
 pub mod router;
 pub mod shard;
 pub mod space;
+pub mod staged;
 pub mod state;
 pub mod status_page;
 pub mod store;
@@ -65,6 +66,7 @@ pub fn run(args: Args) -> CliResult {
     let mut config = Config::from_args(args)?;
     config.connections_max = Some(connections_per_core(&config)?);
     let config = Arc::new(config);
+    staged::remove_unfinished(&config.dir)?;
     let stores = store::open_dir(&config)?;
     let registry = Arc::new(Mutex::new(registry_of(&stores, &config)));
     let masters = admin_guard::MasterAddresses::resolve(config.masters.clone());

@@ -115,7 +115,7 @@ impl VolumeServer for VolumeService {
             only_empty: request.only_empty,
         };
         self.admin(request.volume_id, call).await?;
-        self.link.release(request.volume_id);
+        self.unstage(request.volume_id)?;
         self.link.volumes_changed();
         Ok(Response::new(VolumeDeleteResponse {}))
     }
@@ -127,7 +127,7 @@ impl VolumeServer for VolumeService {
         self.check_allowed(&request, "volume administration calls")?;
         let volume_id = request.into_inner().volume_id;
         self.admin(volume_id, AdminCall::MarkReadOnly(true)).await?;
-        self.link.release(volume_id);
+        self.unstage(volume_id)?;
         self.link.volumes_changed();
         Ok(Response::new(VolumeMarkReadonlyResponse {}))
     }
@@ -140,7 +140,7 @@ impl VolumeServer for VolumeService {
         let volume_id = request.into_inner().volume_id;
         self.admin(volume_id, AdminCall::MarkReadOnly(false))
             .await?;
-        self.link.release(volume_id);
+        self.unstage(volume_id)?;
         self.link.volumes_changed();
         Ok(Response::new(VolumeMarkWritableResponse {}))
     }
@@ -337,6 +337,15 @@ impl VolumeService {
             .white_list
             .check(peer, what)
             .map_err(Status::permission_denied)
+    }
+
+    /// Puts a staged copy of `volume_id` (if it is one) back in the heartbeats, and removes
+    /// its marker on disk so that a restart keeps it (see `staged`).
+    pub fn unstage(&self, volume_id: u32) -> Result<(), Status> {
+        if !self.link.release(volume_id) {
+            return Ok(());
+        }
+        crate::volume::staged::unmark(&self.config.dir, volume_id).map_err(Status::internal)
     }
 
     /// Serve `call` on `volume_id` on the core that owns it.

@@ -23,6 +23,7 @@ use super::volume_admin::{AdminCall, AdminDone, VolumeFiles};
 use crate::pb::grpc_address;
 use crate::pb::volume_server_pb::volume_server_client::VolumeServerClient;
 use crate::pb::volume_server_pb::*;
+use crate::volume::staged as staged_marker;
 
 /// Bytes of a file sent in one CopyFile message (SeaweedFS sends 2 MiB).
 pub const COPY_CHUNK_BYTES_MAX: usize = 2 << 20;
@@ -206,10 +207,18 @@ impl VolumeService {
             if staged {
                 service.link.stage(volume_id);
             }
-            let copied = service.copy_volume_here(&request, &sender).await;
-            if copied.is_err() && staged {
-                service.link.release(volume_id);
-            }
+            let copied = service.copy_volume_here(&request, &sender, staged).await;
+            let copied = match copied {
+                Err(status) if staged => match service.unstage(volume_id) {
+                    Ok(()) => Err(status),
+                    Err(unmarked) => Err(Status::internal(format!(
+                        "{}; then: {}",
+                        status.message(),
+                        unmarked.message()
+                    ))),
+                },
+                copied => copied,
+            };
             let answer = match copied {
                 Ok(last_append_at_ns) => Ok(VolumeCopyResponse {
                     last_append_at_ns,
@@ -233,6 +242,7 @@ impl VolumeService {
         &self,
         request: &VolumeCopyRequest,
         progress: &mpsc::Sender<Result<VolumeCopyResponse, Status>>,
+        staged: bool,
     ) -> Result<u64, Status> {
         let volume_id = request.volume_id;
         let source = request.source_data_node.as_str();
@@ -252,6 +262,11 @@ impl VolumeService {
             self.link.volumes_changed();
         }
         let paths = VolumePaths::new(&self.config.dir, &status.collection, volume_id);
+        let marked = match staged {
+            true => staged_marker::mark(&paths),
+            false => staged_marker::unmark(&self.config.dir, volume_id),
+        };
+        marked.map_err(Status::internal)?;
         let pace = u64::try_from(request.io_byte_per_second).unwrap_or(0);
         let copied = self.pull_files(&mut client, source, &status, &paths, (progress, pace));
         if let Err(error) = copied.await {
